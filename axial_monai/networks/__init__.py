@@ -1,0 +1,26 @@
+from .axialnet import AttentionPool, AxialNet
+from .backbones import BACKBONES, Backbone, build_backbone, freeze_layers, layers
+from .baselines import MeanPoolNet, SliceClassifier2D, SliceTransformerNet, sinusoidal_positions
+from .encoder import SliceEncoder
+from .slicing import PLANES, SliceStack, central_slice_indices, plane_index
+from .triplanar import TriPlanarAxialNet
+
+__all__ = [
+    "AttentionPool",
+    "AxialNet",
+    "BACKBONES",
+    "Backbone",
+    "build_backbone",
+    "freeze_layers",
+    "layers",
+    "MeanPoolNet",
+    "SliceClassifier2D",
+    "SliceTransformerNet",
+    "sinusoidal_positions",
+    "SliceEncoder",
+    "PLANES",
+    "SliceStack",
+    "central_slice_indices",
+    "plane_index",
+    "TriPlanarAxialNet",
+]

@@ -1,0 +1,89 @@
+"""TriPlanarAxialNet: one shared backbone over the sagittal, coronal and axial slices of a volume."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .axialnet import AttentionPool
+from .backbones import build_backbone
+from .slicing import SliceStack
+
+__all__ = ["TriPlanarAxialNet"]
+
+
+class TriPlanarAxialNet(nn.Module):
+    """AXIAL over the three planes with a single shared 2D backbone.
+
+    Slices of all planes go through the backbone in one batch (so GradCAM hooks fire once), each plane has
+    its own slice attention, and the three attention-pooled plane embeddings are concatenated before the head.
+    Concatenation keeps which plane contributed what, costs only ``3 d`` head weights, and lets one model
+    give a per-subject 3D attention map (product of the three plane profiles).
+
+    Args:
+        num_classes: number of output classes.
+        backbone: torchvision backbone name (see ``BACKBONES``).
+        num_slices: central slices per plane: one int or (sagittal, coronal, axial).
+        image_size: side of the square backbone input, in pixels.
+        pretrained: "none", "imagenet" or a path to a local state dict.
+        freeze: fraction of backbone layers frozen.
+        dropout: dropout probability before the head.
+        normalize: "imagenet" (volume intensities in [0, 1]) or "none".
+
+    ``forward`` maps ``(B, 1, X, Y, Z)`` to logits ``(B, num_classes)``; ``plane_attention`` also returns
+    ``{plane: attention (B, N_plane)}``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 2,
+        backbone: str = "resnet18",
+        num_slices: int | Sequence[int] = 80,
+        image_size: int = 224,
+        pretrained: str = "none",
+        freeze: float = 0.5,
+        dropout: float = 0.3,
+        normalize: str = "imagenet",
+    ) -> None:
+        super().__init__()
+        n = [int(num_slices)] * 3 if isinstance(num_slices, int) else [int(v) for v in num_slices]
+        if len(n) != 3:
+            raise ValueError(f"num_slices must be an int or 3 ints (sagittal, coronal, axial), not {num_slices}.")
+        self.slicers = nn.ModuleList(SliceStack(p, n[p], image_size, normalize) for p in range(3))
+        self.backbone = build_backbone(backbone, pretrained, freeze)
+        d = self.backbone.out_features
+        self.attention = nn.ModuleList(AttentionPool(d) for _ in range(3))
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(3 * d, num_classes)
+
+    @property
+    def cam_layer(self) -> str:
+        """Name of the backbone's last feature layer, the GradCAM target."""
+        return f"backbone.{len(self.backbone) - 1}"
+
+    @property
+    def planes(self) -> tuple[int, int, int]:
+        return (0, 1, 2)
+
+    @property
+    def num_slices(self) -> tuple[int, int, int]:
+        return tuple(s.num_slices for s in self.slicers)
+
+    def slice_indices(self, spatial_shape: tuple[int, int, int]) -> dict[int, range]:
+        """Slice positions ``{plane: range}`` used for a volume of spatial shape ``(X, Y, Z)``."""
+        return {p: s.indices(spatial_shape) for p, s in enumerate(self.slicers)}
+
+    def plane_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Logits ``(B, num_classes)`` and ``{plane: attention (B, N_plane)}`` for volumes ``(B, 1, X, Y, Z)``."""
+        slices = torch.cat([s(x) for s in self.slicers], dim=1)  # (B, N0+N1+N2, 3, S, S)
+        b, n = slices.shape[:2]
+        feats = self.backbone(slices.flatten(0, 1)).mean(dim=(2, 3)).view(b, n, -1)
+        per_plane = feats.split(self.num_slices, dim=1)
+        pooled, alphas = zip(*(att(f) for att, f in zip(self.attention, per_plane, strict=True)), strict=True)
+        logits = self.head(self.dropout(torch.cat(pooled, dim=1)))
+        return logits, dict(enumerate(alphas))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.plane_attention(x)[0]

@@ -1,0 +1,74 @@
+"""Input checks: one clear message naming the file and the problem instead of a deep traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, Transform
+
+from .intensity import source_name
+
+__all__ = ["CheckVolume", "CheckVolumed"]
+
+
+class CheckVolume(Transform):
+    """Check that an image is one 3D volume ``(1, X, Y, Z)``, optionally on an expected grid.
+
+    Args:
+        spatial_shape: expected ``(X, Y, Z)`` in voxels, or None to accept any.
+        pixdim: expected voxel size ``(sx, sy, sz)`` in mm (from the MetaTensor affine), or None.
+        atol: tolerance on the voxel size, in mm.
+
+    Raises:
+        ValueError: naming the source file and what is wrong with it.
+    """
+
+    def __init__(
+        self, spatial_shape: Sequence[int] | None = None, pixdim: Sequence[float] | None = None, atol: float = 1e-2
+    ) -> None:
+        self.spatial_shape = None if spatial_shape is None else tuple(int(s) for s in spatial_shape)
+        self.pixdim = None if pixdim is None else tuple(float(p) for p in pixdim)
+        self.atol = atol
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        name = source_name(img)
+        if img.ndim != 4 or img.shape[0] != 1:
+            raise ValueError(
+                f"{name}: expected a single 3D volume with shape (1, X, Y, Z) after channel-first loading, "
+                f"got {tuple(img.shape)}; 4D (time series) and multi-channel images are not supported."
+            )
+        if self.spatial_shape is not None and tuple(img.shape[1:]) != self.spatial_shape:
+            raise ValueError(
+                f"{name}: expected a volume on the {self.spatial_shape} grid, got {tuple(img.shape[1:])}; "
+                f"preprocess it to the template space first (python -m axial_monai.preprocess)."
+            )
+        if self.pixdim is not None and isinstance(img, MetaTensor):
+            spacing = np.sqrt((np.asarray(img.affine, dtype=float)[:3, :3] ** 2).sum(0))
+            if not np.allclose(spacing, self.pixdim, atol=self.atol):
+                raise ValueError(f"{name}: expected voxel size {self.pixdim} mm, got {tuple(spacing.round(3))} mm.")
+        return img
+
+
+class CheckVolumed(MapTransform):
+    """Dictionary version of ``CheckVolume``."""
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        spatial_shape: Sequence[int] | None = None,
+        pixdim: Sequence[float] | None = None,
+        atol: float = 1e-2,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.checker = CheckVolume(spatial_shape=spatial_shape, pixdim=pixdim, atol=atol)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.checker(d[key])
+        return d

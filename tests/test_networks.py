@@ -1,0 +1,147 @@
+import pytest
+import torch
+from monai.visualize import GradCAM, GradCAMpp
+
+from axial_monai.networks import (
+    AxialNet,
+    MeanPoolNet,
+    SliceClassifier2D,
+    SliceStack,
+    SliceTransformerNet,
+    TriPlanarAxialNet,
+    central_slice_indices,
+)
+
+TINY = {"backbone": "resnet18", "image_size": 64, "pretrained": "none"}
+SHAPE = (2, 1, 21, 24, 19)  # odd and even sizes
+
+
+@pytest.mark.parametrize(
+    "depth, num, expected_start",
+    [(10, 4, 3), (11, 4, 3), (10, 3, 3), (11, 3, 4), (9, 9, 0), (193, 80, 56), (229, 100, 64)],
+)
+def test_central_slice_indices(depth, num, expected_start):
+    r = central_slice_indices(depth, num)
+    assert r == range(expected_start, expected_start + num)
+    assert r.start == int(depth / 2 - num / 2)
+
+
+@pytest.mark.parametrize("plane", [0, 1, 2])
+@pytest.mark.parametrize("num", [4, 5])
+def test_slice_stack_takes_the_central_slices(plane, num):
+    spatial = SHAPE[2:]
+    ramp = torch.arange(spatial[plane], dtype=torch.float32)
+    view = [1, 1, 1, 1, 1]
+    view[plane + 2] = -1
+    x = ramp.view(view).expand(1, 1, *spatial).contiguous()
+    out = SliceStack(plane, num, image_size=16, normalize="none")(x)
+    assert out.shape == (1, num, 3, 16, 16)
+    expected = torch.tensor(list(central_slice_indices(spatial[plane], num)), dtype=torch.float32)
+    assert torch.equal(out[0, :, 0, 0, 0], expected)
+    assert torch.equal(out[0, :, 0].amin(dim=(1, 2)), out[0, :, 2].amax(dim=(1, 2)))
+
+
+def test_too_many_slices_names_both_numbers():
+    net = AxialNet(num_slices=30, plane=2, **TINY)
+    with pytest.raises(ValueError, match=r"30.*19|19.*30"):
+        net(torch.rand(*SHAPE))
+
+
+def test_axialnet_vgg16_bn_parameter_count():
+    net = AxialNet(num_classes=2, backbone="vgg16_bn", pretrained="none")
+    assert sum(p.numel() for p in net.parameters()) == 14_724_675
+
+
+def _networks():
+    return [
+        AxialNet(num_classes=3, num_slices=6, **TINY),
+        TriPlanarAxialNet(num_classes=3, num_slices=(5, 6, 7), **TINY),
+        MeanPoolNet(num_classes=3, num_slices=6, **TINY),
+        SliceTransformerNet(num_classes=3, num_slices=6, **TINY),
+        SliceClassifier2D(num_classes=3, num_slices=6, **TINY),
+    ]
+
+
+@pytest.mark.parametrize("net", _networks(), ids=lambda n: type(n).__name__)
+def test_output_shape(net):
+    net.eval()
+    with torch.no_grad():
+        out = net(torch.rand(*SHAPE))
+    assert out.shape == (2, 3)
+    assert torch.isfinite(out).all()
+
+
+def test_attention_sums_to_one_and_matches_slices():
+    x = torch.rand(*SHAPE)
+    net = AxialNet(num_slices=6, **TINY).eval()
+    logits, alpha = net.forward_attention(x)
+    assert alpha.shape == (2, 6)
+    torch.testing.assert_close(alpha.sum(1), torch.ones(2))
+    assert net.slice_indices(SHAPE[2:]) == {1: central_slice_indices(SHAPE[3], 6)}
+    torch.testing.assert_close(logits, net(x))
+
+    tri = TriPlanarAxialNet(num_slices=(5, 6, 7), **TINY).eval()
+    logits, alphas = tri.plane_attention(x)
+    assert {p: a.shape for p, a in alphas.items()} == {0: (2, 5), 1: (2, 6), 2: (2, 7)}
+    for a in alphas.values():
+        torch.testing.assert_close(a.sum(1), torch.ones(2))
+    assert tri.slice_indices(SHAPE[2:]) == {p: central_slice_indices(SHAPE[p + 2], n) for p, n in enumerate((5, 6, 7))}
+
+    _, weights = SliceTransformerNet(num_slices=6, **TINY).eval().forward_attention(x)
+    assert weights.shape == (2, 5)
+    torch.testing.assert_close(weights.sum(1), torch.ones(2))
+
+
+def test_majority_vote_and_tie_rule():
+    net = SliceClassifier2D(num_slices=4, **TINY)
+    # 3 of 4 slices vote class 1 although class 0 has the higher mean probability
+    logits = torch.tensor([[[9.0, 0.0], [0.0, 0.1], [0.0, 0.1], [0.0, 0.1]]])
+    assert net.vote(logits).argmax(1).item() == 1
+    # 2-2 tie: class 0 wins by mean probability, then the reverse
+    tie = torch.tensor([[[5.0, 0.0], [5.0, 0.0], [0.0, 0.1], [0.0, 0.1]]])
+    assert net.vote(tie).argmax(1).item() == 0
+    assert net.vote(tie.flip(-1)).argmax(1).item() == 1
+    # a 2D slice batch gives slice logits
+    assert net(torch.rand(5, 1, 21, 19)).shape == (5, 2)
+
+
+@pytest.mark.parametrize("net_cls", [AxialNet, TriPlanarAxialNet])
+def test_gradient_reaches_attention_and_head(net_cls):
+    net = net_cls(num_slices=4, freeze=0.5, **TINY).train()
+    loss = torch.nn.functional.cross_entropy(net(torch.rand(*SHAPE)), torch.tensor([0, 1]))
+    loss.backward()
+    attention = [m for n, m in net.named_modules() if type(m).__name__ == "AttentionPool"]
+    assert attention
+    for module in [*attention, net.head]:
+        for p in module.parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("cam_cls", [GradCAM, GradCAMpp])
+def test_monai_gradcam_on_last_feature_layer(cam_cls):
+    x = torch.rand(1, *SHAPE[1:])
+    net = AxialNet(num_slices=6, **TINY).eval()
+    cam = cam_cls(nn_module=net, target_layers=net.cam_layer)
+    maps = cam.compute_map(x, class_idx=1, layer_idx=-1)
+    assert maps.shape == (6, 1, 2, 2)
+    assert torch.isfinite(torch.as_tensor(maps)).all()
+
+    tri = TriPlanarAxialNet(num_slices=(3, 4, 5), **TINY).eval()
+    maps = cam_cls(nn_module=tri, target_layers=tri.cam_layer).compute_map(x, class_idx=0, layer_idx=-1)
+    assert maps.shape == (12, 1, 2, 2)
+
+
+def test_vgg_gradcam_hooks_with_inplace_relu_disabled():
+    net = AxialNet(backbone="vgg16_bn", num_slices=3, image_size=64).eval()
+    assert not any(getattr(m, "inplace", False) for m in net.modules())
+    maps = GradCAM(nn_module=net, target_layers=net.cam_layer).compute_map(torch.rand(1, *SHAPE[1:]), layer_idx=-1)
+    assert maps.shape == (3, 1, 2, 2)
+
+
+def test_torchscript_trace_export(tmp_path):
+    net = AxialNet(num_slices=4, **TINY).eval()
+    x = torch.rand(1, *SHAPE[1:])
+    traced = torch.jit.trace(net, x)
+    path = tmp_path / "net.ts"
+    traced.save(str(path))
+    torch.testing.assert_close(torch.jit.load(str(path))(x), net(x))
