@@ -21,3 +21,11 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", lambda address, *a, **k: guard(None, address))
     monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: guard(None, host))
     yield attempts
+
+
+@pytest.fixture(scope="session")
+def tiny_cohort(tmp_path_factory):
+    """A small 4 mm demo cohort (16 subjects, strong atrophy) shared by the bundle tests."""
+    from axial_monai.data import prepare_demo_cohort
+
+    return prepare_demo_cohort(str(tmp_path_factory.mktemp("cohort")), n_subjects=16, spacing=4.0, strength=0.9)

@@ -1,8 +1,10 @@
 from .intensity import RobustNormalizeIntensity, RobustNormalizeIntensityd, source_name
+from .pipeline import load_volume
 from .slicing import RandSliceSample, RandSliceSampled
 from .validation import CheckVolume, CheckVolumed
 
 __all__ = [
+    "load_volume",
     "RobustNormalizeIntensity",
     "RobustNormalizeIntensityd",
     "source_name",

@@ -1,0 +1,41 @@
+"""Write an evaluator's final metrics to a JSON file."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+from ignite.engine import Engine, Events
+from ignite.utils import setup_logger
+
+__all__ = ["MetricsJSONWriter"]
+
+
+class MetricsJSONWriter:
+    """At the end of a run, write ``engine.state.metrics`` (and the number of scans) to ``<save_dir>/<filename>``.
+
+    MONAI's ``MetricsSaver`` writes the CSV twin; this adds the machine-readable JSON. Only rank 0 writes.
+    NaN values (e.g. AUC with one class present) are written as ``null``.
+    """
+
+    def __init__(self, save_dir: str, filename: str = "metrics.json") -> None:
+        self.save_dir, self.filename = save_dir, filename
+        self.logger = setup_logger("MetricsJSONWriter")
+
+    def attach(self, engine: Engine) -> None:
+        if not engine.has_event_handler(self, Events.COMPLETED):
+            engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        import ignite.distributed as idist
+
+        if idist.get_rank() != 0:
+            return
+        metrics = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in engine.state.metrics.items()}
+        metrics = {k: float(v) if hasattr(v, "__float__") else v for k, v in metrics.items()}
+        os.makedirs(self.save_dir, exist_ok=True)
+        path = os.path.join(self.save_dir, self.filename)
+        with open(path, "w") as f:
+            json.dump({"metrics": metrics, "num_scans": len(engine.state.dataloader.dataset)}, f, indent=2)
+        self.logger.info(f"metrics written to {path}")

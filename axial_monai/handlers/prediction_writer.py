@@ -1,0 +1,63 @@
+"""Write per-scan class probabilities and predicted labels to a CSV file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import ignite.distributed as idist
+import pandas as pd
+import torch
+from ignite.engine import Engine, Events
+from monai.utils import string_list_all_gather
+
+__all__ = ["PredictionWriter"]
+
+
+class PredictionWriter:
+    """Collect ``file, prob_<class>..., pred, pred_label[, label]`` per scan and write one CSV at the end.
+
+    Attach to a MONAI evaluator whose postprocessing turns ``pred`` into class probabilities ``(C,)``. Under
+    DDP, rows from every rank are gathered and rank 0 writes the file.
+
+    Args:
+        save_dir: output directory.
+        class_names: names of the C classes, in index order.
+        filename: CSV file name.
+    """
+
+    def __init__(self, save_dir: str, class_names: Sequence[str], filename: str = "predictions.csv") -> None:
+        self.save_dir, self.class_names, self.filename = save_dir, list(class_names), filename
+        self._rows: list[str] = []
+
+    def attach(self, engine: Engine) -> None:
+        if not engine.has_event_handler(self._started, Events.STARTED):
+            engine.add_event_handler(Events.STARTED, self._started)
+            engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+            engine.add_event_handler(Events.COMPLETED, self._write)
+
+    def _started(self, engine: Engine) -> None:
+        self._rows = []
+
+    def _collect(self, engine: Engine) -> None:
+        for item, out in zip(engine.state.batch, engine.state.output, strict=True):
+            meta = getattr(item["image"], "meta", {})
+            probs = torch.as_tensor(out["pred"]).float().view(-1).tolist()
+            label = out.get("label")
+            label = int(torch.as_tensor(label).view(-1)[0]) if label is not None else ""
+            self._rows.append("\t".join(map(str, [meta.get("filename_or_obj", ""), *probs, label])))
+
+    def _write(self, engine: Engine) -> None:
+        rows = string_list_all_gather(self._rows) if idist.get_world_size() > 1 else self._rows
+        if idist.get_rank() != 0:
+            return
+        cols = ["file", *(f"prob_{c}" for c in self.class_names), "label"]
+        df = pd.DataFrame([r.split("\t") for r in rows], columns=cols).drop_duplicates("file")
+        probs = df[cols[1:-1]].astype(float)
+        df[cols[1:-1]] = probs
+        df.insert(len(cols) - 1, "pred", probs.to_numpy().argmax(1))
+        df.insert(len(cols), "pred_label", [self.class_names[i] for i in df["pred"]])
+        if (df["label"] == "").all():
+            df = df.drop(columns="label")
+        os.makedirs(self.save_dir, exist_ok=True)
+        df.sort_values("file").to_csv(os.path.join(self.save_dir, self.filename), index=False)

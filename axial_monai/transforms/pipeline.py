@@ -1,0 +1,39 @@
+"""The deterministic loading chain shared by the training, evaluation and inference configs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from monai.transforms import Compose, LoadImaged, Orientationd
+
+from .intensity import RobustNormalizeIntensityd
+from .validation import CheckVolumed
+
+__all__ = ["load_volume"]
+
+
+def load_volume(
+    keys: str | Sequence[str] = "image",
+    intensity: str = "percentile",
+    spatial_shape: Sequence[int] | None = None,
+    pixdim: Sequence[float] | None = None,
+) -> Compose:
+    """Load a NIfTI volume as a RAS, channel-first MetaTensor ``(1, X, Y, Z)``, check it and normalise it.
+
+    LoadImaged -> Orientationd("RAS") -> CheckVolumed -> RobustNormalizeIntensityd. RAS order makes array axis
+    0 sagittal, 1 coronal and 2 axial, which is what the networks' ``plane`` refers to.
+
+    Args:
+        keys: image keys.
+        intensity: "percentile" (to [0, 1]; networks use ``normalize="imagenet"``) or "zscore" (``"none"``).
+        spatial_shape: expected grid ``(X, Y, Z)`` in voxels, or None.
+        pixdim: expected voxel size in mm, or None.
+    """
+    return Compose(
+        [
+            LoadImaged(keys, ensure_channel_first=True, image_only=True),
+            Orientationd(keys, axcodes="RAS"),
+            CheckVolumed(keys, spatial_shape=spatial_shape, pixdim=pixdim),
+            RobustNormalizeIntensityd(keys, mode=intensity),
+        ]
+    )

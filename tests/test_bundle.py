@@ -1,0 +1,104 @@
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from bundle_utils import BUNDLE, CONFIGS, TINY, run, workflow
+from monai.bundle import ckpt_export, verify_net_in_out
+
+
+def _models_digest():
+    return sorted((p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in (BUNDLE / "models").iterdir())
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_cohort, tmp_path_factory):
+    """Train 1 epoch through train.json (training + test evaluation of the best checkpoint)."""
+    out = tmp_path_factory.mktemp("run")
+    before = _models_digest()
+    wf = workflow(["train"], dataset_dir=tiny_cohort, output_dir=str(out), epochs=1, **TINY)
+    run(wf)
+    assert _models_digest() == before  # nothing written into bundle/models
+    return out
+
+
+def test_train_writes_checkpoint_metrics_and_predictions(trained, tiny_cohort):
+    assert (trained / "models" / "model.pt").is_file()
+    state = torch.load(trained / "models" / "model.pt", weights_only=True)
+    assert any(k.startswith("attention.") for k in state)
+    assert list(trained.glob("events.out.tfevents.*"))
+    report = json.loads((trained / "eval-test" / "metrics.json").read_text())
+    for name in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "mcc", "auc"):
+        assert name in report["metrics"]
+    n_test = len(json.loads((Path(tiny_cohort) / "datalist.json").read_text())["test"])
+    assert report["num_scans"] == n_test
+    csv = (trained / "eval-test" / "metrics.csv").read_text()
+    assert "mcc" in csv and "auc" in csv
+    preds = pd.read_csv(trained / "eval-test" / "predictions.csv")
+    assert list(preds.columns) == ["file", "prob_CN", "prob_AD", "pred", "pred_label", "label"]
+    assert len(preds) == n_test
+    assert preds[["prob_CN", "prob_AD"]].sum(axis=1).round(5).eq(1).all()
+    assert set(preds["pred_label"]) <= {"CN", "AD"}
+
+
+def test_evaluate_merges_over_train(trained, tiny_cohort, tmp_path):
+    wf = workflow(
+        ["train", "evaluate"],
+        dataset_dir=tiny_cohort,
+        output_dir=str(tmp_path),
+        ckpt_path=str(trained / "models" / "model.pt"),
+        eval_split="validation",
+        **TINY,
+    )
+    run(wf)
+    n_val = len(json.loads((Path(tiny_cohort) / "datalist.json").read_text())["validation"])
+    assert len(pd.read_csv(tmp_path / "eval-validation" / "predictions.csv")) == n_val
+    assert json.loads((tmp_path / "eval-validation" / "metrics.json").read_text())["num_scans"] == n_val
+    assert not (tmp_path / "models" / "model.pt").exists()  # evaluation does not train
+
+
+def test_inference_on_a_folder_skips_bad_files(trained, tiny_cohort, tmp_path):
+    scans = tmp_path / "scans"
+    shutil.copytree(Path(tiny_cohort) / "images", scans)
+    (scans / "sub-broken_T1w.nii.gz").write_bytes(b"not a nifti file")
+    infer_args = {k: v for k, v in TINY.items() if k != "batch_size"}
+    wf = workflow(
+        ["inference"],
+        "infer",
+        input=str(scans),
+        output_dir=str(tmp_path / "out"),
+        ckpt_path=str(trained / "models" / "model.pt"),
+        **infer_args,
+    )
+    run(wf)
+    preds = pd.read_csv(tmp_path / "out" / "inference" / "predictions.csv")
+    assert len(preds) == len(list((Path(tiny_cohort) / "images").glob("*.nii.gz")))
+    assert {"file", "prob_CN", "prob_AD", "pred_label"} <= set(preds.columns)
+    skipped = pd.read_csv(tmp_path / "out" / "inference" / "skipped.csv")
+    assert skipped["file"].str.endswith("sub-broken_T1w.nii.gz").tolist() == [True]
+
+
+def test_verify_net_in_out_and_export(trained, tmp_path):
+    overrides = {"num_slices": 6, "image_size": 32}
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=str(CONFIGS / "metadata.json"),
+        config_file=str(CONFIGS / "inference.json"),
+        **overrides,
+    )
+    ts = tmp_path / "model.ts"
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(ts),
+        ckpt_file=str(trained / "models" / "model.pt"),
+        meta_file=str(CONFIGS / "metadata.json"),
+        config_file=str(CONFIGS / "inference.json"),
+        use_trace=True,
+        input_shape=[1, 1, 97, 115, 97],
+        **overrides,
+    )
+    exported = torch.jit.load(str(ts))
+    assert exported(torch.rand(1, 1, 97, 115, 97)).shape == (1, 2)
