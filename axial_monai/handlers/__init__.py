@@ -1,5 +1,5 @@
 from .metrics_json import MetricsJSONWriter
-from .progress import LossProgressBar
 from .prediction_writer import PredictionWriter
+from .progress import LossProgressBar
 
 __all__ = ["LossProgressBar", "MetricsJSONWriter", "PredictionWriter"]
