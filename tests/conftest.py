@@ -25,7 +25,19 @@ def no_network(monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_cohort(tmp_path_factory):
-    """A small 4 mm demo cohort (16 subjects, strong atrophy) shared by the bundle tests."""
+    """A small 3 mm demo cohort (40 subjects, strong atrophy, 10 validation and 10 test subjects)."""
     from axial_monai.data import prepare_demo_cohort
 
-    return prepare_demo_cohort(str(tmp_path_factory.mktemp("cohort")), n_subjects=16, spacing=4.0, strength=0.9)
+    root = str(tmp_path_factory.mktemp("cohort"))
+    return prepare_demo_cohort(root, n_subjects=40, spacing=3.0, strength=0.9, val_fraction=0.25, test_fraction=0.25)
+
+
+@pytest.fixture(scope="session")
+def trained_demo(tiny_cohort, tmp_path_factory):
+    """Output directory of a real (small) training run of train.json on ``tiny_cohort``: ~30 s on 2 CPU cores."""
+    from bundle_utils import run, workflow
+
+    out = tmp_path_factory.mktemp("trained")
+    settings = {"num_slices": 16, "image_size": 64, "batch_size": 2, "num_workers": 0, "epochs": 15}
+    run(workflow(["train"], dataset_dir=tiny_cohort, output_dir=str(out), **settings))
+    return out
