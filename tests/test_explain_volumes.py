@@ -1,0 +1,297 @@
+"""Geometry of the voxel maps: every value lands in exactly the slab (and in-plane place) it was computed for."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from axial_monai.explain import (
+    attention_volume,
+    attention_weighted_cam,
+    cam_volume,
+    cohort_attention_map,
+    combine_planes,
+    explainable_mri,
+    mean_map,
+    minmax,
+    place_profile,
+    split_cams,
+)
+from axial_monai.networks.slicing import SliceStack, central_slice_indices
+
+# odd and even grid sizes, odd and even slice counts
+GRIDS = [((11, 12, 13), 4), ((12, 13, 11), 5), ((10, 9, 14), 7)]
+CASES = [(shape, n, plane) for shape, n in GRIDS for plane in (0, 1, 2)]
+
+
+def _slab(shape, plane, index):
+    """Boolean mask of the slab ``index`` along axis ``plane``."""
+    mask = np.zeros(shape, bool)
+    np.moveaxis(mask, plane, 0)[index] = True
+    return mask
+
+
+@pytest.mark.parametrize("shape, n, plane", CASES)
+def test_single_attention_peak_lands_in_its_slab(shape, n, plane):
+    indices = central_slice_indices(shape[plane], n)
+    for peak in range(n):
+        profile = np.zeros(n, np.float32)
+        profile[peak] = 0.7
+        for vol in (
+            place_profile(profile, plane, indices, shape),
+            attention_volume({plane: profile}, indices={plane: indices}, spatial_shape=shape),
+        ):
+            assert vol.shape == shape and vol.dtype == np.float32
+            expected = _slab(shape, plane, indices[peak])
+            np.testing.assert_array_equal(vol > 0, expected)
+            np.testing.assert_array_equal(vol[expected], np.float32(0.7))
+
+
+@pytest.mark.parametrize("shape, n, plane", CASES)
+def test_profile_round_trips_through_the_network_slicer(shape, n, plane):
+    """Slices cut by SliceStack carry their slab number; placing the per-slice values gives it back in place."""
+    coords = np.indices(shape)[plane].astype(np.float32) + 1.0  # voxel value = its slab index + 1
+    stack = SliceStack(plane, n, image_size=16, normalize="none")
+    slices = stack(torch.from_numpy(coords)[None, None])[0, :, 0]  # (N, 16, 16)
+    profile = slices.mean(dim=(1, 2)).numpy()
+    indices = stack.indices(shape)
+    vol = place_profile(profile, plane, indices, shape)
+    inside = np.isin(np.indices(shape)[plane], list(indices))
+    np.testing.assert_allclose(vol[inside], coords[inside], rtol=1e-6)
+    assert (vol[~inside] == 0).all()
+
+
+def test_place_profile_rejects_bad_geometry():
+    with pytest.raises(ValueError, match=r"5 slices but 4 slice indices"):
+        place_profile(np.ones(5), 0, range(2, 6), (10, 10, 10))
+    with pytest.raises(ValueError, match=r"8\.\.11 .* axis of 10 slices"):
+        place_profile(np.ones(4), 1, range(8, 12), (10, 10, 10))
+    with pytest.raises(ValueError, match="plane"):
+        place_profile(np.ones(4), 3, range(4), (10, 10, 10))
+    with pytest.raises(ValueError, match="distinct"):
+        place_profile(np.ones(2), 0, [3, 3], (10, 10, 10))
+
+
+@pytest.mark.parametrize("shape", [(11, 12, 13), (12, 10, 9)])
+def test_three_plane_attention_is_the_outer_product_inside_the_box(shape):
+    rng = np.random.default_rng(0)
+    n = (4, 5, 6)
+    indices = {p: central_slice_indices(shape[p], n[p]) for p in range(3)}
+    att = {p: rng.random(n[p]).astype(np.float32) for p in range(3)}
+    vol = attention_volume(att, indices, shape)
+    box = np.ix_(*(list(indices[p]) for p in range(3)))
+    np.testing.assert_allclose(vol[box], np.einsum("i,j,k->ijk", att[0], att[1], att[2]), rtol=1e-6)
+    outside = np.ones(shape, bool)
+    outside[box] = False
+    assert (vol[outside] == 0).all()
+    peak = tuple(indices[p][int(np.argmax(att[p]))] for p in range(3))
+    assert np.unravel_index(np.argmax(vol), shape) == peak
+    # raw values are kept unless asked; normalize gives [0, 1]
+    assert vol.max() < 1.0
+    normed = attention_volume({p: torch.from_numpy(a) for p, a in att.items()}, indices, shape, normalize=True)
+    assert normed.max() == pytest.approx(1.0) and normed.min() == 0.0
+    # a (1, N) batch of one is accepted
+    np.testing.assert_array_equal(
+        attention_volume({0: att[0][None]}, indices, shape), place_profile(att[0], 0, indices[0], shape)
+    )
+
+
+@pytest.mark.parametrize("shape", [(11, 12, 13), (12, 13, 10)])
+def test_cohort_attention_map_peaks_at_the_exact_voxel(shape):
+    rng = np.random.default_rng(1)
+    n = (5, 4, 6)
+    indices = {p: central_slice_indices(shape[p], n[p]) for p in range(3)}
+    peaks = (1, 2, 4)
+    profiles = {}
+    for p in range(3):
+        scans = rng.random((3, n[p])) * 0.1
+        scans[:, peaks[p]] += 1.0
+        profiles[p] = scans
+    cmap = cohort_attention_map(profiles, indices, shape)
+    expected = tuple(indices[p][peaks[p]] for p in range(3))
+    assert np.unravel_index(np.argmax(cmap), shape) == expected  # not one voxel off
+    assert cmap[expected] == pytest.approx(1.0)
+    assert cmap.min() == 0.0 and cmap.dtype == np.float32
+    # value = min-max of the outer product of the scan means, in the box
+    means = [profiles[p].mean(0) for p in range(3)]
+    box = np.ix_(*(list(indices[p]) for p in range(3)))
+    np.testing.assert_allclose(cmap[box], minmax(np.einsum("i,j,k->ijk", *means)), atol=1e-6)
+    # a list of per-scan vectors gives the same map
+    as_lists = {p: list(v) for p, v in profiles.items()}
+    np.testing.assert_array_equal(cohort_attention_map(as_lists, indices, shape), cmap)
+
+
+def test_cohort_map_with_missing_planes_is_constant_along_them():
+    shape = (10, 11, 12)
+    indices = {p: central_slice_indices(shape[p], 4) for p in range(3)}
+    profiles = {2: np.array([[0.1, 0.2, 0.6, 0.1], [0.1, 0.4, 0.4, 0.1]])}
+    single = cohort_attention_map(profiles, indices, shape)
+    z = list(indices[2])
+    # slabs: constant along x and y, mean profile [0.1, 0.3, 0.5, 0.1] min-maxed along z
+    np.testing.assert_allclose(single[3, 5, z], [0.0, 0.5, 1.0, 0.0], atol=1e-6)
+    assert (single == single[:1, :1, :]).all()
+    two = cohort_attention_map({0: np.eye(4)[1][None], 2: profiles[2]}, indices, shape)
+    assert np.unravel_index(np.argmax(two), shape)[::2] == (indices[0][1], indices[2][2])
+    assert (two == two[:, :1, :]).all()  # bars: constant along y
+    with pytest.raises(ValueError, match="4 slices but 3 slice indices"):
+        cohort_attention_map({0: np.ones((2, 4))}, {0: range(3, 6)}, shape)
+
+
+def test_explainable_mri_and_mean_map(tmp_path):
+    template = np.arange(24, dtype=np.float32).reshape(2, 3, 4) * 5 + 7
+    cmap = np.zeros((2, 3, 4), np.float32)
+    cmap[1, 2, 3] = 0.5
+    mri = explainable_mri(template, cmap)
+    assert mri.min() == 0.0 and mri[1, 2, 3] == pytest.approx(1.0 + 10 * 0.5)
+    assert explainable_mri(template, cmap, scale=2.0)[1, 2, 3] == pytest.approx(2.0)
+    maps = [np.full((2, 3, 4), v, np.float32) for v in (1.0, 2.0, 6.0)]
+    path = tmp_path / "m.nii.gz"
+    nib.save(nib.Nifti1Image(maps[2], np.eye(4)), path)
+    mixed = iter([maps[0], nib.Nifti1Image(maps[1], np.eye(4)), path])  # a generator is consumed once
+    np.testing.assert_allclose(mean_map(mixed), 3.0)
+    with pytest.raises(ValueError, match="at least one"):
+        mean_map([])
+    with pytest.raises(ValueError, match="shape"):
+        mean_map([maps[0], np.zeros((2, 3, 5))])
+
+
+@pytest.mark.parametrize("shape, n, plane", CASES)
+def test_hot_cam_pixel_lands_in_its_slice_and_place(shape, n, plane):
+    indices = central_slice_indices(shape[plane], n)
+    native = [s for a, s in enumerate(shape) if a != plane]
+    h, w = 5, 4  # an interior cell: at the border bilinear resizing makes a plateau up to the edge
+    s, r, c = n - 2, 1, 2
+    cams = np.zeros((n, 1, h, w), np.float32)
+    cams[s, 0, r, c] = 5.0
+    for given in (cams, torch.from_numpy(cams[:, 0])):
+        vol = cam_volume(given, plane, indices, shape)
+        assert vol.shape == shape and vol.max() == pytest.approx(1.0)
+        peak = np.unravel_index(np.argmax(vol), shape)
+        assert peak[plane] == indices[s]
+        assert (np.moveaxis(vol, plane, 0)[[i for i in indices if i != indices[s]]] == 0).all()
+        in_plane = [peak[a] for a in range(3) if a != plane]
+        # centre of CAM cell (r, c) in native pixels, align_corners=False geometry
+        expected = [(r + 0.5) * native[0] / h - 0.5, (c + 0.5) * native[1] / w - 0.5]
+        assert abs(in_plane[0] - expected[0]) <= 1.0 and abs(in_plane[1] - expected[1]) <= 1.0
+
+
+@pytest.mark.parametrize("shape, n, plane", CASES)
+def test_cam_of_sliced_input_round_trips_to_the_voxel(shape, n, plane):
+    """A 'CAM' equal to the resized slice itself is put back where the hot voxel was (axis order, aspect)."""
+    indices = central_slice_indices(shape[plane], n)
+    hot = [4, 5, 6]
+    hot[plane] = indices[1]
+    vol = np.zeros(shape, np.float32)
+    vol[tuple(hot)] = 1.0
+    slices = SliceStack(plane, n, image_size=24, normalize="none")(torch.from_numpy(vol)[None, None])[0, :, 0]
+    back = cam_volume(slices, plane, indices, shape, normalization="volume")
+    assert np.unravel_index(np.argmax(back), shape) == tuple(hot)
+
+
+@pytest.mark.parametrize("shape, n, plane", CASES)
+def test_resizing_back_inverts_the_slicer_resize(shape, n, plane):
+    """A linear ramp survives slicer resize + CAM resize exactly away from the borders (same pixel geometry)."""
+    i, j, k = np.indices(shape).astype(np.float32)
+    ramp = 0.5 + 0.03 * i + 0.02 * j + 0.01 * k
+    indices = central_slice_indices(shape[plane], n)
+    slices = SliceStack(plane, n, image_size=32, normalize="none")(torch.from_numpy(ramp)[None, None])[0, :, 0]
+    back = cam_volume(slices, plane, indices, shape, normalization="volume")
+    inside = np.moveaxis(ramp, plane, 0)[list(indices)][:, 1:-1, 1:-1].ravel()
+    back = np.moveaxis(back, plane, 0)[list(indices)][:, 1:-1, 1:-1].ravel()
+    # the min-max scale and offset are unknown (borders are clamped): fit them, then the fit must be exact
+    scale, offset = np.polyfit(inside, back, 1)
+    np.testing.assert_allclose(scale * inside + offset, back, atol=1e-5)
+
+
+def test_slice_and_volume_normalisation_differ_as_documented():
+    shape, plane = (6, 8, 9), 0
+    indices = range(2, 4)
+    cams = np.zeros((2, 8, 9), np.float32)
+    cams[0, 2, 3], cams[1, 5, 5] = 10.0, 1.0  # slice 1 is ten times weaker
+    by_volume = cam_volume(cams, plane, indices, shape, "volume")
+    by_slice = cam_volume(cams, plane, indices, shape, "slice")
+    assert by_volume[2].max() == pytest.approx(1.0) and by_volume[3].max() == pytest.approx(0.1)
+    assert by_slice[2].max() == pytest.approx(1.0) and by_slice[3].max() == pytest.approx(1.0)
+    # constant maps give zeros, not NaN
+    for norm in ("volume", "slice"):
+        flat = cam_volume(np.full((2, 8, 9), 3.0), plane, indices, shape, norm)
+        assert np.isfinite(flat).all() and (flat == 0).all()
+    mixed = cam_volume(np.stack([np.full((8, 9), 3.0), cams[1]]), plane, indices, shape, "slice")
+    assert (mixed[2] == 0).all() and mixed[3].max() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="normalization"):
+        cam_volume(cams, plane, indices, shape, "global")
+    with pytest.raises(ValueError, match="2 slices but 3 slice indices"):
+        cam_volume(cams, plane, range(3), shape)
+
+
+def test_combine_planes_and_attention_weighting():
+    a = np.zeros((2, 2, 2), np.float32)
+    a[0, 0, 0], a[1, 1, 1], a[0, 1, 0] = 1.0, 0.5, 0.2
+    b = np.full((2, 2, 2), 2.0, np.float32)
+    b[1, 1, 1] = 4.0
+    out = combine_planes([a, b])  # product: 2, 2, 0.4 -> /2
+    assert out[0, 0, 0] == pytest.approx(1.0) and out[1, 1, 1] == pytest.approx(1.0)
+    assert out[0, 1, 0] == pytest.approx(0.2) and out[1, 0, 0] == 0.0
+    assert (combine_planes([b * 0 + 1]) == 0).all()
+    with pytest.raises(ValueError, match="same shape"):
+        combine_planes([a, np.zeros((2, 2, 3))])
+
+    shape, plane, indices = (5, 6, 7), 2, range(2, 5)
+    rng = np.random.default_rng(2)
+    cams = rng.random((3, 1, 3, 3)).astype(np.float32)
+    att = np.array([0.2, 0.5, 0.3], np.float32)
+    weighted = attention_weighted_cam(cams, att, plane, indices, shape, "slice")
+    cam = cam_volume(cams, plane, indices, shape, "slice")
+    for s, k in enumerate(indices):
+        np.testing.assert_allclose(weighted[..., k], att[s] * cam[..., k], rtol=1e-6)
+        assert weighted[..., k].max() == pytest.approx(att[s])
+
+
+def test_split_cams():
+    cams = torch.arange(12.0).reshape(12, 1, 1, 1)
+    parts = split_cams(cams, [3, 4, 5])
+    assert [p.shape[0] for p in parts] == [3, 4, 5] and torch.equal(parts[2][:, 0, 0, 0], torch.arange(7.0, 12.0))
+    assert [p.shape[0] for p in split_cams(cams.numpy(), [12])] == [12]
+    with pytest.raises(ValueError, match=r"sum 11.*12"):
+        split_cams(cams, [3, 4, 4])
+
+
+def test_minmax_constant_and_nan():
+    assert (minmax(np.full((3, 3), 7.0)) == 0).all()
+    np.testing.assert_allclose(minmax(torch.tensor([1.0, 2.0, 3.0])), [0.0, 0.5, 1.0])
+    with pytest.raises(ValueError, match="NaN"):
+        minmax(np.array([0.0, np.nan]))
+
+
+def test_maps_written_to_nifti_keep_the_affine(tmp_path):
+    shape = (9, 10, 11)
+    affine = np.array([[-1.5, 0.1, 0.0, 90.0], [0.0, 1.5, 0.2, -126.0], [0.0, 0.0, 2.0, -72.0], [0, 0, 0, 1]])
+    indices = {p: central_slice_indices(shape[p], 4) for p in range(3)}
+    vol = attention_volume({p: np.arange(1.0, 5.0) for p in range(3)}, indices, shape, normalize=True)
+    nib.save(nib.Nifti1Image(vol, affine), tmp_path / "attention.nii.gz")
+    back = nib.load(tmp_path / "attention.nii.gz")
+    np.testing.assert_allclose(back.affine, affine, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(back.dataobj), vol)
+
+
+def test_tri_planar_gradcam_maps_to_the_box():
+    """MONAI GradCAM on a tiny tri-planar net -> split -> per-plane volumes -> one map, zero outside the box."""
+    from monai.visualize import GradCAM
+
+    from axial_monai.networks import TriPlanarAxialNet
+
+    torch.manual_seed(0)
+    shape = (21, 24, 19)
+    net = TriPlanarAxialNet(num_slices=(3, 4, 5), backbone="resnet18", image_size=64, pretrained="none").eval()
+    x = torch.rand(1, 1, *shape)
+    raw = GradCAM(nn_module=net, target_layers=net.cam_layer).compute_map(x, class_idx=0, layer_idx=-1)
+    indices = net.slice_indices(shape)
+    per_plane = split_cams(raw, [len(indices[p]) for p in range(3)])
+    vols = [cam_volume(c, p, indices[p], shape) for p, c in enumerate(per_plane)]
+    out = combine_planes(vols)
+    assert out.shape == shape and np.isfinite(out).all()
+    box = np.zeros(shape, bool)
+    box[np.ix_(*(list(indices[p]) for p in range(3)))] = True
+    assert (out[~box] == 0).all()
