@@ -1,0 +1,328 @@
+"""Labelled scan tables from a Clinica BIDS tree (``participants.tsv`` + ``sub-X/sub-X_sessions.tsv``).
+
+Tasks (labels per scan; positive class = 1):
+
+* ``"ADvsCN"``: every session diagnosed AD (1) or CN (0); MCI and unknown diagnoses are left out.
+* ``"pMCIvsSMCI"``: every MCI session at month ``m`` whose subject has a session at exactly ``m + horizon``
+  months (default 36, as in AXIAL): AD there -> pMCI (1), MCI there -> sMCI (0). A missing follow-up session,
+  CN or an unknown diagnosis at follow-up -> left out. Months come from the session ids (``ses-M000``,
+  ``ses-M012``, ... also ``ses-M12``). Labels are computed on the full longitudinal table, before any split; a
+  subject may contribute several scans, even with different labels.
+
+Image paths are the raw ``sub-X/ses-Y/anat/*_T1w.nii[.gz]`` or, when ``derivatives_dir`` is given, the
+preprocessed ``*_space-<template>[_res-...]_desc-preproc_T1w.nii.gz`` of :mod:`axial_monai.preprocess`.
+
+Example:
+    >>> table = clinica_task_table("/data/ADNI_BIDS", "pMCIvsSMCI", derivatives_dir="/data/ADNI_BIDS")
+    >>> items = to_datalist(table)  # [{"image": ..., "label": 1, "subject": ..., "session": ..., ...}, ...]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from axial_monai.preprocess.bids import PIPELINE_NAME, T1W_SUFFIXES
+
+__all__ = [
+    "TASKS",
+    "DIAGNOSES",
+    "session_month",
+    "read_participants",
+    "read_sessions",
+    "find_session_image",
+    "load_clinica_table",
+    "label_sessions",
+    "clinica_task_table",
+    "to_datalist",
+]
+
+#: the classification tasks.
+TASKS = ("ADvsCN", "pMCIvsSMCI")
+DIAGNOSES = ("CN", "MCI", "AD")
+_MONTH = re.compile(r"^ses-M(\d+)$")
+
+
+def session_month(session: str) -> int | None:
+    """Month of a Clinica session id (``"ses-M036"`` -> 36), or ``None`` if it has no ``ses-M<digits>`` form."""
+    match = _MONTH.match(str(session))
+    return int(match.group(1)) if match else None
+
+
+def _read_tsv(path: Path, required: tuple[str, ...], what: str) -> pd.DataFrame:
+    if not path.is_file():
+        raise FileNotFoundError(f"The {what} file {path} does not exist.")
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=True, na_values=["n/a", "N/A", ""])
+    missing = [column for column in required if column not in table.columns]
+    if missing:
+        raise ValueError(
+            f"The {what} file {path} has no column {', '.join(repr(c) for c in missing)}; "
+            f"its columns are {list(table.columns)}."
+        )
+    return table
+
+
+def read_participants(bids_dir: str | os.PathLike) -> pd.DataFrame:
+    """``participants.tsv`` with ``participant_id`` (required) and, where present, ``sex`` and ``age``/``age_bl``.
+
+    Raises:
+        FileNotFoundError: if the file is missing.
+        ValueError: if ``participant_id`` is missing or duplicated.
+    """
+    path = Path(bids_dir) / "participants.tsv"
+    table = _read_tsv(path, ("participant_id",), "participants")
+    duplicated = table["participant_id"][table["participant_id"].duplicated()].tolist()
+    if duplicated:
+        raise ValueError(f"The participants file {path} lists {duplicated} more than once.")
+    return table
+
+
+def read_sessions(bids_dir: str | os.PathLike, subject: str) -> pd.DataFrame:
+    """``sub-X/sub-X_sessions.tsv`` of one subject, with ``session_id`` and ``diagnosis`` (required).
+
+    Raises:
+        FileNotFoundError: if the file is missing.
+        ValueError: if a required column is missing or a session is listed twice.
+    """
+    path = Path(bids_dir) / subject / f"{subject}_sessions.tsv"
+    table = _read_tsv(path, ("session_id", "diagnosis"), "sessions")
+    duplicated = table["session_id"][table["session_id"].duplicated()].tolist()
+    if duplicated:
+        raise ValueError(f"The sessions file {path} lists {duplicated} more than once.")
+    return table
+
+
+def find_session_image(
+    bids_dir: str | os.PathLike,
+    subject: str,
+    session: str,
+    derivatives_dir: str | os.PathLike | None = None,
+    space: str | None = None,
+) -> str | None:
+    """The T1w image of one session, raw or preprocessed, or ``None`` if there is none.
+
+    Args:
+        bids_dir: BIDS root.
+        subject: e.g. ``"sub-ADNI002S0295"``.
+        session: e.g. ``"ses-M012"``.
+        derivatives_dir: the preprocessing's pipeline folder (``OUT/derivatives/axial-monai``) or ``OUT`` itself;
+            ``None`` for the raw image.
+        space: template label to pick among several preprocessed versions (e.g. ``"MNI152NLin2009cAsym"``).
+
+    Returns:
+        the absolute path; the first in sorted order (with a warning) if a session has several.
+    """
+    if derivatives_dir is None:
+        anat = Path(bids_dir) / subject / session / "anat"
+        patterns = [f"*{suffix}" for suffix in T1W_SUFFIXES]
+    else:
+        anat = _pipeline_root(derivatives_dir) / subject / session / "anat"
+        patterns = [f"*_space-{space or '*'}_*desc-preproc_T1w.nii.gz"]
+        if space is not None:  # the space entity is followed by _res-... or directly by _desc-...
+            patterns = [f"*_space-{space}_desc-preproc_T1w.nii.gz", f"*_space-{space}_res-*_desc-preproc_T1w.nii.gz"]
+    found = sorted({str(path.resolve()) for pattern in patterns for path in anat.glob(pattern)})
+    found = [path for path in found if not os.path.basename(path).startswith(".")]
+    if len(found) > 1:
+        warnings.warn(
+            f"{subject} {session} has {len(found)} T1w images ({[os.path.basename(p) for p in found]}); "
+            f"using {os.path.basename(found[0])}" + ("" if derivatives_dir is None or space else "; set space"),
+            stacklevel=2,
+        )
+    return found[0] if found else None
+
+
+def _pipeline_root(derivatives_dir: str | os.PathLike) -> Path:
+    """Accept the pipeline folder itself or the folder that holds ``derivatives/axial-monai``."""
+    root = Path(derivatives_dir)
+    nested = root / "derivatives" / PIPELINE_NAME
+    if not (root / "dataset_description.json").is_file() and nested.is_dir():
+        return nested
+    return root
+
+
+def _age_column(sessions: pd.DataFrame, participant: pd.Series) -> pd.Series:
+    """Age per session: the sessions' ``age`` if present, else the participant's baseline ``age``/``age_bl`` +
+    months / 12, else missing."""
+    if "age" in sessions.columns:
+        return pd.to_numeric(sessions["age"], errors="coerce")
+    for column in ("age", "age_bl"):
+        if column in participant.index and pd.notna(participant[column]):
+            baseline = pd.to_numeric(participant[column], errors="coerce")
+            return baseline + sessions["month"].astype(float) / 12.0
+    return pd.Series(np.nan, index=sessions.index)
+
+
+def load_clinica_table(
+    bids_dir: str | os.PathLike,
+    derivatives_dir: str | os.PathLike | None = None,
+    space: str | None = None,
+) -> pd.DataFrame:
+    """The full longitudinal table: one row per session listed in the subjects' ``sessions.tsv`` files.
+
+    Args:
+        bids_dir: Clinica BIDS root (``participants.tsv``, ``sub-X/sub-X_sessions.tsv``, images).
+        derivatives_dir: preprocessing output (pipeline folder, or the folder holding
+            ``derivatives/axial-monai``): image paths point to the preprocessed images; ``None``: raw images.
+        space: template label of the preprocessed images to use, if there are several.
+
+    Returns:
+        columns ``subject``, ``session``, ``month`` (``Int64``, missing for ids without ``M<digits>``),
+        ``diagnosis`` (upper case, missing where unknown), ``sex``, ``age`` (missing where unknown) and
+        ``image`` (``None`` where the session has no image), sorted by subject and month.
+
+    Raises:
+        FileNotFoundError: if ``participants.tsv`` or a subject's sessions file is missing.
+        ValueError: if a required column is missing.
+    """
+    participants = read_participants(bids_dir).set_index("participant_id", drop=False)
+    frames = []
+    for subject in participants.index:
+        sessions = read_sessions(bids_dir, subject)
+        participant = participants.loc[subject]
+        frame = pd.DataFrame(
+            {
+                "subject": subject,
+                "session": sessions["session_id"].str.strip(),
+                "month": sessions["session_id"].map(session_month).astype("Int64"),
+                "diagnosis": sessions["diagnosis"].str.strip().str.upper(),
+            }
+        )
+        frame["sex"] = participant["sex"] if "sex" in participants.columns else None
+        frame["age"] = _age_column(sessions.assign(month=frame["month"]), participant).to_numpy()
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["subject", "session"])
+    table["image"] = [
+        find_session_image(bids_dir, row.subject, row.session, derivatives_dir, space)
+        for row in table.itertuples(index=False)
+    ]
+    return table.sort_values(["subject", "month", "session"], kind="stable").reset_index(drop=True)
+
+
+def label_sessions(table: pd.DataFrame, task: str, horizon: int = 36) -> pd.DataFrame:
+    """Rows of the longitudinal ``table`` that get a label for ``task``, with an integer ``label`` column.
+
+    Args:
+        table: the full longitudinal table (:func:`load_clinica_table`; needs ``subject``, ``session``,
+            ``month``, ``diagnosis``).
+        task: ``"ADvsCN"`` or ``"pMCIvsSMCI"`` (see the module docstring).
+        horizon: months between an MCI session and its follow-up for ``"pMCIvsSMCI"``.
+
+    Returns:
+        the labelled rows (a copy), sorted as ``table``; for ``"pMCIvsSMCI"`` also ``followup_session`` and
+        ``followup_diagnosis``.
+
+    Raises:
+        ValueError: for an unknown task, a non-positive horizon or missing columns.
+    """
+    missing = [column for column in ("subject", "session", "month", "diagnosis") if column not in table.columns]
+    if missing:
+        raise ValueError(f"The table has no column {missing}; it has {list(table.columns)}.")
+    if task == "ADvsCN":
+        labelled = table[table["diagnosis"].isin(["AD", "CN"])].copy()
+        labelled["label"] = (labelled["diagnosis"] == "AD").astype(int)
+        return labelled
+    if task != "pMCIvsSMCI":
+        raise ValueError(f"task must be one of {list(TASKS)}, not {task!r}.")
+    if int(horizon) != horizon or horizon <= 0:
+        raise ValueError(f"horizon must be a positive number of months, not {horizon!r}.")
+    if table["month"].isna().any() and (table["diagnosis"] == "MCI").any():
+        odd = table.loc[table["month"].isna(), "session"].unique().tolist()
+        warnings.warn(f"Sessions {odd} have no month (ses-M<digits>); they get no pMCI/sMCI label.", stacklevel=2)
+    known = table.dropna(subset=["month"])
+    followups = known[["subject", "month", "session", "diagnosis"]].rename(
+        columns={"session": "followup_session", "diagnosis": "followup_diagnosis", "month": "followup_month"}
+    )
+    mci = known[known["diagnosis"] == "MCI"].copy()
+    mci["followup_month"] = mci["month"] + int(horizon)
+    merged = mci.merge(followups, on=["subject", "followup_month"], how="left", validate="many_to_one")
+    merged = merged[merged["followup_diagnosis"].isin(["AD", "MCI"])].copy()
+    merged["label"] = (merged["followup_diagnosis"] == "AD").astype(int)
+    merged = merged.drop(columns="followup_month")
+    return merged.sort_values(["subject", "month", "session"], kind="stable").reset_index(drop=True)
+
+
+def clinica_task_table(
+    bids_dir: str | os.PathLike,
+    task: str = "ADvsCN",
+    derivatives_dir: str | os.PathLike | None = None,
+    horizon: int = 36,
+    space: str | None = None,
+    missing_image: str = "raise",
+) -> pd.DataFrame:
+    """The labelled scans of a Clinica BIDS tree for ``task``: :func:`load_clinica_table` + :func:`label_sessions`.
+
+    Args:
+        bids_dir: Clinica BIDS root.
+        task: ``"ADvsCN"`` or ``"pMCIvsSMCI"``.
+        derivatives_dir: preprocessing output (see :func:`load_clinica_table`); ``None``: raw images.
+        horizon: follow-up months for ``"pMCIvsSMCI"`` (default 36).
+        space: template label of the preprocessed images, if there are several.
+        missing_image: ``"raise"`` (default) or ``"drop"`` (with a warning) for a labelled session without image
+            (e.g. a scan whose preprocessing failed).
+
+    Returns:
+        one row per labelled scan: ``subject``, ``session``, ``month``, ``diagnosis``, ``sex``, ``age``,
+        ``image``, ``label`` (and ``followup_session``/``followup_diagnosis`` for pMCIvsSMCI).
+
+    Raises:
+        ValueError: for bad arguments, or a labelled session without image when ``missing_image="raise"``.
+        FileNotFoundError: for a missing TSV file.
+    """
+    if missing_image not in ("raise", "drop"):
+        raise ValueError(f"missing_image must be 'raise' or 'drop', not {missing_image!r}.")
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {list(TASKS)}, not {task!r}.")
+    labelled = label_sessions(load_clinica_table(bids_dir, derivatives_dir, space), task, horizon)
+    absent = labelled["image"].isna()
+    if absent.any():
+        where = "preprocessed (*_desc-preproc_T1w.nii.gz)" if derivatives_dir is not None else "raw (*_T1w.nii[.gz])"
+        pairs = [f"{row.subject}/{row.session}" for row in labelled[absent].itertuples(index=False)]
+        message = f"{len(pairs)} labelled session(s) of {task} have no {where} image: {pairs[:10]}" + (
+            " ..." if len(pairs) > 10 else ""
+        )
+        if missing_image == "raise":
+            raise ValueError(message + "; pass missing_image='drop' to leave them out.")
+        warnings.warn(message + "; they are left out.", stacklevel=2)
+        labelled = labelled[~absent]
+    return labelled.reset_index(drop=True)
+
+
+def to_datalist(df: pd.DataFrame, extra_keys: tuple[str, ...] = ()) -> list[dict]:
+    """Datalist items ``{"image", "label", "subject", "session", "diagnosis"}`` (+ ``extra_keys``) of a table.
+
+    Args:
+        df: a table from :func:`clinica_task_table` (or any with those columns).
+        extra_keys: more columns to copy into every item (e.g. ``("age", "sex")``).
+
+    Returns:
+        one dict per row, with a Python ``int`` label and ``str`` image path.
+
+    Raises:
+        ValueError: if a needed column is missing or an image is missing.
+    """
+    keys = ("image", "label", "subject", "session", "diagnosis", *extra_keys)
+    missing = [key for key in keys if key not in df.columns]
+    if missing:
+        raise ValueError(f"The table has no column {missing}; it has {list(df.columns)}.")
+    if df["image"].isna().any():
+        rows = df.loc[df["image"].isna(), ["subject", "session"]].astype(str).agg("/".join, axis=1).tolist()
+        raise ValueError(f"Rows without image: {rows}.")
+    items = []
+    for row in df.itertuples(index=False):
+        item = {
+            "image": str(row.image),
+            "label": int(row.label),
+            "subject": str(row.subject),
+            "session": str(row.session),
+            "diagnosis": str(row.diagnosis),
+        }
+        for key in extra_keys:
+            value = getattr(row, key)
+            item[key] = value.item() if isinstance(value, np.generic) else value
+        items.append(item)
+    return items

@@ -1,0 +1,550 @@
+"""T1w preprocessing with ANTsPy: N4 -> registration to an MNI152 template -> brain extraction.
+
+Per scan (:func:`preprocess_t1w`), all in-process with ANTsPy:
+
+1. N4 bias-field correction with the ANTs defaults (:func:`ants.n4_bias_field_correction`).
+2. Registration to the template (:func:`ants.registration`), by default ``antsRegistrationSyNQuick[s]``
+   (rigid + affine + SyN, the paper's "SyN quick"). The shipped templates are brain-only, while raw scans have a
+   skull, so the metric is restricted to the template brain mask dilated by ``registration_mask_dilation_mm``
+   (a fixed-image mask): without it a head scan that starts far from the template can lock onto the scalp.
+3. Brain extraction: the registered image is multiplied by the template's brain mask. In template space the
+   brain is where the template's brain is, so this needs no second tool; its accuracy is that of the
+   registration (nonlinear registration gives a subject-specific outline, affine registration only an average
+   one). The reference used FSL BET (frac 0.3), which is not available in-process.
+
+The output is on the template grid (float32, background 0), intensities as after N4 (no normalisation: that
+is a transform of the training pipeline).
+
+For a BIDS tree (:func:`preprocess_bids`): resumable (a scan whose output exists and whose QC record says
+"ok" with the same settings is skipped; failed ones are retried), atomic outputs (temporary file in the same
+folder + ``os.replace``), input files only read, a process pool (``n_proc``, ``spawn`` start method, ITK threads
+per worker = cores // n_proc), deterministic shards for cluster array jobs (``shard="i/n"``), a tqdm progress bar,
+a QC table and a log file (``<pipeline dir>/logs/preprocess.log``).
+
+Example:
+    >>> summary = preprocess_bids("/data/ADNI_BIDS", "/data/ADNI_BIDS", n_proc=4, shard="1/10")
+    >>> summary.failed
+    0
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures as cf
+import contextlib
+import datetime
+import functools
+import json
+import logging
+import multiprocessing
+import os
+import re
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ants
+import nibabel as nib
+import numpy as np
+from tqdm.auto import tqdm
+
+from axial_monai import __version__
+from axial_monai.preprocess.bids import (
+    Scan,
+    derivative_path,
+    find_t1w_scans,
+    parse_shard,
+    pipeline_dir,
+    select_shard,
+    write_dataset_description,
+)
+from axial_monai.preprocess.qc import collect_qc, read_record, record_path, write_record
+from axial_monai.preprocess.templates import DEFAULT_TEMPLATE, TEMPLATES, Template, load_template
+
+__all__ = [
+    "TRANSFORMS",
+    "resolve_transform",
+    "read_t1w",
+    "preprocess_t1w",
+    "PreprocessSummary",
+    "preprocess_bids",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Short names of the registration types -> ANTsPy ``type_of_transform``. Any other ANTsPy type (e.g.
+#: ``"SyNRA"``, ``"antsRegistrationSyN[s]"``) is passed through unchanged.
+TRANSFORMS = {
+    "SyNQuick": "antsRegistrationSyNQuick[s]",
+    "SyN": "SyN",
+    "Affine": "Affine",
+    "Rigid": "Rigid",
+}
+_ANTSPY_TYPES = frozenset(
+    "Translation Rigid Similarity QuickRigid DenseRigid BOLDRigid Affine AffineFast BOLDAffine TRSAA Elastic "
+    "ElasticSyN SyN SyNRA SyNOnly SyNCC SyNabp SyNBold SyNBoldAff SyNAggro SyNLessAggro TVMSQ TVMSQC".split()
+)
+_SCRIPT_TYPE = re.compile(r"antsRegistrationSyN(Quick)?(Repro)?\[(t|r|a|s|sr|so|b|br|bo)(,[^\]]*)?\]")
+
+
+def resolve_transform(transform: str) -> str:
+    """ANTsPy ``type_of_transform`` for a short name of :data:`TRANSFORMS` or an ANTsPy type.
+
+    Raises:
+        ValueError: if ``transform`` is neither.
+    """
+    if transform in TRANSFORMS:
+        return TRANSFORMS[transform]
+    if transform in _ANTSPY_TYPES or _SCRIPT_TYPE.fullmatch(str(transform)):
+        return transform
+    raise ValueError(
+        f"transform must be one of {sorted(TRANSFORMS)} or an ANTsPy type_of_transform "
+        f"(e.g. 'antsRegistrationSyN[s]', 'SyNRA'), not {transform!r}."
+    )
+
+
+def read_t1w(path: str | os.PathLike) -> ants.ANTsImage:
+    """Read a 3D T1w NIfTI as a float ANTs image, after checking it fully with nibabel.
+
+    The whole data block is decompressed and checked first, so a truncated or damaged file fails here with a
+    message naming the file, instead of crashing inside ITK.
+
+    Args:
+        path: NIfTI file (``.nii`` or ``.nii.gz``); a 4D file with one volume is accepted.
+
+    Returns:
+        the image, as read by ANTs (ITK physical-space conventions).
+
+    Raises:
+        ValueError: if the file cannot be read, is not one 3D volume, holds non-finite values or is constant.
+    """
+    path = str(path)
+    try:
+        header_image = nib.load(path)
+        data = np.asanyarray(header_image.dataobj)
+    except Exception as err:  # nibabel raises many kinds (EOFError, zlib.error, ImageFileError, ...)
+        raise ValueError(f"Cannot read T1w image {path}: {type(err).__name__}: {err}") from err
+    shape = data.shape
+    if not (data.ndim == 3 or (data.ndim == 4 and shape[3] == 1)):
+        raise ValueError(f"T1w image {path} must be one 3D volume, but its shape is {shape}.")
+    if not np.all(np.isfinite(data)):
+        raise ValueError(f"T1w image {path} contains NaN or infinite values.")
+    if data.size == 0 or float(data.max()) == float(data.min()):
+        raise ValueError(f"T1w image {path} is empty or constant (shape {shape}).")
+    image = ants.image_read(path, pixeltype="float")
+    if image.dimension == 4:
+        image = ants.slice_image(image, axis=3, idx=0)
+    return image
+
+
+def preprocess_t1w(
+    image: ants.ANTsImage,
+    template: Template,
+    transform: str = "SyNQuick",
+    n4: bool = True,
+    registration_mask_dilation_mm: float | None = 6.0,
+    registration_kwargs: dict[str, Any] | None = None,
+    n4_kwargs: dict[str, Any] | None = None,
+) -> tuple[ants.ANTsImage, dict[str, float]]:
+    """Preprocess one T1w image in memory: N4 -> registration to ``template`` -> template brain mask.
+
+    Args:
+        image: the raw T1w image (any grid and orientation).
+        template: the registration target and its brain mask (:func:`~axial_monai.preprocess.load_template`).
+        transform: a short name of :data:`TRANSFORMS` (``"SyNQuick"``, ``"SyN"``, ``"Affine"``, ``"Rigid"``) or an
+            ANTsPy ``type_of_transform``.
+        n4: run N4 bias-field correction first.
+        registration_mask_dilation_mm: restrict the registration metric to the template brain mask dilated by
+            this many mm; ``None`` uses no mask.
+        registration_kwargs: extra keyword arguments of :func:`ants.registration`, e.g.
+            ``{"aff_iterations": (100, 50, 0), "aff_shrink_factors": (4, 2, 1), "aff_smoothing_sigmas": (2, 1, 0)}``
+            for a fast affine at 4 mm (the default shrink factors 6x4x2x1 are meant for 1 mm); lists are turned
+            into tuples.
+        n4_kwargs: extra keyword arguments of :func:`ants.n4_bias_field_correction`, e.g.
+            ``{"convergence": {"iters": [20, 20], "tol": 1e-7}}`` for a fast test; default: the ANTs defaults.
+
+    Returns:
+        ``(brain, metrics)``: the brain-extracted image on the template grid, and ``{"similarity_cc": ...,
+        "similarity_mi": ...}`` (see :mod:`axial_monai.preprocess.qc`).
+    """
+    type_of_transform = resolve_transform(transform)
+    kwargs = {
+        key: tuple(value) if isinstance(value, list) else value for key, value in (registration_kwargs or {}).items()
+    }
+    moving = ants.n4_bias_field_correction(image, **(n4_kwargs or {})) if n4 else image.clone("float")
+    mask = None
+    if registration_mask_dilation_mm is not None:
+        radius = int(round(float(registration_mask_dilation_mm) / min(template.image.spacing)))
+        mask = ants.iMath(template.brain_mask, "MD", radius) if radius > 0 else template.brain_mask
+    with tempfile.TemporaryDirectory(prefix="axial-monai-reg-") as tmp:
+        registration = ants.registration(
+            fixed=template.image,
+            moving=moving,
+            type_of_transform=type_of_transform,
+            mask=mask,
+            mask_all_stages=mask is not None,
+            outprefix=os.path.join(tmp, "reg_"),
+            **kwargs,
+        )
+        warped = registration["warpedmovout"]
+    brain = warped * template.brain_mask
+    metrics = {
+        "similarity_cc": -float(
+            ants.image_similarity(template.image, brain, "Correlation", fixed_mask=template.brain_mask)
+        ),
+        "similarity_mi": -float(
+            ants.image_similarity(template.image, brain, "MattesMutualInformation", fixed_mask=template.brain_mask)
+        ),
+    }
+    return brain.clone("float"), metrics
+
+
+@dataclass
+class PreprocessSummary:
+    """What one :func:`preprocess_bids` call did (for its shard).
+
+    Attributes:
+        total: scans in this shard.
+        skipped: scans already done (output exists and QC ok with the same settings).
+        succeeded: scans processed successfully now.
+        failed: scans that failed now (recorded in the QC table; retried on the next run).
+        qc_path: the QC table (TSV).
+        deriv_dir: the pipeline's derivatives folder.
+        failures: ``"<input path>: <message>"`` for each failed scan.
+        warnings: QC warnings (low similarity to the template) of the scans processed now.
+    """
+
+    total: int = 0
+    skipped: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    qc_path: str = ""
+    deriv_dir: str = ""
+    failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as a plain dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Job:
+    scan: Scan
+    output: str
+    record: str
+    settings: dict[str, Any]
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_template(template: str, mask: str | None, space: str | None, resolution: float | None) -> Template:
+    return load_template(template, resolution=resolution, mask=mask, space=space)
+
+
+atexit.register(_cached_template.cache_clear)  # free the ANTs images before the bindings are torn down
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _write_image_atomic(image: ants.ANTsImage, target: Path) -> None:
+    """Write ``image`` to ``target`` through a hidden temporary file in the same folder and ``os.replace``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.*.tmp.nii.gz"):  # left by a killed run
+        stale.unlink(missing_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp.nii.gz", dir=target.parent)
+    os.close(handle)
+    try:
+        ants.image_write(image, tmp)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _run_job(job: _Job) -> dict[str, Any]:
+    """Process one scan and write its QC record; never raises for a bad scan (the record says why)."""
+    settings = job.settings
+    start = time.perf_counter()
+    record: dict[str, Any] = {
+        "subject": job.scan.subject,
+        "session": job.scan.session,
+        "input_path": job.scan.path,
+        "output_path": job.output,
+        "space": settings["space"],
+        "transform": settings["transform"],
+        "similarity_cc": None,
+        "similarity_mi": None,
+        "warning": "",
+    }
+    try:
+        template = _cached_template(
+            settings["template"], settings["template_mask"], settings["space"], settings["resolution"]
+        )
+        image = read_t1w(job.scan.path)
+        brain, metrics = preprocess_t1w(
+            image,
+            template,
+            transform=settings["transform"],
+            n4=settings["n4"],
+            registration_mask_dilation_mm=settings["registration_mask_dilation_mm"],
+            registration_kwargs=settings["registration_kwargs"],
+            n4_kwargs=settings["n4_kwargs"],
+        )
+        _write_image_atomic(brain, Path(job.output))
+        record.update(status="ok", error="", **metrics)
+        if metrics["similarity_cc"] < settings["min_similarity_cc"]:
+            record["warning"] = (
+                f"low similarity to the template (cc {metrics['similarity_cc']:.3f} < "
+                f"{settings['min_similarity_cc']}): check the registration of {job.scan.path}"
+            )
+    except Exception as err:  # any failure of one scan is recorded, the others go on
+        Path(job.output).unlink(missing_ok=True)  # an older output must not pass for this run's result
+        message = _one_line(f"{type(err).__name__}: {err}")
+        if job.scan.path not in message:
+            message = f"{job.scan.path}: {message}"
+        record.update(status="failed", error=message, traceback=traceback.format_exc())
+    record["runtime_s"] = round(time.perf_counter() - start, 3)
+    record["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
+    record["settings"] = settings
+    write_record(job.record, record)
+    return record
+
+
+def _is_done(job: _Job) -> bool:
+    if not Path(job.output).is_file():
+        return False
+    record = read_record(job.record)
+    return record is not None and record.get("status") == "ok" and record.get("settings") == job.settings
+
+
+def _init_worker(threads: int, seed: int | None) -> None:
+    """Pool initializer: set ITK's thread count and ANTs' random seed before the worker's first ITK call."""
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
+    if seed is not None:
+        os.environ["ANTS_RANDOM_SEED"] = str(seed)
+
+
+@contextlib.contextmanager
+def _ants_environment(threads: int | None, seed: int | None) -> Iterator[None]:
+    """Set ITK threads / ANTs seed in this process for an in-process run, restoring the environment after."""
+    names = {"ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": threads, "ANTS_RANDOM_SEED": seed}
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        for name, value in names.items():
+            if value is not None:
+                os.environ[name] = str(value)
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _log_to_file(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
+    old_level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        logger.setLevel(old_level)
+
+
+def _crash_record(job: _Job, err: BaseException) -> dict[str, Any]:
+    message = _one_line(
+        f"{job.scan.path}: the worker process died ({type(err).__name__}: {err}); a crash in ITK/ANTs or running "
+        "out of memory while this or another scan ran; it will be retried on the next run"
+    )
+    record = {
+        "subject": job.scan.subject,
+        "session": job.scan.session,
+        "input_path": job.scan.path,
+        "output_path": job.output,
+        "status": "failed",
+        "error": message,
+        "similarity_cc": None,
+        "similarity_mi": None,
+        "warning": "",
+        "runtime_s": None,
+        "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+        "space": job.settings["space"],
+        "transform": job.settings["transform"],
+        "settings": job.settings,
+    }
+    write_record(job.record, record)
+    return record
+
+
+def preprocess_bids(
+    bids_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    template: str = DEFAULT_TEMPLATE,
+    template_mask: str | None = None,
+    space: str | None = None,
+    resolution: float | None = None,
+    transform: str = "SyNQuick",
+    n4: bool = True,
+    registration_mask_dilation_mm: float | None = 6.0,
+    registration_kwargs: dict[str, Any] | None = None,
+    n4_kwargs: dict[str, Any] | None = None,
+    min_similarity_cc: float = 0.3,
+    n_proc: int = 1,
+    threads_per_worker: int | None = None,
+    shard: str | None = None,
+    seed: int | None = 42,
+    progress: bool = True,
+) -> PreprocessSummary:
+    """Preprocess every T1w scan of a (Clinica) BIDS tree into ``out_dir/derivatives/axial-monai``.
+
+    Input files are only read. Outputs are named
+    ``sub-X/ses-Y/anat/sub-X_ses-Y_space-<template>[_res-<mm>mm]_desc-preproc_T1w.nii.gz``; QC goes to
+    ``qc.tsv`` (one row per scan, see :mod:`axial_monai.preprocess.qc`) and the log to ``logs/preprocess.log``.
+    Re-running skips the scans that are done and retries the failed ones. With ``n_proc > 1`` the workers are
+    started with ``spawn``, so a script that calls this must do so under ``if __name__ == "__main__":``.
+
+    Args:
+        bids_dir: root of the BIDS dataset (``sub-*/ses-*/anat/*_T1w.nii[.gz]``).
+        out_dir: root under which ``derivatives/axial-monai`` is written (may be ``bids_dir`` itself).
+        template: a shipped template (:data:`~axial_monai.preprocess.templates.TEMPLATES`) or a NIfTI path.
+        template_mask: brain mask of a template given by path (default: its non-zero support).
+        space: BIDS space label of the outputs (default: the template name, ``"custom"`` for a path).
+        resolution: resample the template to this isotropic voxel size in mm (e.g. 4 for tests); ``None``: 1 mm.
+        transform: registration type, see :func:`preprocess_t1w` (default ``"SyNQuick"``, as in the paper).
+        n4: run N4 bias-field correction.
+        registration_mask_dilation_mm: see :func:`preprocess_t1w`.
+        registration_kwargs: extra keyword arguments of :func:`ants.registration` (e.g. fewer iterations).
+        n4_kwargs: extra keyword arguments of :func:`ants.n4_bias_field_correction`.
+        min_similarity_cc: a scan whose ``similarity_cc`` is below this gets a QC ``warning`` (a likely failed
+            registration; the scan still counts as done: inspect it, delete its output to redo it).
+        n_proc: worker processes (1: run in this process).
+        threads_per_worker: ITK threads per worker; default ``cpu_count // n_proc`` (at least 1).
+        shard: ``"i/n"`` to process only the i-th of n deterministic parts of the sorted scan list.
+        seed: ``ANTS_RANDOM_SEED`` for the registrations (``None``: ANTs' default).
+        progress: show a tqdm progress bar.
+
+    Returns:
+        a :class:`PreprocessSummary` of this call.
+
+    Raises:
+        ValueError: for bad arguments (unknown template or transform, bad shard, ``n_proc < 1``) or a BIDS tree
+            without T1w images.
+        FileNotFoundError: if ``bids_dir`` or a template file is missing.
+    """
+    if int(n_proc) != n_proc or n_proc < 1:
+        raise ValueError(f"n_proc must be a positive integer, not {n_proc!r}.")
+    n_proc = int(n_proc)
+    if threads_per_worker is not None and (int(threads_per_worker) != threads_per_worker or threads_per_worker < 1):
+        raise ValueError(f"threads_per_worker must be a positive integer or None, not {threads_per_worker!r}.")
+    parse_shard(shard)
+    type_of_transform = resolve_transform(transform)
+    template_ref = template if template in TEMPLATES else str(Path(template).resolve())
+    mask_ref = None if template_mask is None else str(Path(template_mask).resolve())
+    # Fail fast on a bad template (and learn its space label) before any scan is touched.
+    space_label = load_template(template_ref, resolution=resolution, mask=mask_ref, space=space).space
+
+    settings = json.loads(
+        json.dumps(
+            {
+                "template": template_ref,
+                "template_mask": mask_ref,
+                "space": space_label,
+                "resolution": None if resolution is None else float(resolution),
+                "transform": type_of_transform,
+                "n4": bool(n4),
+                "registration_mask_dilation_mm": registration_mask_dilation_mm,
+                "registration_kwargs": dict(registration_kwargs or {}),
+                "n4_kwargs": dict(n4_kwargs or {}),
+                "min_similarity_cc": float(min_similarity_cc),
+            }
+        )
+    )
+    deriv = pipeline_dir(out_dir)
+    scans = select_shard(find_t1w_scans(bids_dir), shard)
+    jobs = []
+    for scan in scans:
+        output = derivative_path(deriv, scan, space_label, settings["resolution"])
+        jobs.append(_Job(scan=scan, output=str(output), record=str(record_path(deriv, output)), settings=settings))
+    write_dataset_description(deriv, bids_dir, __version__)
+
+    summary = PreprocessSummary(total=len(jobs), deriv_dir=str(deriv))
+    todo = [job for job in jobs if not _is_done(job)]
+    summary.skipped = len(jobs) - len(todo)
+    threads = threads_per_worker or max(1, (os.cpu_count() or 1) // n_proc)
+
+    with _log_to_file(deriv / "logs" / "preprocess.log"):
+        logger.info(
+            "shard %s: %d scans, %d already done, %d to process with %s (%s), %d process(es) x %d thread(s)",
+            shard or "1/1",
+            len(jobs),
+            summary.skipped,
+            len(todo),
+            type_of_transform,
+            space_label,
+            n_proc,
+            threads,
+        )
+
+        def handle(record: dict[str, Any]) -> None:
+            if record["status"] == "ok":
+                summary.succeeded += 1
+                logger.info(
+                    "ok %s (%.1f s, cc %.3f)", record["input_path"], record["runtime_s"], record["similarity_cc"]
+                )
+                if record.get("warning"):
+                    summary.warnings.append(record["warning"])
+                    logger.warning("%s", record["warning"])
+            else:
+                summary.failed += 1
+                summary.failures.append(record["error"])
+                logger.error("failed %s", record["error"])
+
+        with tqdm(total=len(todo), desc=f"preprocess {shard or ''}".strip(), unit="scan", disable=not progress) as bar:
+            if n_proc == 1 or len(todo) <= 1:
+                with _ants_environment(threads_per_worker, seed):
+                    for job in todo:
+                        handle(_run_job(job))
+                        bar.update()
+            elif todo:
+                context = multiprocessing.get_context("spawn")  # fork after ITK threads started is unsafe
+                with cf.ProcessPoolExecutor(
+                    max_workers=min(n_proc, len(todo)),
+                    mp_context=context,
+                    initializer=_init_worker,
+                    initargs=(threads, seed),
+                ) as pool:
+                    futures = {pool.submit(_run_job, job): job for job in todo}
+                    try:
+                        for future in cf.as_completed(futures):
+                            try:
+                                record = future.result()
+                            except Exception as err:  # BrokenProcessPool: a worker died
+                                record = _crash_record(futures[future], err)
+                            handle(record)
+                            bar.update()
+                    except KeyboardInterrupt:
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        raise
+        summary.qc_path = str(deriv / "qc.tsv")
+        collect_qc(deriv, write=True)
+        logger.info(
+            "shard %s done: %d ok, %d failed, %d skipped",
+            shard or "1/1",
+            summary.succeeded,
+            summary.failed,
+            summary.skipped,
+        )
+    return summary
