@@ -1,5 +1,6 @@
+from .interpretability import InterpretabilityHandler
 from .metrics_json import MetricsJSONWriter
 from .prediction_writer import PredictionWriter
 from .progress import LossProgressBar
 
-__all__ = ["LossProgressBar", "MetricsJSONWriter", "PredictionWriter"]
+__all__ = ["InterpretabilityHandler", "LossProgressBar", "MetricsJSONWriter", "PredictionWriter"]
