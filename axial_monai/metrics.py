@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import ignite.distributed as idist
 import numpy as np
 import torch
 from ignite.metrics import EpochMetric
+from monai.utils import evenly_divisible_all_gather
 from sklearn import metrics as skm
 
 __all__ = ["METRICS", "classification_scores", "ClassificationMetric", "probs_and_labels"]
@@ -73,3 +75,12 @@ class ClassificationMetric(EpochMetric):
 
     def _compute(self, probs: torch.Tensor, labels: torch.Tensor) -> float:
         return classification_scores(probs.cpu().numpy(), labels.cpu().numpy(), self.positive, [self.name])[self.name]
+
+    def compute(self) -> float:
+        # EpochMetric's all_gather needs the same number of samples on every rank (DistributedSampler with
+        # even_divisible=False breaks it): gather padded shards, trim, and score the same data on every rank.
+        if idist.get_world_size() <= 1:
+            return super().compute()
+        probs = evenly_divisible_all_gather(torch.cat(self._predictions), concat=True)
+        labels = evenly_divisible_all_gather(torch.cat(self._targets), concat=True)
+        return self._compute(probs, labels)

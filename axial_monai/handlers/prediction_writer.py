@@ -48,7 +48,8 @@ class PredictionWriter:
             self._rows.append("\t".join(map(str, [meta.get("filename_or_obj", ""), *probs, label])))
 
     def _write(self, engine: Engine) -> None:
-        rows = string_list_all_gather(self._rows) if idist.get_world_size() > 1 else self._rows
+        rows = string_list_all_gather(self._rows, delimiter="\n") if idist.get_world_size() > 1 else self._rows
+        rows = [r for r in rows if r]
         if idist.get_rank() != 0:
             return
         cols = ["file", *(f"prob_{c}" for c in self.class_names), "label"]

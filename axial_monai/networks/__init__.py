@@ -3,6 +3,7 @@ from .backbones import BACKBONES, Backbone, build_backbone, freeze_layers, layer
 from .baselines import MeanPoolNet, SliceClassifier2D, SliceTransformerNet, sinusoidal_positions
 from .encoder import SliceEncoder
 from .slicing import PLANES, SliceStack, central_slice_indices, plane_index
+from .transfer import init_from_checkpoint
 from .triplanar import TriPlanarAxialNet
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "central_slice_indices",
     "plane_index",
     "TriPlanarAxialNet",
+    "init_from_checkpoint",
 ]

@@ -1,0 +1,29 @@
+"""Subject-wise k-fold cross-validation of the bundle, with leakage guards and double transfer learning.
+
+Use :func:`run_cross_validation` from Python or ``python -m axial_monai.crossval BIDS_DIR OUT_DIR`` from a shell.
+"""
+
+from axial_monai.crossval.leakage import check_no_leakage, check_transfer_leakage, split_subjects
+from axial_monai.crossval.runner import RUNNER_KEYS, TRAIN_CONFIG, fold_dir, run_cross_validation, run_fold
+from axial_monai.crossval.scores import LEVELS, baseline_scans, join_predictions, level_scores, summarize
+from axial_monai.crossval.splits import SPLITS, assign_folds, make_folds, split_fold
+
+__all__ = [
+    "check_no_leakage",
+    "check_transfer_leakage",
+    "split_subjects",
+    "RUNNER_KEYS",
+    "TRAIN_CONFIG",
+    "fold_dir",
+    "run_cross_validation",
+    "run_fold",
+    "LEVELS",
+    "baseline_scans",
+    "join_predictions",
+    "level_scores",
+    "summarize",
+    "SPLITS",
+    "assign_folds",
+    "make_folds",
+    "split_fold",
+]

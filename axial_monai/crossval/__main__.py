@@ -1,0 +1,133 @@
+"""Command line of the cross-validation.
+
+Usage::
+
+    python -m axial_monai.crossval BIDS_DIR OUT_DIR [--task ADvsCN|pMCIvsSMCI] [--derivatives_dir DIR] [--k 5]
+        [--seed 0] [--horizon 36] [--init_from OUT_ADCN] [--overrides '{"epochs": 100}']
+        [--config_files "['bundle/configs/train.json','bundle/configs/paper.json']"]
+
+The labelled scans come from the Clinica tables of BIDS_DIR (:func:`axial_monai.data.clinica.clinica_task_table`,
+images from ``--derivatives_dir``, the preprocessing output). Folds are assigned on the union of the subjects of
+both tasks (``--nojoint`` to use this task's subjects only), so that the AD-vs-CN and the sMCI-vs-pMCI runs share
+folds; ``class_names`` defaults to the task's (``["CN", "AD"]`` or ``["sMCI", "pMCI"]``).
+
+Double transfer learning (the paper's sMCI vs pMCI)::
+
+    python -m axial_monai.crossval /data/bids runs/cv-adcn --derivatives_dir /data/out \\
+        --config_files "['bundle/configs/train.json','bundle/configs/paper.json']"
+    python -m axial_monai.crossval /data/bids runs/cv-mci --task pMCIvsSMCI --derivatives_dir /data/out \\
+        --config_files "['bundle/configs/train.json','bundle/configs/paper.json']" --init_from runs/cv-adcn
+
+Prints the mean +- sd over folds per metric and level; the tables are in OUT_DIR (see
+:mod:`axial_monai.crossval.runner`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import fire
+
+from axial_monai.crossval.runner import TRAIN_CONFIG, run_cross_validation
+from axial_monai.data.clinica import TASKS, clinica_task_table, label_sessions, load_clinica_table
+
+__all__ = ["CLASS_NAMES", "crossval_command", "main"]
+
+#: default class names (label order) per task.
+CLASS_NAMES = {"ADvsCN": ["CN", "AD"], "pMCIvsSMCI": ["sMCI", "pMCI"]}
+
+
+def _parse_overrides(overrides: dict | str | None) -> dict[str, Any]:
+    if overrides is None or overrides == "":
+        return {}
+    if isinstance(overrides, str):
+        try:
+            overrides = json.loads(overrides)
+        except ValueError as err:
+            raise ValueError(
+                f"--overrides must be a JSON object such as '{{\"epochs\": 100}}', not {overrides!r} ({err})."
+            ) from None
+    if not isinstance(overrides, dict):
+        raise ValueError(f"--overrides must be a JSON object such as '{{\"epochs\": 100}}', not {overrides!r}.")
+    return dict(overrides)
+
+
+def crossval_command(
+    bids_dir: str,
+    output_dir: str,
+    task: str = "ADvsCN",
+    derivatives_dir: str | None = None,
+    k: int = 5,
+    seed: int = 0,
+    horizon: int = 36,
+    space: str | None = None,
+    init_from: str | None = None,
+    overrides: dict | str | None = None,
+    config_files: str | Sequence[str] | None = None,
+    val_fraction: float = 0.2,
+    missing_image: str = "raise",
+    joint: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Cross-validate the bundle on the Clinica BIDS tree BIDS_DIR for TASK; outputs go to OUTPUT_DIR.
+
+    Args:
+        bids_dir: Clinica BIDS root (participants.tsv, sub-X/sub-X_sessions.tsv).
+        output_dir: output directory (a rerun skips finished folds).
+        task: ADvsCN or pMCIvsSMCI.
+        derivatives_dir: preprocessing output with the *_desc-preproc_T1w.nii.gz images (default: raw images).
+        k: number of folds.
+        seed: seed of the fold assignment and validation splits.
+        horizon: months of follow-up for pMCIvsSMCI.
+        space: template label of the preprocessed images, if there are several.
+        init_from: output directory of the AD-vs-CN cross-validation to transfer from (same folds).
+        overrides: bundle settings as a JSON object, e.g. '{"epochs": 100, "freeze": 0.5}'.
+        config_files: bundle config or list of configs merged in order (default bundle/configs/train.json).
+        val_fraction: share of each fold's training subjects used for validation.
+        missing_image: "raise" or "drop" for labelled sessions without image.
+        joint: assign folds on the union of the subjects of both tasks (--nojoint: this task's subjects only).
+        progress: show a progress bar.
+
+    Returns:
+        ``{"output_dir", "summary", level: {metric: "mean ± sd"}}``.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {list(TASKS)}, not {task!r}.")
+    settings = _parse_overrides(overrides)
+    settings.setdefault("class_names", CLASS_NAMES[task])
+    table = clinica_task_table(bids_dir, task, derivatives_dir, horizon, space, missing_image)
+    assign_with = []
+    if joint:
+        other = next(t for t in TASKS if t != task)
+        assign_with.append(label_sessions(load_clinica_table(bids_dir, derivatives_dir, space), other, horizon))
+    summary = run_cross_validation(
+        table,
+        output_dir,
+        k=k,
+        seed=seed,
+        config_files=(TRAIN_CONFIG,) if config_files is None else config_files,
+        overrides=settings,
+        init_from=init_from,
+        assign_with=assign_with,
+        val_fraction=val_fraction,
+        progress=progress,
+    )
+    result: dict[str, Any] = {"output_dir": str(output_dir), "summary": f"{output_dir}/summary.csv"}
+    for row in summary.itertuples(index=False):
+        result.setdefault(row.level, {})[row.metric] = f"{row.mean:.3f} ± {row.sd:.3f}"
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    fire.Fire(crossval_command, command=argv, name="axial_monai.crossval")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

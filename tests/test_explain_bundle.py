@@ -1,0 +1,76 @@
+"""explain.json through monai.bundle: the files, grids and invariants of the explanation outputs."""
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from bundle_utils import run, workflow
+
+
+@pytest.fixture(scope="module")
+def explained(trained_demo, tiny_cohort):
+    out = Path(trained_demo)
+    settings = {"num_slices": 16, "image_size": 64, "num_workers": 0}
+    run(
+        workflow(
+            ["inference", "explain"],
+            "infer",
+            dataset_dir=tiny_cohort,
+            output_dir=str(out),
+            atlas=str(Path(tiny_cohort) / "atlas.nii.gz"),
+            atlas_labels=str(Path(tiny_cohort) / "atlas_labels.csv"),
+            **settings,
+        )
+    )
+    return out / "explain", json.loads((Path(tiny_cohort) / "datalist.json").read_text())["test"], Path(tiny_cohort)
+
+
+def test_per_scan_maps_on_the_input_grid(explained):
+    explain_dir, items, cohort = explained
+    assert len([p for p in explain_dir.iterdir() if p.name != "cohort"]) == len(items)
+    for item in items:
+        scan = explain_dir / Path(item["image"]).name.replace(".nii.gz", "")
+        source = nib.load(cohort / item["image"])
+        brain = np.asarray(source.dataobj) > 0
+        for name in ("attention", "gradcam", "gradcampp", "attention_cam"):
+            img = nib.load(scan / f"{name}.nii.gz")
+            np.testing.assert_array_equal(img.affine, source.affine)
+            assert img.shape == source.shape
+            data = img.get_fdata()
+            assert data.min() >= 0 and data.max() <= 1 + 1e-6 and data.max() > 0
+            assert np.all(data[~brain] == 0)
+            regions = pd.read_csv(scan / f"regions_{name}.csv")
+            assert {"name", "V", "mean", "std", "max", "min", "P", "mass_share"} <= set(regions.columns)
+            assert regions["V"].is_monotonic_decreasing
+        # a single-plane model: the attention map is constant inside each extracted slab and 0 outside
+        att = nib.load(scan / "attention.nii.gz").get_fdata()
+        table = pd.read_csv(scan / "attention.csv")
+        assert table["plane"].unique().tolist() == [1]
+        assert abs(table["attention"].sum() - 1) < 1e-5
+        outside = np.ones(att.shape[1], bool)
+        outside[table["slice"].to_numpy()] = False
+        assert np.all(att[:, outside, :] == 0)
+        assert (scan / "attention.png").stat().st_size > 1000
+        assert (scan / "attention_cam.png").stat().st_size > 1000
+
+
+def test_cohort_outputs(explained):
+    explain_dir, items, _ = explained
+    cohort = explain_dir / "cohort"
+    rows = pd.read_csv(cohort / "explanations.csv")
+    assert len(rows) == len(items)
+    assert {"scan", "pred", "pred_label", "prob_CN", "prob_AD", "label"} <= set(rows.columns)
+    for stem in ("attention_all", "attention_cam_all", "explainable_mri_attention_all"):
+        assert (cohort / f"{stem}.nii.gz").is_file(), stem
+    paper_map = nib.load(cohort / "attention_all.nii.gz").get_fdata()
+    assert paper_map.max() == pytest.approx(1.0) and paper_map.min() == 0
+    mri = nib.load(cohort / "explainable_mri_attention_all.nii.gz").get_fdata()
+    assert mri.max() <= 11 + 1e-5  # template in [0, 1] + 10 x map in [0, 1]
+    relevance = pd.read_csv(cohort / "relevance_attention_cam_all.csv")
+    assert relevance["mass"].sum() == pytest.approx(1.0)
+    assert (cohort / "attention_cam_all.png").is_file()
+    if "correct" in set(rows["pred"].eq(rows["label"]).map({True: "correct", False: "incorrect"})):
+        assert (cohort / "attention_cam_correct.nii.gz").is_file()
