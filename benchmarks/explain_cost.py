@@ -33,21 +33,24 @@ from axial_monai.networks import TriPlanarAxialNet
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def _median_times(fns, repeats: int) -> list[float]:
+    """Median wall time of each function, measured interleaved so that load changes hit all of them alike."""
+    for fn in fns:
+        fn()  # warm-up
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, t in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--num-slices", type=int, default=24)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "explain_cost.json"))
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -74,9 +77,7 @@ def main() -> None:
         parts = split_cams(raw, [len(indices[p]) for p in range(3)])
         combine_planes([cam_volume(c, p, indices[p], shape) for p, c in enumerate(parts)])
 
-    t_fwd = _median_time(forward, args.repeats)
-    t_att = _median_time(forward_with_attention_volume, args.repeats)
-    t_cam = _median_time(gradcam_3_planes, args.repeats)
+    t_fwd, t_att, t_cam = _median_times([forward, forward_with_attention_volume, gradcam_3_planes], args.repeats)
     result = {
         "command": f"python benchmarks/explain_cost.py --image-size {args.image_size} --num-slices {args.num_slices}",
         "network": f"TriPlanarAxialNet(resnet18, {args.num_slices} slices x 3 planes, {args.image_size} px)",
