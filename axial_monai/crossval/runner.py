@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from axial_monai.crossval.leakage import check_no_leakage, check_transfer_leakag
 from axial_monai.crossval.scores import LEVELS, join_predictions, level_scores, summarize
 from axial_monai.crossval.splits import SPLITS, assign_folds, check_table, split_fold
 from axial_monai.metrics import METRICS
+from axial_monai.utils import write_text_atomic
 
 __all__ = ["TRAIN_CONFIG", "RUNNER_KEYS", "fold_dir", "table_to_items", "run_fold", "run_cross_validation"]
 
@@ -51,18 +51,6 @@ _ASSIGNMENT, _SETTINGS, _DATALIST, _DONE = "fold_assignment.csv", "crossval.json
 def fold_dir(output_dir: str | os.PathLike, fold: int) -> Path:
     """``<output_dir>/fold-<fold>``."""
     return Path(output_dir) / f"fold-{fold}"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write through a hidden temporary file in the same folder and ``os.replace`` it (atomic on POSIX)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _json(value: Any) -> str:
@@ -234,7 +222,7 @@ def run_cross_validation(
             raise ValueError(f"k={k}, but the run to transfer from ({source}) has {source_k} folds.")
     folds = assign_folds([table, *assign_with], k, seed, fixed=fixed)
     assignment = folds.reset_index()
-    _write_atomic(out / _ASSIGNMENT, assignment.to_csv(index=False))
+    write_text_atomic(out / _ASSIGNMENT, assignment.to_csv(index=False))
     settings = {
         "k": k,
         "seed": seed,
@@ -245,7 +233,7 @@ def run_cross_validation(
         "n_scans": int(len(table)),
         "n_subjects": int(table["subject"].nunique()),
     }
-    _write_atomic(out / _SETTINGS, _json(settings))
+    write_text_atomic(out / _SETTINGS, _json(settings))
 
     rows = []
     bar = tqdm(range(k), desc="cross-validation", unit="fold", disable=not progress)
@@ -272,24 +260,24 @@ def run_cross_validation(
             init_ckpt = str(fold_dir(source, fold) / "models" / "model.pt")
             if not os.path.isfile(init_ckpt):
                 raise FileNotFoundError(f"The checkpoint {init_ckpt} of fold {fold} of {source} does not exist.")
-        _write_atomic(datalist_path, json.dumps(datalist, indent=1) + "\n")
+        write_text_atomic(datalist_path, json.dumps(datalist, indent=1) + "\n")
         bar.set_postfix_str(f"fold {fold}: training")
         logger.info(f"Fold {fold}: " + ", ".join(f"{len(datalist[n])} {n} scans" for n in SPLITS))
         run_fold(config_files, directory, datalist_path, overrides, init_ckpt, meta_file, logging_file)
         joined = join_predictions(directory / "eval-test" / "predictions.csv", datalist["test"])
         scores = level_scores(joined, positive)
         record = {"fold": fold, "init_ckpt": init_ckpt, "positive": positive, "scores": scores}
-        _write_atomic(done_path, _json(record))
+        write_text_atomic(done_path, _json(record))
         bar.set_postfix_str(f"fold {fold}: done")
         rows += _fold_rows(fold, scores)
 
     table_folds = pd.DataFrame(rows, columns=["fold", "level", "n_scans", "n_subjects", *METRICS])
-    _write_atomic(out / "folds.csv", table_folds.to_csv(index=False))
+    write_text_atomic(out / "folds.csv", table_folds.to_csv(index=False))
     summary = summarize(table_folds)
-    _write_atomic(out / "summary.csv", summary.to_csv(index=False))
+    write_text_atomic(out / "summary.csv", summary.to_csv(index=False))
     nested = {
         level: {r.metric: {"mean": r.mean, "sd": r.sd, "n_folds": r.n_folds} for r in part.itertuples(index=False)}
         for level, part in summary.groupby("level", sort=False)
     }
-    _write_atomic(out / "summary.json", _json({"k": k, "levels": nested}))
+    write_text_atomic(out / "summary.json", _json({"k": k, "levels": nested}))
     return summary

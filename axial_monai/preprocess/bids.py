@@ -24,9 +24,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from axial_monai.utils import write_text_atomic
 
 __all__ = [
     "PIPELINE_NAME",
@@ -190,17 +191,6 @@ def write_dataset_description(deriv_dir: str | os.PathLike, source_dir: str | os
         "SourceDatasets": [{"URL": Path(source_dir).resolve().as_uri()}],
     }
     target = deriv / "dataset_description.json"
-    _write_text_atomic(target, json.dumps(description, indent=2) + "\n")
-    _write_text_atomic(deriv / ".bidsignore", "qc/\nqc.tsv\nlogs/\n")
+    write_text_atomic(target, json.dumps(description, indent=2) + "\n")
+    write_text_atomic(deriv / ".bidsignore", "qc/\nqc.tsv\nlogs/\n")
     return target
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Write through a uniquely named hidden file in the same folder and ``os.replace`` (atomic on POSIX)."""
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
