@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from axial_monai.configs import config_path
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -28,22 +30,15 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "demo_training.json"))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="axial-demo-"))
-    cmd = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "training",
-        "--config_file",
-        str(ROOT / "bundle/configs/train.json"),
-    ]
+    config = config_path("train")
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(config)]
     env = dict(os.environ, AXIAL_MONAI_CACHE=str(work / "cache"))
     start = time.perf_counter()
     subprocess.run(cmd, cwd=work, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
     metrics = json.loads((work / "runs/axial/eval-test/metrics.json").read_text())
     result = {
-        "command": " ".join(["python", *cmd[1:]]),
+        "command": " ".join(["python", *cmd[1:-1], os.path.relpath(config, ROOT)]),  # no machine paths
         "wall_seconds": round(seconds, 1),
         "test_metrics": metrics["metrics"],
         "test_scans": metrics["num_scans"],

@@ -31,21 +31,22 @@ import torch
 from monai.bundle import ConfigWorkflow
 from scipy.stats import spearmanr
 
+from axial_monai.configs import config_path
 from axial_monai.data import prepare_demo_cohort
 from axial_monai.explain import rank_of, region_relevance
 from axial_monai.handlers import InterpretabilityHandler
+from axial_monai.io import nifti_stem
 from axial_monai.networks import TriPlanarAxialNet
 from axial_monai.transforms import load_volume
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "bundle" / "configs"
 
 
 def _run(configs: list[str], workflow_type: str, **override) -> None:
     wf = ConfigWorkflow(
-        config_file=[str(CONFIGS / f"{c}.json") for c in configs],
-        meta_file=str(CONFIGS / "metadata.json"),
-        logging_file=str(CONFIGS / "logging.conf"),
+        config_file=[str(config_path(c)) for c in configs],
+        meta_file=str(config_path("metadata")),
+        logging_file=str(config_path("logging.conf")),
         workflow_type=workflow_type,
         **override,
     )
@@ -112,7 +113,7 @@ def main() -> None:
     ad = [i for i in heldout if i["label"] == 1]
     hits = []
     for item in ad:
-        cam = nib.load(explain / Path(item["image"]).name.replace(".nii.gz", "") / "attention_cam.nii.gz").get_fdata()
+        cam = nib.load(explain / nifti_stem(item["image"]) / "attention_cam.nii.gz").get_fdata()
         hits.append(
             bool((np.asarray(nib.load(item["atrophy_mask"]).dataobj) > 0)[np.unravel_index(cam.argmax(), cam.shape)])
         )

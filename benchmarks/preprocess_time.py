@@ -76,11 +76,12 @@ def main() -> None:
     anat = work / "bids" / "sub-bench" / "ses-M000" / "anat"
     anat.mkdir(parents=True)
     scan = anat / "sub-bench_ses-M000_T1w.nii.gz"
+    # the record names inputs without machine paths
     if args.input:
-        source = f"user file {args.input}"
+        source = f"user file {os.path.basename(args.input)}"
         nib.save(nib.load(args.input), scan)
     elif COLIN27.is_file():
-        source = f"Colin27 {COLIN27}, random rigid move (seed {args.seed})"
+        source = f"Colin27 ({COLIN27.name} of the Debian package mricron-data), random rigid move (seed {args.seed})"
         ants.image_write(moved_colin27(args.seed), str(scan))
     else:
         source = f"synthetic 1 mm head from the MNI152 2009c template (seed {args.seed})"

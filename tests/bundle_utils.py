@@ -6,20 +6,22 @@ from pathlib import Path
 
 from monai.bundle import ConfigWorkflow
 
+from axial_monai.configs import config_path
+
+#: the repository's bundle folder (its ``models/`` must never be written by tests)
 BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
-CONFIGS = BUNDLE / "configs"
 
 #: tiny network and loader settings shared by the bundle tests (CPU, seconds per epoch)
 TINY = {"num_slices": 6, "image_size": 32, "batch_size": 2, "num_workers": 0}
 
 
 def workflow(configs: list[str], workflow_type: str = "train", **override) -> ConfigWorkflow:
-    """A ConfigWorkflow over ``bundle/configs/<name>.json`` files merged in order, with overrides."""
-    files = [str(CONFIGS / f"{c}.json") for c in configs]
+    """A ConfigWorkflow over the shipped ``<name>.json`` configs merged in order, with overrides."""
+    files = [str(config_path(c)) for c in configs]
     return ConfigWorkflow(
         config_file=files if len(files) > 1 else files[0],
-        meta_file=str(CONFIGS / "metadata.json"),
-        logging_file=str(CONFIGS / "logging.conf"),
+        meta_file=str(config_path("metadata")),
+        logging_file=str(config_path("logging.conf")),
         workflow_type=workflow_type,
         **override,
     )

@@ -6,8 +6,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from bundle_utils import BUNDLE, CONFIGS, TINY, run, workflow
+from bundle_utils import BUNDLE, TINY, run, workflow
 from monai.bundle import ckpt_export, verify_net_in_out
+
+from axial_monai.configs import config_path
 
 
 def _models_digest():
@@ -85,8 +87,8 @@ def test_verify_net_in_out_and_export(trained, tmp_path):
     overrides = {"num_slices": 6, "image_size": 32}
     verify_net_in_out(
         net_id="network_def",
-        meta_file=str(CONFIGS / "metadata.json"),
-        config_file=str(CONFIGS / "inference.json"),
+        meta_file=str(config_path("metadata")),
+        config_file=str(config_path("inference")),
         **overrides,
     )
     ts = tmp_path / "model.ts"
@@ -94,8 +96,8 @@ def test_verify_net_in_out_and_export(trained, tmp_path):
         net_id="network_def",
         filepath=str(ts),
         ckpt_file=str(trained / "models" / "model.pt"),
-        meta_file=str(CONFIGS / "metadata.json"),
-        config_file=str(CONFIGS / "inference.json"),
+        meta_file=str(config_path("metadata")),
+        config_file=str(config_path("inference")),
         use_trace=True,
         input_shape=[1, 1, 97, 115, 97],
         **overrides,
@@ -124,7 +126,7 @@ def test_network_variants_build_from_config(files, override, expected):
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
-    parser.read_config([str(CONFIGS / f"{f}.json") for f in files])
+    parser.read_config([str(config_path(f)) for f in files])
     parser.update({"num_slices": 4, "image_size": 32, **override})
     net = parser.get_parsed_content("network_def").eval()
     assert type(net).__name__ == expected
@@ -136,7 +138,7 @@ def test_paper_settings_override():
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
-    parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "paper.json")])
+    parser.read_config([str(config_path("train")), str(config_path("paper"))])
     parser.update({"pretrained": "none"})  # the paper's ImageNet weights need the torchvision cache
     net = parser.get_parsed_content("network_def")
     assert sum(p.numel() for p in net.parameters()) == 14_724_675  # VGG16-bn AxialNet of the paper

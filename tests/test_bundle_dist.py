@@ -21,13 +21,14 @@ import pandas as pd
 import pytest
 import torch
 import torch.distributed as dist
-from bundle_utils import CONFIGS, TINY, workflow
+from bundle_utils import TINY, workflow
 from monai.bundle import ConfigParser
 
+from axial_monai.configs import config_path
 from axial_monai.data.datalist import load_split
 from axial_monai.metrics import classification_scores
 
-CONFIG_FILES = [str(CONFIGS / "train.json"), str(CONFIGS / "multi_gpu_train.json")]
+CONFIG_FILES = [str(config_path("train")), str(config_path("multi_gpu_train"))]
 NPROC = 2
 TIMEOUT_S = 300
 
@@ -48,8 +49,8 @@ def _torchrun(out: Path, dataset_dir: str, *extra: str) -> tuple[int, str]:
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={NPROC}",
         "-m", "monai.bundle", "run", "training",
         "--config_file", repr(CONFIG_FILES),
-        "--meta_file", str(CONFIGS / "metadata.json"),
-        "--logging_file", str(CONFIGS / "logging.conf"),
+        "--meta_file", str(config_path("metadata")),
+        "--logging_file", str(config_path("logging.conf")),
         "--dataset_dir", dataset_dir,
         "--output_dir", str(out),
         "--epochs", "1",
@@ -76,7 +77,7 @@ def _check_run(out: Path, dataset_dir: str, datalist: str | None, rc: int, log: 
     state = torch.load(out / "models" / "model.pt", weights_only=True)
     assert state and not any(k.startswith("module.") for k in state)
     parser = ConfigParser()
-    parser.read_config(str(CONFIGS / "train.json"))
+    parser.read_config(str(config_path("train")))
     parser.update({k: v for k, v in TINY.items() if k in ("num_slices", "image_size")})
     parser.get_parsed_content("network_def").load_state_dict(state)
 
@@ -106,7 +107,7 @@ def test_merged_config_initializes_and_has_properties(tiny_cohort, tmp_path, mon
     for k, v in {**group_env, "LOCAL_RANK": "0"}.items():
         monkeypatch.setenv(k, v)
     settings = {"dataset_dir": tiny_cohort, "output_dir": str(tmp_path), "epochs": 1, "cache_rate": 0.0, **TINY}
-    train_cfg, dist_cfg = (json.loads((CONFIGS / f).read_text()) for f in ("train.json", "multi_gpu_train.json"))
+    train_cfg, dist_cfg = (json.loads(config_path(f).read_text()) for f in ("train", "multi_gpu_train"))
     # the override repeats what it cannot extend: train.json's initialize steps and how it builds the network
     assert dist_cfg["initialize"][-len(train_cfg["initialize"]) :] == train_cfg["initialize"]
     assert dist_cfg["network"]["module"] == train_cfg["network"]

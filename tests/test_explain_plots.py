@@ -10,7 +10,7 @@ import torch
 from matplotlib import pyplot as plt
 
 from axial_monai.explain import high_attention_runs, plot_attention_profiles, plot_overlay
-from axial_monai.networks.slicing import central_slice_indices
+from axial_monai.geometry import central_slice_indices
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -19,7 +19,8 @@ from axial_monai.explain import (
     place_profile,
     split_cams,
 )
-from axial_monai.networks.slicing import SliceStack, central_slice_indices
+from axial_monai.geometry import central_slice_indices
+from axial_monai.networks import SliceStack
 
 # odd and even grid sizes, odd and even slice counts
 GRIDS = [((11, 12, 13), 4), ((12, 13, 11), 5), ((10, 9, 14), 7)]

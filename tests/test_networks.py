@@ -2,14 +2,16 @@ import pytest
 import torch
 from monai.visualize import GradCAM, GradCAMpp
 
+from axial_monai.geometry import central_slice_indices
 from axial_monai.networks import (
     AxialNet,
+    ExplainableNetwork,
     MeanPoolNet,
     SliceClassifier2D,
     SliceStack,
     SliceTransformerNet,
     TriPlanarAxialNet,
-    central_slice_indices,
+    build_backbone,
 )
 
 TINY = {"backbone": "resnet18", "image_size": 64, "pretrained": "none"}
@@ -145,3 +147,42 @@ def test_torchscript_trace_export(tmp_path):
     path = tmp_path / "net.ts"
     traced.save(str(path))
     torch.testing.assert_close(torch.jit.load(str(path))(x), net(x))
+
+
+#: state-dict keys outside the backbone, as written by the networks before they shared ``SliceNet``: checkpoints
+#: saved then must keep loading, so these names may never change.
+_OWN_KEYS = {
+    "AxialNet": ("encoder.backbone.", ["attention.score.weight", "attention.score.bias", "head.weight", "head.bias"]),
+    "TriPlanarAxialNet": (
+        "backbone.",
+        [f"attention.{p}.score.{w}" for p in range(3) for w in ("weight", "bias")] + ["head.weight", "head.bias"],
+    ),
+    "MeanPoolNet": ("encoder.backbone.", ["head.weight", "head.bias"]),
+    "SliceTransformerNet": (
+        "encoder.backbone.",
+        ["attn.in_proj_weight", "attn.in_proj_bias", "attn.out_proj.weight", "attn.out_proj.bias"]
+        + ["norm.weight", "norm.bias", "head.weight", "head.bias"],
+    ),
+    "SliceClassifier2D": ("backbone.", ["head.weight", "head.bias"]),
+}
+
+
+@pytest.mark.parametrize("net", _networks(), ids=lambda n: type(n).__name__)
+def test_state_dict_keys_are_stable(net):
+    prefix, own = _OWN_KEYS[type(net).__name__]
+    backbone = {prefix + k for k in build_backbone(name="resnet18").state_dict()}
+    assert set(net.state_dict()) == backbone | set(own)
+    assert net.cam_layer == f"{prefix}{len(net.backbone_module) - 1}"
+    assert isinstance(net.get_submodule(net.cam_layer), torch.nn.Module)
+
+
+@pytest.mark.parametrize("net", _networks(), ids=lambda n: type(n).__name__)
+def test_which_networks_the_explanations_accept(net):
+    """AxialNet and TriPlanarAxialNet offer what the InterpretabilityHandler calls; the baselines do not."""
+    explainable = isinstance(net, ExplainableNetwork)
+    assert explainable == (type(net).__name__ in ("AxialNet", "TriPlanarAxialNet"))
+    if explainable:
+        logits, attention = net.eval().plane_attention(torch.rand(*SHAPE))
+        assert logits.shape == (2, 3)
+        indices = net.slice_indices(SHAPE[2:])
+        assert {p: a.shape[1] for p, a in attention.items()} == {p: len(r) for p, r in indices.items()}

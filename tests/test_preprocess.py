@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 from bids_fixture import CORRUPT, BidsTree, bids_tree, synthetic_t1w, tree_hashes  # noqa: F401  (pytest fixture)
 
+from axial_monai.derivatives import QC_COLUMNS
 from axial_monai.preprocess import (
-    QC_COLUMNS,
     Scan,
     derivative_path,
     find_t1w_scans,

@@ -5,7 +5,7 @@ import torch
 from monai.transforms import LoadImage, LoadImaged
 from nibabel.testing import data_path
 
-from axial_monai.networks import central_slice_indices
+from axial_monai.geometry import central_slice_indices
 from axial_monai.transforms import (
     CheckVolume,
     CheckVolumed,

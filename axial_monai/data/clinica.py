@@ -10,7 +10,8 @@ Tasks (labels per scan; positive class = 1):
   subject may contribute several scans, even with different labels.
 
 Image paths are the raw ``sub-X/ses-Y/anat/*_T1w.nii[.gz]`` or, when ``derivatives_dir`` is given, the
-preprocessed ``*_space-<template>[_res-...]_desc-preproc_T1w.nii.gz`` of :mod:`axial_monai.preprocess`.
+preprocessed ``*_space-<template>[_res-...]_desc-preproc_T1w.nii.gz`` of :mod:`axial_monai.preprocess` (both
+named as in :mod:`axial_monai.derivatives`).
 
 Example:
     >>> table = clinica_task_table("/data/ADNI_BIDS", "pMCIvsSMCI", derivatives_dir="/data/ADNI_BIDS")
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from axial_monai.preprocess.bids import PIPELINE_NAME, T1W_SUFFIXES
+from axial_monai.derivatives import DerivativesLayout, raw_t1w_images
 
 __all__ = [
     "TASKS",
@@ -118,15 +119,9 @@ def find_session_image(
         the absolute path; the first in sorted order (with a warning) if a session has several.
     """
     if derivatives_dir is None:
-        anat = Path(bids_dir) / subject / session / "anat"
-        patterns = [f"*{suffix}" for suffix in T1W_SUFFIXES]
+        found = raw_t1w_images(bids_dir, subject, session)
     else:
-        anat = _pipeline_root(derivatives_dir) / subject / session / "anat"
-        patterns = [f"*_space-{space or '*'}_*desc-preproc_T1w.nii.gz"]
-        if space is not None:  # the space entity is followed by _res-... or directly by _desc-...
-            patterns = [f"*_space-{space}_desc-preproc_T1w.nii.gz", f"*_space-{space}_res-*_desc-preproc_T1w.nii.gz"]
-    found = sorted({str(path.resolve()) for pattern in patterns for path in anat.glob(pattern)})
-    found = [path for path in found if not os.path.basename(path).startswith(".")]
+        found = DerivativesLayout.find(derivatives_dir).find_images(subject, session, space)
     if len(found) > 1:
         warnings.warn(
             f"{subject} {session} has {len(found)} T1w images ({[os.path.basename(p) for p in found]}); "
@@ -134,15 +129,6 @@ def find_session_image(
             stacklevel=2,
         )
     return found[0] if found else None
-
-
-def _pipeline_root(derivatives_dir: str | os.PathLike) -> Path:
-    """Accept the pipeline folder itself or the folder that holds ``derivatives/axial-monai``."""
-    root = Path(derivatives_dir)
-    nested = root / "derivatives" / PIPELINE_NAME
-    if not (root / "dataset_description.json").is_file() and nested.is_dir():
-        return nested
-    return root
 
 
 def _age_column(sessions: pd.DataFrame, participant: pd.Series) -> pd.Series:

@@ -12,10 +12,11 @@ import nibabel as nib
 import pandas as pd
 from monai.data import load_decathlon_datalist
 
+from axial_monai.io import NIFTI_SUFFIXES, write_csv
+
 __all__ = ["load_split", "inference_datalist", "check_nifti_header"]
 
 logger = logging.getLogger(__name__)
-NIFTI = (".nii", ".nii.gz")
 
 
 def load_split(dataset_dir: str, split: str, datalist: str | None = None) -> list[dict]:
@@ -66,7 +67,9 @@ def _expand(inputs: str | Sequence[str], datalist_key: str) -> list[dict]:
     files: list[str] = []
     for p in paths:
         if os.path.isdir(p):
-            files += sorted(f for ext in NIFTI for f in glob.glob(os.path.join(p, "**", f"*{ext}"), recursive=True))
+            files += sorted(
+                f for ext in NIFTI_SUFFIXES for f in glob.glob(os.path.join(p, "**", f"*{ext}"), recursive=True)
+            )
         elif any(ch in p for ch in "*?["):
             files += sorted(glob.glob(p, recursive=True))
         else:
@@ -96,8 +99,7 @@ def inference_datalist(
         else:
             good.append(item)
     if output_dir and skipped:
-        os.makedirs(output_dir, exist_ok=True)
-        pd.DataFrame(skipped).to_csv(os.path.join(output_dir, "skipped.csv"), index=False)
+        write_csv(os.path.join(output_dir, "skipped.csv"), pd.DataFrame(skipped))
     if not good:
         raise ValueError(f"No usable NIfTI scan found in {inputs!r} ({len(skipped)} skipped).")
     return good

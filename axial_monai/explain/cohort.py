@@ -15,7 +15,9 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from .volumes import _check_indices, _check_plane, _check_shape, _to_numpy, minmax
+from axial_monai.geometry import plane_index
+
+from .volumes import _check_indices, _check_shape, _to_numpy, minmax
 
 __all__ = ["cohort_attention_map", "explainable_mri", "mean_map"]
 
@@ -51,8 +53,7 @@ def cohort_attention_map(
     shape = _check_shape(spatial_shape)
     if not profiles:
         raise ValueError("profiles must hold the attention of at least one plane, not an empty mapping.")
-    for plane in profiles:
-        _check_plane(plane)
+    profiles = {plane_index(plane): profile for plane, profile in profiles.items()}
     vectors: list[np.ndarray] = []
     positions: list[np.ndarray] = []
     for axis in range(3):

@@ -17,12 +17,12 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from axial_monai.geometry import PLANE_NAMES
+from axial_monai.io import write_png
+
 from .volumes import _to_numpy
 
 __all__ = ["PLANE_NAMES", "high_attention_runs", "plot_attention_profiles", "plot_overlay"]
-
-#: plane index -> label used in figures.
-PLANE_NAMES = {0: "sagittal (x)", 1: "coronal (y)", 2: "axial (z)"}
 
 
 def high_attention_runs(
@@ -103,8 +103,7 @@ def plot_attention_profiles(
     if title:
         fig.suptitle(title)
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, format="png")
+    write_png(path, fig)
     return path
 
 
@@ -159,7 +158,6 @@ def plot_overlay(
     if threshold is None:
         threshold = 1e-3 * peak if peak > 0 else 1e-6
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with warnings.catch_warnings():
         # nilearn warns "empty mask" when no map value passes the threshold; the anatomy is still drawn
         warnings.filterwarnings("ignore", message="empty mask", category=UserWarning)
@@ -180,7 +178,7 @@ def plot_overlay(
             dim=0,
         )
     try:
-        display.savefig(path)
+        write_png(path, display)
     finally:
         display.close()  # closes only the figure nilearn opened for this plot
     return path

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from axial_monai.geometry import plane_index
+
 __all__ = [
     "CAM_NORMALIZATIONS",
     "minmax",
@@ -83,12 +85,6 @@ def _check_shape(spatial_shape: Sequence[int]) -> tuple[int, int, int]:
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"spatial_shape must be three positive sizes (X, Y, Z), not {tuple(spatial_shape)}.")
     return shape  # type: ignore[return-value]
-
-
-def _check_plane(plane: int) -> int:
-    if isinstance(plane, bool) or plane not in (0, 1, 2):
-        raise ValueError(f"plane must be 0 (sagittal), 1 (coronal) or 2 (axial), not {plane!r}.")
-    return int(plane)
 
 
 def _check_indices(
@@ -145,7 +141,7 @@ def place_profile(profile: ArrayLike, plane: int, indices: Sequence[int], spatia
             repeated, or the plane / shape is invalid.
     """
     shape = _check_shape(spatial_shape)
-    plane = _check_plane(plane)
+    plane = plane_index(plane)
     vector = _axis_profile(profile, plane, indices, shape)
     return np.ascontiguousarray(np.broadcast_to(_broadcast_axis(vector, plane), shape))
 
@@ -182,7 +178,7 @@ def attention_volume(
         raise ValueError("attention must hold the profile of at least one plane, not an empty mapping.")
     out = np.ones(shape, np.float32)
     for plane, profile in attention.items():
-        plane = _check_plane(plane)
+        plane = plane_index(plane)
         if plane not in indices:
             raise ValueError(f"No slice indices given for plane {plane}; indices has planes {sorted(indices)}.")
         out = out * _broadcast_axis(_axis_profile(profile, plane, indices[plane], shape), plane)
@@ -240,7 +236,7 @@ def cam_volume(
     if normalization not in CAM_NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {CAM_NORMALIZATIONS}, not {normalization!r}.")
     shape = _check_shape(spatial_shape)
-    plane = _check_plane(plane)
+    plane = plane_index(plane)
     stack = _as_cam_stack(cams)
     idx = _check_indices(indices, plane, shape, stack.shape[0], f"The CAM stack {tuple(stack.shape)}")
     native = tuple(s for axis, s in enumerate(shape) if axis != plane)

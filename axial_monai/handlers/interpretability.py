@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from ignite.engine import Engine, Events
 from monai.visualize import GradCAM, GradCAMpp
 
 from ..data.atlas import Atlas, load_atlas, resample_atlas
+from ..errors import SettingsError
 from ..explain import (
     attention_volume,
     attention_weighted_cam,
@@ -31,20 +31,13 @@ from ..explain import (
     region_relevance,
     split_cams,
 )
+from ..io import nifti_stem, write_csv, write_nifti
+from ..networks.base import ExplainableNetwork
 
-__all__ = ["InterpretabilityHandler", "scan_id"]
+__all__ = ["InterpretabilityHandler"]
 
 logger = logging.getLogger(__name__)
 _CAMS = {"gradcam": GradCAM, "gradcampp": GradCAMpp}
-
-
-def scan_id(path: str) -> str:
-    """Output folder name of a scan: its file name without the NIfTI extension."""
-    name = os.path.basename(str(path))
-    for ext in (".nii.gz", ".nii"):
-        if name.endswith(ext):
-            return name[: -len(ext)]
-    return name
 
 
 class _RunningMean:
@@ -84,8 +77,8 @@ class InterpretabilityHandler:
 
     Args:
         output_dir: where everything is written.
-        network: the evaluated network (DDP is unwrapped); needs ``plane_attention``, ``slice_indices`` and
-            ``cam_layer`` (``AxialNet``, ``TriPlanarAxialNet``).
+        network: the evaluated network (DDP is unwrapped); an :class:`~axial_monai.networks.ExplainableNetwork`
+            (``AxialNet``, ``TriPlanarAxialNet``).
         class_names: class names in label order.
         cams: which of "gradcam", "gradcampp" to write.
         target_class: class index explained by the CAMs; None for each scan's predicted class.
@@ -101,7 +94,7 @@ class InterpretabilityHandler:
     def __init__(
         self,
         output_dir: str,
-        network: torch.nn.Module,
+        network: ExplainableNetwork,
         class_names: Sequence[str],
         cams: Sequence[str] = ("gradcam", "gradcampp"),
         target_class: int | None = None,
@@ -120,6 +113,11 @@ class InterpretabilityHandler:
             raise ValueError(f"cam_normalization must be 'volume' or 'slice', not {cam_normalization!r}.")
         self.output_dir = Path(output_dir)
         self.network = getattr(network, "module", network)  # unwrap DDP
+        if not isinstance(self.network, ExplainableNetwork):
+            raise SettingsError(
+                f"{type(self.network).__name__} cannot be explained: it lacks plane_attention, slice_indices or "
+                "cam_layer (see axial_monai.networks.ExplainableNetwork); use AxialNet or TriPlanarAxialNet."
+            )
         self.class_names = list(class_names)
         self.cam_names = list(cams)
         self.target_class = target_class
@@ -165,7 +163,7 @@ class InterpretabilityHandler:
         x = torch.as_tensor(image)[None].float().to(device)
         shape = tuple(x.shape[2:])
         affine = np.asarray(getattr(image, "affine", np.eye(4)), dtype=np.float64)
-        sid = scan_id(getattr(image, "meta", {}).get("filename_or_obj", f"scan{len(self._rows):04d}"))
+        sid = nifti_stem(getattr(image, "meta", {}).get("filename_or_obj", f"scan{len(self._rows):04d}"))
         with torch.no_grad():
             logits, attention = self.network.plane_attention(x)
         probs = torch.softmax(logits, 1)[0].cpu().numpy()
@@ -192,15 +190,15 @@ class InterpretabilityHandler:
         out = self.output_dir / sid
         out.mkdir(parents=True, exist_ok=True)
         for name, vol in maps.items():
-            nib.save(nib.Nifti1Image(vol.astype(np.float32), affine), out / f"{name}.nii.gz")
+            write_nifti(out / f"{name}.nii.gz", nib.Nifti1Image(vol.astype(np.float32), affine))
         rows = [{"plane": p, "slice": s, "attention": float(a)} for p in planes for s, a in zip(indices[p], att[p])]
-        pd.DataFrame(rows).to_csv(out / "attention.csv", index=False)
+        write_csv(out / "attention.csv", pd.DataFrame(rows))
         atlas = self._atlas_on(shape, affine)
         if atlas is not None:
             labels = np.asarray(atlas.image.dataobj).astype(np.int64)
             for name, vol in maps.items():
                 table = region_metrics(vol, labels, atlas.labels, self.percentile, abs(np.linalg.det(affine[:3, :3])))
-                table.to_csv(out / f"regions_{name}.csv", index=False)
+                write_csv(out / f"regions_{name}.csv", table)
                 self._region_tables[f"{sid}:{name}"] = table
         if self.plots:
             plot_attention_profiles(att, indices, out / "attention.png", title=f"{sid}: slice attention")
@@ -244,7 +242,7 @@ class InterpretabilityHandler:
         shape, affine, indices = self._grid
         out = self.output_dir / "cohort"
         out.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(self._rows).to_csv(out / "explanations.csv", index=False)
+        write_csv(out / "explanations.csv", pd.DataFrame(self._rows))
         if self.template_path:
             anatomy = np.asarray(nib.load(self.template_path).dataobj, dtype=np.float32)
         else:
@@ -258,14 +256,12 @@ class InterpretabilityHandler:
             }
             for name, vol in maps.items():
                 stem = f"{name}_{group}"
-                nib.save(nib.Nifti1Image(vol.astype(np.float32), affine), out / f"{stem}.nii.gz")
+                write_nifti(out / f"{stem}.nii.gz", nib.Nifti1Image(vol.astype(np.float32), affine))
                 mri = explainable_mri(anatomy, vol)
-                nib.save(nib.Nifti1Image(mri.astype(np.float32), affine), out / f"explainable_mri_{stem}.nii.gz")
+                write_nifti(out / f"explainable_mri_{stem}.nii.gz", nib.Nifti1Image(mri.astype(np.float32), affine))
                 if labels is not None:
-                    region_metrics(vol, labels, atlas.labels, self.percentile).to_csv(
-                        out / f"regions_{stem}.csv", index=False
-                    )
-                    region_relevance(vol, labels, atlas.labels).to_csv(out / f"relevance_{stem}.csv", index=False)
+                    write_csv(out / f"regions_{stem}.csv", region_metrics(vol, labels, atlas.labels, self.percentile))
+                    write_csv(out / f"relevance_{stem}.csv", region_relevance(vol, labels, atlas.labels))
                 if self.plots and group == "all":
                     plot_overlay(
                         nib.Nifti1Image(anatomy, affine),
@@ -277,5 +273,5 @@ class InterpretabilityHandler:
             for name in ("attention", "attention_cam", *self.cam_names):
                 tables = {k.split(":")[0]: v for k, v in self._region_tables.items() if k.endswith(f":{name}")}
                 if tables:
-                    cohort_region_table(tables).to_csv(out / f"regions_per_scan_{name}.csv", index=False)
+                    write_csv(out / f"regions_per_scan_{name}.csv", cohort_region_table(tables))
         logger.info(f"explanations of {len(self._rows)} scans written to {self.output_dir}")

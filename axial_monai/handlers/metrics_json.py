@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import math
 import os
 
 from ignite.engine import Engine, Events
 from ignite.utils import setup_logger
+
+from axial_monai.io import write_json
 
 __all__ = ["MetricsJSONWriter"]
 
@@ -32,10 +32,7 @@ class MetricsJSONWriter:
 
         if idist.get_rank() != 0:
             return
-        metrics = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in engine.state.metrics.items()}
-        metrics = {k: float(v) if hasattr(v, "__float__") else v for k, v in metrics.items()}
-        os.makedirs(self.save_dir, exist_ok=True)
+        metrics = {k: float(v) if hasattr(v, "__float__") else v for k, v in engine.state.metrics.items()}
         path = os.path.join(self.save_dir, self.filename)
-        with open(path, "w") as f:
-            json.dump({"metrics": metrics, "num_scans": len(engine.state.dataloader.dataset)}, f, indent=2)
+        write_json(path, {"metrics": metrics, "num_scans": len(engine.state.dataloader.dataset)})
         self.logger.info(f"metrics written to {path}")

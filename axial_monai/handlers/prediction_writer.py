@@ -11,6 +11,8 @@ import torch
 from ignite.engine import Engine, Events
 from monai.utils import string_list_all_gather
 
+from axial_monai.io import write_csv
+
 __all__ = ["PredictionWriter"]
 
 
@@ -60,5 +62,4 @@ class PredictionWriter:
         df.insert(len(cols), "pred_label", [self.class_names[i] for i in df["pred"]])
         if (df["label"] == "").all():
             df = df.drop(columns="label")
-        os.makedirs(self.save_dir, exist_ok=True)
-        df.sort_values("file").to_csv(os.path.join(self.save_dir, self.filename), index=False)
+        write_csv(os.path.join(self.save_dir, self.filename), df.sort_values("file"))

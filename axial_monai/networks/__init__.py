@@ -1,14 +1,17 @@
 from .axialnet import AttentionPool, AxialNet
 from .backbones import BACKBONES, Backbone, build_backbone, freeze_layers, layers
+from .base import ExplainableNetwork, SliceNet
 from .baselines import MeanPoolNet, SliceClassifier2D, SliceTransformerNet, sinusoidal_positions
-from .encoder import SliceEncoder
-from .slicing import PLANES, SliceStack, central_slice_indices, plane_index
+from .encoder import SliceEncoder, slice_features
+from .slicing import SliceStack
 from .transfer import init_from_checkpoint
 from .triplanar import TriPlanarAxialNet
 
 __all__ = [
     "AttentionPool",
     "AxialNet",
+    "ExplainableNetwork",
+    "SliceNet",
     "BACKBONES",
     "Backbone",
     "build_backbone",
@@ -19,10 +22,8 @@ __all__ = [
     "SliceTransformerNet",
     "sinusoidal_positions",
     "SliceEncoder",
-    "PLANES",
+    "slice_features",
     "SliceStack",
-    "central_slice_indices",
-    "plane_index",
     "TriPlanarAxialNet",
     "init_from_checkpoint",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .base import SliceNet
 from .encoder import SliceEncoder
 
 __all__ = ["AxialNet", "AttentionPool"]
@@ -25,7 +26,7 @@ class AttentionPool(nn.Module):
         return torch.bmm(alpha.unsqueeze(1), feats).squeeze(1), alpha
 
 
-class AxialNet(nn.Module):
+class AxialNet(SliceNet):
     """AXIAL classifier of a 3D volume from its N central slices along one plane.
 
     The network slices the volume itself, so the bundle input stays a plain volume and slicing and resizing
@@ -58,21 +59,18 @@ class AxialNet(nn.Module):
         dropout: float = 0.3,
         normalize: str = "imagenet",
     ) -> None:
-        super().__init__()
-        self.encoder = SliceEncoder(backbone, plane, num_slices, image_size, pretrained, freeze, normalize)
-        d = self.encoder.out_features
-        self.attention = AttentionPool(d)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(d, num_classes)
-
-    @property
-    def cam_layer(self) -> str:
-        """Name of the backbone's last feature layer, the GradCAM target."""
-        return f"encoder.backbone.{len(self.encoder.backbone) - 1}"
-
-    @property
-    def planes(self) -> tuple[int]:
-        return (self.encoder.slicer.plane,)
+        encoder = SliceEncoder(
+            backbone=backbone,
+            plane=plane,
+            num_slices=num_slices,
+            image_size=image_size,
+            pretrained=pretrained,
+            freeze=freeze,
+            normalize=normalize,
+        )
+        super().__init__(num_classes=num_classes, in_features=encoder.out_features, dropout=dropout)
+        self.encoder = encoder
+        self.attention = AttentionPool(encoder.out_features)
 
     def slice_indices(self, spatial_shape: tuple[int, int, int]) -> dict[int, range]:
         """Slice positions ``{plane: range}`` used for a volume of spatial shape ``(X, Y, Z)``."""
@@ -81,7 +79,7 @@ class AxialNet(nn.Module):
     def forward_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits ``(B, num_classes)`` and slice attention ``(B, N)`` for volumes ``(B, 1, X, Y, Z)``."""
         z, alpha = self.attention(self.encoder(x))
-        return self.head(self.dropout(z)), alpha
+        return self.classify(z), alpha
 
     def plane_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """Logits and ``{plane: attention (B, N)}``, the interface shared with ``TriPlanarAxialNet``."""

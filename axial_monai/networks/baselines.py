@@ -7,14 +7,17 @@ import math
 import torch
 from torch import nn
 
+from axial_monai.errors import SettingsError
+
 from .backbones import build_backbone
+from .base import SliceNet
 from .encoder import SliceEncoder
 from .slicing import SliceStack
 
 __all__ = ["SliceClassifier2D", "MeanPoolNet", "SliceTransformerNet", "sinusoidal_positions"]
 
 
-class SliceClassifier2D(nn.Module):
+class SliceClassifier2D(SliceNet):
     """2D majority-voting baseline: a slice classifier, and a volume label by majority vote of its slices.
 
     * input ``(B, 1, H, W)`` (single slices, e.g. from ``RandSliceSampled``): logits ``(B, num_classes)``;
@@ -37,19 +40,14 @@ class SliceClassifier2D(nn.Module):
         dropout: float = 0.3,
         normalize: str = "imagenet",
     ) -> None:
-        super().__init__()
-        self.slicer = SliceStack(plane, num_slices, image_size, normalize)
-        self.backbone = build_backbone(backbone, pretrained, freeze)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(self.backbone.out_features, num_classes)
-
-    @property
-    def cam_layer(self) -> str:
-        return f"backbone.{len(self.backbone) - 1}"
+        features = build_backbone(name=backbone, pretrained=pretrained, freeze=freeze)
+        super().__init__(num_classes=num_classes, in_features=features.out_features, dropout=dropout)
+        self.slicer = SliceStack(plane=plane, num_slices=num_slices, image_size=image_size, normalize=normalize)
+        self.backbone = features
 
     def classify_slices(self, slices: torch.Tensor) -> torch.Tensor:
         """Logits ``(M, num_classes)`` of prepared slices ``(M, 3, S, S)``."""
-        return self.head(self.dropout(self.backbone(slices).mean(dim=(2, 3))))
+        return self.classify(self.backbone(slices).mean(dim=(2, 3)))
 
     def vote(self, slice_logits: torch.Tensor) -> torch.Tensor:
         """Vote shares ``(B, C)`` from slice logits ``(B, N, C)``, ties broken by mean probability."""
@@ -67,7 +65,7 @@ class SliceClassifier2D(nn.Module):
         return self.vote(self.classify_slices(slices.flatten(0, 1)).view(b, n, -1))
 
 
-class MeanPoolNet(nn.Module):
+class MeanPoolNet(SliceNet):
     """ "MajorityVoting3D": a linear head per slice, volume logits = mean of the slice logits; trained on volumes.
 
     Args: as ``AxialNet``. Input ``(B, 1, X, Y, Z)``, output logits ``(B, num_classes)``.
@@ -85,17 +83,20 @@ class MeanPoolNet(nn.Module):
         dropout: float = 0.3,
         normalize: str = "imagenet",
     ) -> None:
-        super().__init__()
-        self.encoder = SliceEncoder(backbone, plane, num_slices, image_size, pretrained, freeze, normalize)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(self.encoder.out_features, num_classes)
-
-    @property
-    def cam_layer(self) -> str:
-        return f"encoder.backbone.{len(self.encoder.backbone) - 1}"
+        encoder = SliceEncoder(
+            backbone=backbone,
+            plane=plane,
+            num_slices=num_slices,
+            image_size=image_size,
+            pretrained=pretrained,
+            freeze=freeze,
+            normalize=normalize,
+        )
+        super().__init__(num_classes=num_classes, in_features=encoder.out_features, dropout=dropout)
+        self.encoder = encoder
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.encoder(x))).mean(1)
+        return self.classify(self.encoder(x)).mean(1)
 
 
 def sinusoidal_positions(num: int, dim: int) -> torch.Tensor:
@@ -108,7 +109,7 @@ def sinusoidal_positions(num: int, dim: int) -> torch.Tensor:
     return enc
 
 
-class SliceTransformerNet(nn.Module):
+class SliceTransformerNet(SliceNet):
     """TransformerConv3D baseline: the centre slice attends over the other slices.
 
     Slice features (backbone + GAP) get sinusoidal positions; one multi-head attention takes the centre
@@ -131,29 +132,32 @@ class SliceTransformerNet(nn.Module):
         normalize: str = "imagenet",
         num_heads: int = 8,
     ) -> None:
-        super().__init__()
         if num_slices < 2:
-            raise ValueError(f"SliceTransformerNet needs at least 2 slices, not {num_slices}.")
-        self.encoder = SliceEncoder(backbone, plane, num_slices, image_size, pretrained, freeze, normalize)
-        d = self.encoder.out_features
+            raise SettingsError(f"SliceTransformerNet needs at least 2 slices, not {num_slices}.")
+        encoder = SliceEncoder(
+            backbone=backbone,
+            plane=plane,
+            num_slices=num_slices,
+            image_size=image_size,
+            pretrained=pretrained,
+            freeze=freeze,
+            normalize=normalize,
+        )
+        d = encoder.out_features
         if d % num_heads:
-            raise ValueError(f"num_heads ({num_heads}) must divide the feature dimension of {backbone} ({d}).")
+            raise SettingsError(f"num_heads ({num_heads}) must divide the feature dimension of {backbone} ({d}).")
+        super().__init__(num_classes=num_classes, in_features=d, dropout=dropout)
+        self.encoder = encoder
         self.register_buffer("positions", sinusoidal_positions(num_slices, d), persistent=False)
         self.attn = nn.MultiheadAttention(d, num_heads, batch_first=True)
         self.norm = nn.LayerNorm(d)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(d, num_classes)
-
-    @property
-    def cam_layer(self) -> str:
-        return f"encoder.backbone.{len(self.encoder.backbone) - 1}"
 
     def forward_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.encoder(x) + self.positions
         c = feats.shape[1] // 2
         others = torch.cat([feats[:, :c], feats[:, c + 1 :]], dim=1)
         out, weights = self.attn(feats[:, c : c + 1], others, others, need_weights=True)
-        return self.head(self.dropout(self.norm(out.squeeze(1)))), weights.squeeze(1)
+        return self.classify(self.norm(out.squeeze(1))), weights.squeeze(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_attention(x)[0]

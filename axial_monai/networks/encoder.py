@@ -8,7 +8,13 @@ from torch import nn
 from .backbones import build_backbone
 from .slicing import SliceStack
 
-__all__ = ["SliceEncoder"]
+__all__ = ["SliceEncoder", "slice_features"]
+
+
+def slice_features(backbone: nn.Module, slices: torch.Tensor) -> torch.Tensor:
+    """Backbone + global average pooling of prepared slices ``(B, N, 3, S, S)`` -> ``(B, N, d)``."""
+    b, n = slices.shape[:2]
+    return backbone(slices.flatten(0, 1)).mean(dim=(2, 3)).view(b, n, -1)
 
 
 class SliceEncoder(nn.Module):
@@ -37,17 +43,12 @@ class SliceEncoder(nn.Module):
         normalize: str = "imagenet",
     ) -> None:
         super().__init__()
-        self.slicer = SliceStack(plane, num_slices, image_size, normalize)
-        self.backbone = build_backbone(backbone, pretrained, freeze)
+        self.slicer = SliceStack(plane=plane, num_slices=num_slices, image_size=image_size, normalize=normalize)
+        self.backbone = build_backbone(name=backbone, pretrained=pretrained, freeze=freeze)
 
     @property
     def out_features(self) -> int:
         return self.backbone.out_features
 
-    def features(self, slices: torch.Tensor) -> torch.Tensor:
-        """Backbone + global average pooling of prepared slices ``(B, N, 3, S, S)`` -> ``(B, N, d)``."""
-        b, n = slices.shape[:2]
-        return self.backbone(slices.flatten(0, 1)).mean(dim=(2, 3)).view(b, n, -1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(self.slicer(x))
+        return slice_features(self.backbone, self.slicer(x))

@@ -8,40 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PLANES", "IMAGENET_MEAN", "IMAGENET_STD", "central_slice_indices", "plane_index", "SliceStack"]
+from axial_monai.errors import InputError, SettingsError
+from axial_monai.geometry import IMAGENET_MEAN, IMAGENET_STD, central_slice_indices, plane_index
 
-#: plane name -> array axis of a RAS volume (without batch/channel dims).
-PLANES = {"sagittal": 0, "coronal": 1, "axial": 2}
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def plane_index(plane: int | str) -> int:
-    """Return the array axis (0 sagittal, 1 coronal, 2 axial) of ``plane`` given as a name or an index."""
-    if isinstance(plane, str):
-        if plane.lower() not in PLANES:
-            raise ValueError(f"plane must be one of {sorted(PLANES)} or 0/1/2, not {plane!r}.")
-        return PLANES[plane.lower()]
-    if plane not in (0, 1, 2):
-        raise ValueError(f"plane must be 0 (sagittal), 1 (coronal) or 2 (axial), not {plane!r}.")
-    return int(plane)
-
-
-def central_slice_indices(depth: int, num_slices: int) -> range:
-    """The ``num_slices`` central slice indices of an axis of length ``depth``.
-
-    ``start = int(depth / 2 - num_slices / 2)``, as in AXIAL; the result is ``range(start, start + num_slices)``.
-
-    Raises:
-        ValueError: if ``num_slices`` is not in ``[1, depth]``.
-    """
-    if num_slices < 1 or num_slices > depth:
-        raise ValueError(
-            f"Cannot take {num_slices} central slices from an axis with {depth} slices: "
-            f"num_slices must be between 1 and {depth}."
-        )
-    start = int(depth / 2 - num_slices / 2)
-    return range(start, start + num_slices)
+__all__ = ["SliceStack"]
 
 
 class SliceStack(nn.Module):
@@ -65,9 +35,9 @@ class SliceStack(nn.Module):
     ) -> None:
         super().__init__()
         if normalize not in ("imagenet", "none"):
-            raise ValueError(f"normalize must be 'imagenet' or 'none', not {normalize!r}.")
+            raise SettingsError(f"normalize must be 'imagenet' or 'none', not {normalize!r}.")
         if image_size < 8:
-            raise ValueError(f"image_size must be at least 8 pixels, not {image_size}.")
+            raise SettingsError(f"image_size must be at least 8 pixels, not {image_size}.")
         self.plane = plane_index(plane)
         self.num_slices = int(num_slices)
         self.image_size = int(image_size)
@@ -91,7 +61,7 @@ class SliceStack(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 5 or x.shape[1] != 1:
-            raise ValueError(f"Expected a volume batch of shape (B, 1, X, Y, Z), got {tuple(x.shape)}.")
+            raise InputError(f"Expected a volume batch of shape (B, 1, X, Y, Z), got {tuple(x.shape)}.")
         idx = self.indices(x.shape[2:])
         # (B, 1, X, Y, Z) -> (B, N, h, w) with the sliced axis first
         vol = x[:, 0].movedim(self.plane + 1, 1)[:, idx.start : idx.stop]

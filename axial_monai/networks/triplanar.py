@@ -7,14 +7,18 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from axial_monai.errors import SettingsError
+
 from .axialnet import AttentionPool
 from .backbones import build_backbone
+from .base import SliceNet
+from .encoder import slice_features
 from .slicing import SliceStack
 
 __all__ = ["TriPlanarAxialNet"]
 
 
-class TriPlanarAxialNet(nn.Module):
+class TriPlanarAxialNet(SliceNet):
     """AXIAL over the three planes with a single shared 2D backbone.
 
     Slices of all planes go through the backbone in one batch (so GradCAM hooks fire once), each plane has
@@ -47,25 +51,17 @@ class TriPlanarAxialNet(nn.Module):
         dropout: float = 0.3,
         normalize: str = "imagenet",
     ) -> None:
-        super().__init__()
         n = [int(num_slices)] * 3 if isinstance(num_slices, int) else [int(v) for v in num_slices]
         if len(n) != 3:
-            raise ValueError(f"num_slices must be an int or 3 ints (sagittal, coronal, axial), not {num_slices}.")
-        self.slicers = nn.ModuleList(SliceStack(p, n[p], image_size, normalize) for p in range(3))
-        self.backbone = build_backbone(backbone, pretrained, freeze)
-        d = self.backbone.out_features
+            raise SettingsError(f"num_slices must be an int or 3 ints (sagittal, coronal, axial), not {num_slices}.")
+        features = build_backbone(name=backbone, pretrained=pretrained, freeze=freeze)
+        d = features.out_features
+        super().__init__(num_classes=num_classes, in_features=3 * d, dropout=dropout)
+        self.slicers = nn.ModuleList(
+            SliceStack(plane=p, num_slices=n[p], image_size=image_size, normalize=normalize) for p in range(3)
+        )
+        self.backbone = features
         self.attention = nn.ModuleList(AttentionPool(d) for _ in range(3))
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(3 * d, num_classes)
-
-    @property
-    def cam_layer(self) -> str:
-        """Name of the backbone's last feature layer, the GradCAM target."""
-        return f"backbone.{len(self.backbone) - 1}"
-
-    @property
-    def planes(self) -> tuple[int, int, int]:
-        return (0, 1, 2)
 
     @property
     def num_slices(self) -> tuple[int, int, int]:
@@ -78,11 +74,9 @@ class TriPlanarAxialNet(nn.Module):
     def plane_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """Logits ``(B, num_classes)`` and ``{plane: attention (B, N_plane)}`` for volumes ``(B, 1, X, Y, Z)``."""
         slices = torch.cat([s(x) for s in self.slicers], dim=1)  # (B, N0+N1+N2, 3, S, S)
-        b, n = slices.shape[:2]
-        feats = self.backbone(slices.flatten(0, 1)).mean(dim=(2, 3)).view(b, n, -1)
-        per_plane = feats.split(self.num_slices, dim=1)
+        per_plane = slice_features(self.backbone, slices).split(self.num_slices, dim=1)
         pooled, alphas = zip(*(att(f) for att, f in zip(self.attention, per_plane, strict=True)), strict=True)
-        logits = self.head(self.dropout(torch.cat(pooled, dim=1)))
+        logits = self.classify(torch.cat(pooled, dim=1))
         return logits, dict(enumerate(alphas))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

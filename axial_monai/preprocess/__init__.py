@@ -3,8 +3,8 @@
 Use :func:`preprocess_bids` from Python or ``python -m axial_monai.preprocess BIDS_DIR OUT_DIR`` from a shell.
 
 The path helpers (:mod:`.bids`) and the QC table (:mod:`.qc`) are imported eagerly; the ANTs-based parts
-(:mod:`.pipeline`, :mod:`.templates`) are imported on first use, so that code that only needs the output layout
-(e.g. :mod:`axial_monai.data.clinica`) does not pay for loading ANTs.
+(:mod:`.pipeline`, :mod:`.templates`) are imported on first use. The output layout itself is
+:mod:`axial_monai.derivatives`.
 """
 
 from __future__ import annotations
@@ -12,16 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from axial_monai.preprocess.bids import (
-    PIPELINE_NAME,
-    Scan,
-    derivative_path,
-    find_t1w_scans,
-    parse_shard,
-    pipeline_dir,
-    select_shard,
-)
-from axial_monai.preprocess.qc import QC_COLUMNS, collect_qc
+from axial_monai.preprocess.bids import Scan, derivative_path, find_t1w_scans, parse_shard, pipeline_dir, select_shard
+from axial_monai.preprocess.qc import collect_qc
 
 _LAZY = {
     "TRANSFORMS": "pipeline",
@@ -37,8 +29,6 @@ _LAZY = {
 }
 
 __all__ = [
-    "PIPELINE_NAME",
-    "QC_COLUMNS",
     "Scan",
     "collect_qc",
     "derivative_path",

@@ -1,17 +1,7 @@
-"""BIDS layout for preprocessing: find the T1w scans of a Clinica BIDS tree, shard them, name the derivatives.
+"""Raw BIDS input of the preprocessing: find the T1w scans of a Clinica BIDS tree, shard them, name their outputs.
 
-Input layout (what ``clinica convert adni-to-bids -m T1`` writes)::
-
-    BIDS_DIR/sub-<label>/ses-<label>/anat/sub-<label>_ses-<label>[_<entity>-<value>...]_T1w.nii[.gz]
-
-Output layout (BIDS derivatives)::
-
-    OUT_DIR/derivatives/axial-monai/dataset_description.json
-    OUT_DIR/derivatives/axial-monai/sub-<label>/ses-<label>/anat/
-        <source stem>_space-<template>[_res-<mm>mm]_desc-preproc_T1w.nii.gz
-
-This module only deals with paths; it imports neither ANTs nor any imaging library, so the datalist code can
-use it cheaply.
+The names of the input and output files are those of :mod:`axial_monai.derivatives`. This module only deals with
+paths; it imports neither ANTs nor any imaging library.
 
 Example:
     >>> scans = find_t1w_scans("/data/ADNI_BIDS")
@@ -21,32 +11,24 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from axial_monai.utils import write_text_atomic
+from axial_monai.derivatives import PIPELINE_NAME, T1W_SUFFIXES, DerivativesLayout
+from axial_monai.errors import InputError, SettingsError
+from axial_monai.io import write_json, write_text
 
 __all__ = [
-    "PIPELINE_NAME",
-    "T1W_SUFFIXES",
     "Scan",
     "find_t1w_scans",
     "parse_shard",
     "select_shard",
     "pipeline_dir",
-    "resolution_label",
     "derivative_path",
     "write_dataset_description",
 ]
-
-#: Name of the derivatives folder (``OUT_DIR/derivatives/<PIPELINE_NAME>``).
-PIPELINE_NAME = "axial-monai"
-#: File endings of a raw T1-weighted image.
-T1W_SUFFIXES = ("_T1w.nii.gz", "_T1w.nii")
-_LABEL = re.compile(r"^[A-Za-z0-9]+$")
 
 
 @dataclass(frozen=True, order=True)
@@ -70,7 +52,7 @@ class Scan:
         for suffix in T1W_SUFFIXES:
             if name.endswith(suffix):
                 return name[: -len(suffix)]
-        raise ValueError(f"{self.path} does not end with one of {T1W_SUFFIXES}.")
+        raise InputError(f"{self.path} does not end with one of {T1W_SUFFIXES}.")
 
 
 def find_t1w_scans(bids_dir: str | os.PathLike) -> list[Scan]:
@@ -87,7 +69,7 @@ def find_t1w_scans(bids_dir: str | os.PathLike) -> list[Scan]:
 
     Raises:
         FileNotFoundError: if ``bids_dir`` is not a directory.
-        ValueError: if it holds no T1w image.
+        InputError: if it holds no T1w image.
     """
     root = Path(bids_dir).resolve()
     if not root.is_dir():
@@ -100,7 +82,7 @@ def find_t1w_scans(bids_dir: str | os.PathLike) -> list[Scan]:
                     continue
                 scans.append(Scan(subject=subject_dir.name, session=anat.parent.name, path=str(image)))
     if not scans:
-        raise ValueError(f"No T1w image (sub-*/ses-*/anat/*_T1w.nii[.gz]) found under {root}.")
+        raise InputError(f"No T1w image (sub-*/ses-*/anat/*_T1w.nii[.gz]) found under {root}.")
     return sorted(scans)
 
 
@@ -108,16 +90,16 @@ def parse_shard(shard: str | None) -> tuple[int, int]:
     """Parse a shard spec ``"i/n"`` (1-based: ``"1/4"`` ... ``"4/4"``); ``None`` means ``(1, 1)``.
 
     Raises:
-        ValueError: if the spec is not two integers with ``1 <= i <= n``.
+        SettingsError: if the spec is not two integers with ``1 <= i <= n``.
     """
     if shard is None:
         return 1, 1
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(shard))
     if match is None:
-        raise ValueError(f"shard must look like 'i/n' (e.g. '2/8'), not {shard!r}.")
+        raise SettingsError(f"shard must look like 'i/n' (e.g. '2/8'), not {shard!r}.")
     index, count = int(match.group(1)), int(match.group(2))
     if count < 1 or not 1 <= index <= count:
-        raise ValueError(f"shard 'i/n' needs 1 <= i <= n, not {shard!r}.")
+        raise SettingsError(f"shard 'i/n' needs 1 <= i <= n, not {shard!r}.")
     return index, count
 
 
@@ -132,16 +114,8 @@ def select_shard(scans: list[Scan], shard: str | None) -> list[Scan]:
 
 
 def pipeline_dir(out_dir: str | os.PathLike) -> Path:
-    """The derivatives folder of this pipeline: ``out_dir/derivatives/axial-monai``."""
-    return Path(out_dir).resolve() / "derivatives" / PIPELINE_NAME
-
-
-def resolution_label(resolution: float | None) -> str | None:
-    """BIDS ``res`` label of an isotropic voxel size in mm (``4`` -> ``"4mm"``, ``1.5`` -> ``"1p5mm"``)."""
-    if resolution is None:
-        return None
-    text = f"{float(resolution):g}".replace(".", "p")
-    return f"{text}mm"
+    """The derivatives folder of this pipeline: ``out_dir/derivatives/axial-monai`` (absolute)."""
+    return DerivativesLayout.under(out_dir).root
 
 
 def derivative_path(deriv_dir: str | os.PathLike, scan: Scan, space: str, resolution: float | None = None) -> Path:
@@ -154,13 +128,10 @@ def derivative_path(deriv_dir: str | os.PathLike, scan: Scan, space: str, resolu
         resolution: isotropic voxel size in mm when the template was resampled (adds ``_res-<mm>mm``).
 
     Raises:
-        ValueError: if ``space`` is not alphanumeric.
+        SettingsError: if ``space`` is not alphanumeric.
     """
-    if not _LABEL.match(space):
-        raise ValueError(f"space must be an alphanumeric BIDS label, not {space!r}.")
-    res = resolution_label(resolution)
-    entities = f"{scan.stem}_space-{space}" + (f"_res-{res}" if res else "")
-    return Path(deriv_dir) / scan.subject / scan.session / "anat" / f"{entities}_desc-preproc_T1w.nii.gz"
+    layout = DerivativesLayout(Path(deriv_dir))
+    return layout.image_path(scan.subject, scan.session, scan.stem, space, resolution)
 
 
 def write_dataset_description(deriv_dir: str | os.PathLike, source_dir: str | os.PathLike, version: str) -> Path:
@@ -174,8 +145,7 @@ def write_dataset_description(deriv_dir: str | os.PathLike, source_dir: str | os
     Returns:
         path of ``dataset_description.json``.
     """
-    deriv = Path(deriv_dir)
-    deriv.mkdir(parents=True, exist_ok=True)
+    layout = DerivativesLayout(Path(deriv_dir))
     description = {
         "Name": "axial-monai T1w preprocessing",
         "BIDSVersion": "1.9.0",
@@ -190,7 +160,6 @@ def write_dataset_description(deriv_dir: str | os.PathLike, source_dir: str | os
         ],
         "SourceDatasets": [{"URL": Path(source_dir).resolve().as_uri()}],
     }
-    target = deriv / "dataset_description.json"
-    write_text_atomic(target, json.dumps(description, indent=2) + "\n")
-    write_text_atomic(deriv / ".bidsignore", "qc/\nqc.tsv\nlogs/\n")
-    return target
+    write_json(layout.description, description)
+    write_text(layout.bidsignore, layout.bidsignore_text)
+    return layout.description

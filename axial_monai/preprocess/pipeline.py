@@ -53,16 +53,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from axial_monai import __version__
-from axial_monai.preprocess.bids import (
-    Scan,
-    derivative_path,
-    find_t1w_scans,
-    parse_shard,
-    pipeline_dir,
-    select_shard,
-    write_dataset_description,
-)
-from axial_monai.preprocess.qc import collect_qc, read_record, record_path, write_record
+from axial_monai.derivatives import DerivativesLayout, QCRecord
+from axial_monai.io import atomic_path, write_json
+from axial_monai.preprocess.bids import Scan, find_t1w_scans, parse_shard, select_shard, write_dataset_description
+from axial_monai.preprocess.qc import collect_qc, read_record
 from axial_monai.preprocess.templates import DEFAULT_TEMPLATE, TEMPLATES, Template, load_template
 
 __all__ = [
@@ -239,6 +233,20 @@ class _Job:
     record: str
     settings: dict[str, Any]
 
+    def qc_record(self, **values: Any) -> dict[str, Any]:
+        """The QC record of this job finishing now (:class:`QCRecord` fields set to ``values``) and its settings."""
+        record = QCRecord(
+            subject=self.scan.subject,
+            session=self.scan.session,
+            input_path=self.scan.path,
+            output_path=self.output,
+            space=self.settings["space"],
+            transform=self.settings["transform"],
+            finished=datetime.datetime.now().isoformat(timespec="seconds"),
+            **values,
+        )
+        return {**asdict(record), "settings": self.settings}
+
 
 @functools.lru_cache(maxsize=2)
 def _cached_template(template: str, mask: str | None, space: str | None, resolution: float | None) -> Template:
@@ -252,35 +260,12 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _write_image_atomic(image: ants.ANTsImage, target: Path) -> None:
-    """Write ``image`` to ``target`` through a hidden temporary file in the same folder and ``os.replace``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{target.name}.*.tmp.nii.gz"):  # left by a killed run
-        stale.unlink(missing_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp.nii.gz", dir=target.parent)
-    os.close(handle)
-    try:
-        ants.image_write(image, tmp)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def _run_job(job: _Job) -> dict[str, Any]:
     """Process one scan and write its QC record; never raises for a bad scan (the record says why)."""
     settings = job.settings
     start = time.perf_counter()
-    record: dict[str, Any] = {
-        "subject": job.scan.subject,
-        "session": job.scan.session,
-        "input_path": job.scan.path,
-        "output_path": job.output,
-        "space": settings["space"],
-        "transform": settings["transform"],
-        "similarity_cc": None,
-        "similarity_mi": None,
-        "warning": "",
-    }
+    values: dict[str, Any] = {}
+    failure: dict[str, str] = {}
     try:
         template = _cached_template(
             settings["template"], settings["template_mask"], settings["space"], settings["resolution"]
@@ -295,10 +280,12 @@ def _run_job(job: _Job) -> dict[str, Any]:
             registration_kwargs=settings["registration_kwargs"],
             n4_kwargs=settings["n4_kwargs"],
         )
-        _write_image_atomic(brain, Path(job.output))
-        record.update(status="ok", error="", **metrics)
+        # one worker writes each output, so temporary files of a killed run can be removed
+        with atomic_path(job.output, suffix=".nii.gz", clean_stale=True) as tmp:
+            ants.image_write(brain, str(tmp))
+        values.update(status="ok", **metrics)
         if metrics["similarity_cc"] < settings["min_similarity_cc"]:
-            record["warning"] = (
+            values["warning"] = (
                 f"low similarity to the template (cc {metrics['similarity_cc']:.3f} < "
                 f"{settings['min_similarity_cc']}): check the registration of {job.scan.path}"
             )
@@ -307,11 +294,10 @@ def _run_job(job: _Job) -> dict[str, Any]:
         message = _one_line(f"{type(err).__name__}: {err}")
         if job.scan.path not in message:
             message = f"{job.scan.path}: {message}"
-        record.update(status="failed", error=message, traceback=traceback.format_exc())
-    record["runtime_s"] = round(time.perf_counter() - start, 3)
-    record["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
-    record["settings"] = settings
-    write_record(job.record, record)
+        values.update(status="failed", error=message)
+        failure["traceback"] = traceback.format_exc()
+    record = {**job.qc_record(runtime_s=round(time.perf_counter() - start, 3), **values), **failure}
+    write_json(job.record, record)
     return record
 
 
@@ -369,23 +355,8 @@ def _crash_record(job: _Job, err: BaseException) -> dict[str, Any]:
         f"{job.scan.path}: the worker process died ({type(err).__name__}: {err}); a crash in ITK/ANTs or running "
         "out of memory while this or another scan ran; it will be retried on the next run"
     )
-    record = {
-        "subject": job.scan.subject,
-        "session": job.scan.session,
-        "input_path": job.scan.path,
-        "output_path": job.output,
-        "status": "failed",
-        "error": message,
-        "similarity_cc": None,
-        "similarity_mi": None,
-        "warning": "",
-        "runtime_s": None,
-        "finished": datetime.datetime.now().isoformat(timespec="seconds"),
-        "space": job.settings["space"],
-        "transform": job.settings["transform"],
-        "settings": job.settings,
-    }
-    write_record(job.record, record)
+    record = job.qc_record(status="failed", error=message)
+    write_json(job.record, record)
     return record
 
 
@@ -472,20 +443,20 @@ def preprocess_bids(
             }
         )
     )
-    deriv = pipeline_dir(out_dir)
+    layout = DerivativesLayout.under(out_dir)
     scans = select_shard(find_t1w_scans(bids_dir), shard)
     jobs = []
     for scan in scans:
-        output = derivative_path(deriv, scan, space_label, settings["resolution"])
-        jobs.append(_Job(scan=scan, output=str(output), record=str(record_path(deriv, output)), settings=settings))
-    write_dataset_description(deriv, bids_dir, __version__)
+        output = layout.image_path(scan.subject, scan.session, scan.stem, space_label, settings["resolution"])
+        jobs.append(_Job(scan=scan, output=str(output), record=str(layout.record_path(output)), settings=settings))
+    write_dataset_description(layout.root, bids_dir, __version__)
 
-    summary = PreprocessSummary(total=len(jobs), deriv_dir=str(deriv))
+    summary = PreprocessSummary(total=len(jobs), deriv_dir=str(layout.root))
     todo = [job for job in jobs if not _is_done(job)]
     summary.skipped = len(jobs) - len(todo)
     threads = threads_per_worker or max(1, (os.cpu_count() or 1) // n_proc)
 
-    with _log_to_file(deriv / "logs" / "preprocess.log"):
+    with _log_to_file(layout.log_file):
         logger.info(
             "shard %s: %d scans, %d already done, %d to process with %s (%s), %d process(es) x %d thread(s)",
             shard or "1/1",
@@ -538,8 +509,8 @@ def preprocess_bids(
                     except KeyboardInterrupt:
                         pool.shutdown(wait=False, cancel_futures=True)
                         raise
-        summary.qc_path = str(deriv / "qc.tsv")
-        collect_qc(deriv, write=True)
+        summary.qc_path = str(layout.qc_table)
+        collect_qc(layout.root, write=True)
         logger.info(
             "shard %s done: %d ok, %d failed, %d skipped",
             shard or "1/1",

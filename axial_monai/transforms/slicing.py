@@ -8,7 +8,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable, Transform
 
-from ..networks.slicing import central_slice_indices, plane_index
+from axial_monai.geometry import central_slice_indices, plane_index
 
 __all__ = ["RandSliceSample", "RandSliceSampled"]
 
