@@ -43,6 +43,7 @@ __all__ = [
     "find_files",
     "raw_t1w_images",
     "resolution_label",
+    "space_label",
     "DerivativesLayout",
 ]
 
@@ -107,6 +108,17 @@ def find_files(folder: str | os.PathLike, patterns: list[str]) -> list[str]:
 def raw_t1w_images(bids_dir: str | os.PathLike, subject: str, session: str) -> list[str]:
     """The raw T1w images of one session of a BIDS tree (see :func:`find_files`)."""
     return find_files(anat_dir(bids_dir, subject, session), [f"*{suffix}" for suffix in T1W_SUFFIXES])
+
+
+def space_label(label: str) -> str:
+    """``label`` itself if it is a valid BIDS ``space`` label (letters and digits only).
+
+    Raises:
+        SettingsError: otherwise.
+    """
+    if not _LABEL.match(str(label)):
+        raise SettingsError(f"space must be an alphanumeric BIDS label, not {label!r}.")
+    return str(label)
 
 
 def resolution_label(resolution: float | None) -> str | None:
@@ -190,10 +202,8 @@ class DerivativesLayout:
         Raises:
             SettingsError: if ``space`` is not alphanumeric.
         """
-        if not _LABEL.match(space):
-            raise SettingsError(f"space must be an alphanumeric BIDS label, not {space!r}.")
         res = resolution_label(resolution)
-        entities = f"{source_stem}_space-{space}" + (f"_res-{res}" if res else "")
+        entities = f"{source_stem}_space-{space_label(space)}" + (f"_res-{res}" if res else "")
         return anat_dir(self.root, subject, session) / f"{entities}{_PREPROC}"
 
     def image_patterns(self, space: str | None = None) -> list[str]:

@@ -11,7 +11,9 @@ from ignite.metrics import EpochMetric
 from monai.utils import evenly_divisible_all_gather
 from sklearn import metrics as skm
 
-__all__ = ["METRICS", "classification_scores", "ClassificationMetric", "probs_and_labels"]
+from axial_monai.errors import SettingsError
+
+__all__ = ["METRICS", "classification_scores", "ClassificationMetric", "classification_metrics", "probs_and_labels"]
 
 METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "mcc", "auc")
 
@@ -69,7 +71,7 @@ class ClassificationMetric(EpochMetric):
 
     def __init__(self, name: str, positive: int = 1, output_transform: Callable = probs_and_labels) -> None:
         if name not in METRICS:
-            raise ValueError(f"Unknown metric {name!r}; choose one of {METRICS}.")
+            raise SettingsError(f"Unknown metric {name!r}; choose one of {METRICS}.")
         self.name, self.positive = name, positive
         super().__init__(self._compute, output_transform=output_transform, check_compute_fn=False)
 
@@ -84,3 +86,21 @@ class ClassificationMetric(EpochMetric):
         probs = evenly_divisible_all_gather(torch.cat(self._predictions), concat=True)
         labels = evenly_divisible_all_gather(torch.cat(self._targets), concat=True)
         return self._compute(probs, labels)
+
+
+def classification_metrics(
+    names: Sequence[str] = METRICS, positive: int = 1, prefix: str = ""
+) -> dict[str, ClassificationMetric]:
+    """New ignite metrics ``{prefix + name: ClassificationMetric(name, positive)}``, e.g. for an evaluator's
+    ``key_val_metric`` or ``additional_metrics``.
+
+    Every call builds new metric objects: an ignite metric holds the state of the engine it is attached to, so a
+    trainer and an evaluator must not share one. The bundle configs define the positive class once
+    (``"metrics"``, a partial of this function) and call it where metrics are needed.
+
+    Args:
+        names: metric names from ``METRICS``.
+        positive: index of the positive class.
+        prefix: prefix of the keys (e.g. ``"val_"``), which are the names in ``engine.state.metrics``.
+    """
+    return {f"{prefix}{name}": ClassificationMetric(name, positive) for name in names}

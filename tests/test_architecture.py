@@ -10,6 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "axial_monai"
 LAYERS = {
     "errors": 0,
     "io": 0,
+    "log": 0,
     "geometry": 1,
     "configs": 1,
     "derivatives": 1,

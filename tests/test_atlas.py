@@ -155,7 +155,8 @@ def test_user_atlas_errors_name_file_and_problem(tmp_path, user_atlas, case, mes
         path = tmp_path / f"{name}.csv"
         path.write_text(text)
         kwargs["labels"] = str(path)
-    with pytest.raises(ValueError, match=message):
+    error = FileNotFoundError if case.startswith("missing_") else ValueError
+    with pytest.raises(error, match=message):
         load_atlas(**kwargs)
 
 

@@ -108,9 +108,9 @@ def test_merged_config_initializes_and_has_properties(tiny_cohort, tmp_path, mon
         monkeypatch.setenv(k, v)
     settings = {"dataset_dir": tiny_cohort, "output_dir": str(tmp_path), "epochs": 1, "cache_rate": 0.0, **TINY}
     train_cfg, dist_cfg = (json.loads(config_path(f).read_text()) for f in ("train", "multi_gpu_train"))
-    # the override repeats what it cannot extend: train.json's initialize steps and how it builds the network
-    assert dist_cfg["initialize"][-len(train_cfg["initialize"]) :] == train_cfg["initialize"]
-    assert dist_cfg["network"]["module"] == train_cfg["network"]
+    # the override repeats nothing of train.json: it keeps train.json's steps and wraps train.json's network
+    assert not {"initialize", "run", "training"} & set(dist_cfg)
+    assert dist_cfg["network"]["module"] == "@local_network" and "local_network" in train_cfg
 
     wf = workflow(["train", "multi_gpu_train"], **settings)
     try:

@@ -306,6 +306,21 @@ def test_resume_trains_only_the_unfinished_fold(adcn_run, tables, tmp_path, monk
     pd.testing.assert_frame_equal(pd.read_csv(adcn_run / "summary.csv"), pd.read_csv(tmp_path / "summary.csv"))
 
 
+def test_runner_reads_the_output_paths_from_the_bundle_config(adcn_run, tables, tmp_path, monkeypatch):
+    """A config that moves the evaluation folder still works: the runner parses ``eval_dir``, it assumes nothing."""
+    _, adcn, mci = tables
+    moved = {**TINY, "eval_dir": "$os.path.join(@output_dir, 'moved-eval')"}
+
+    def replay(config_files, out_dir, datalist, *args, **kwargs):
+        """Stand-in for training: the finished run's predictions, where the moved config writes them."""
+        shutil.copytree(adcn_run / Path(out_dir).name / "eval-test", Path(out_dir) / "moved-eval")
+
+    monkeypatch.setattr(runner, "run_fold", replay)
+    run_cross_validation(adcn, tmp_path, k=K, seed=0, overrides=moved, assign_with=[mci], progress=False)
+    pd.testing.assert_frame_equal(pd.read_csv(adcn_run / "folds.csv"), pd.read_csv(tmp_path / "folds.csv"))
+    assert not list(tmp_path.glob("fold-*/eval-test"))
+
+
 def test_cli_reuses_the_same_joint_folds(adcn_run, tables, monkeypatch, capsys):
     bids, _, _ = tables
 

@@ -25,7 +25,6 @@ Prints the mean +- sd over folds per metric and level; the tables are in OUT_DIR
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -34,6 +33,8 @@ import fire
 
 from axial_monai.crossval.runner import TRAIN_CONFIG, run_cross_validation
 from axial_monai.data.clinica import TASKS, clinica_task_table, label_sessions, load_clinica_table
+from axial_monai.errors import SettingsError
+from axial_monai.log import setup_cli_logging
 
 __all__ = ["CLASS_NAMES", "crossval_command", "main"]
 
@@ -48,11 +49,11 @@ def _parse_overrides(overrides: dict | str | None) -> dict[str, Any]:
         try:
             overrides = json.loads(overrides)
         except ValueError as err:
-            raise ValueError(
+            raise SettingsError(
                 f"--overrides must be a JSON object such as '{{\"epochs\": 100}}', not {overrides!r} ({err})."
             ) from None
     if not isinstance(overrides, dict):
-        raise ValueError(f"--overrides must be a JSON object such as '{{\"epochs\": 100}}', not {overrides!r}.")
+        raise SettingsError(f"--overrides must be a JSON object such as '{{\"epochs\": 100}}', not {overrides!r}.")
     return dict(overrides)
 
 
@@ -96,7 +97,7 @@ def crossval_command(
         ``{"output_dir", "summary", level: {metric: "mean ± sd"}}``.
     """
     if task not in TASKS:
-        raise ValueError(f"task must be one of {list(TASKS)}, not {task!r}.")
+        raise SettingsError(f"task must be one of {list(TASKS)}, not {task!r}.")
     settings = _parse_overrides(overrides)
     settings.setdefault("class_names", CLASS_NAMES[task])
     table = clinica_task_table(bids_dir, task, derivatives_dir, horizon, space, missing_image)
@@ -124,7 +125,7 @@ def crossval_command(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_cli_logging()
     fire.Fire(crossval_command, command=argv, name="axial_monai.crossval")
     return 0
 

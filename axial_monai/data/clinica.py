@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from axial_monai.derivatives import DerivativesLayout, raw_t1w_images
+from axial_monai.errors import InputError, SettingsError
 
 __all__ = [
     "TASKS",
@@ -61,7 +62,7 @@ def _read_tsv(path: Path, required: tuple[str, ...], what: str) -> pd.DataFrame:
     table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=True, na_values=["n/a", "N/A", ""])
     missing = [column for column in required if column not in table.columns]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"The {what} file {path} has no column {', '.join(repr(c) for c in missing)}; "
             f"its columns are {list(table.columns)}."
         )
@@ -73,13 +74,13 @@ def read_participants(bids_dir: str | os.PathLike) -> pd.DataFrame:
 
     Raises:
         FileNotFoundError: if the file is missing.
-        ValueError: if ``participant_id`` is missing or duplicated.
+        InputError: if ``participant_id`` is missing or duplicated.
     """
     path = Path(bids_dir) / "participants.tsv"
     table = _read_tsv(path, ("participant_id",), "participants")
     duplicated = table["participant_id"][table["participant_id"].duplicated()].tolist()
     if duplicated:
-        raise ValueError(f"The participants file {path} lists {duplicated} more than once.")
+        raise InputError(f"The participants file {path} lists {duplicated} more than once.")
     return table
 
 
@@ -88,13 +89,13 @@ def read_sessions(bids_dir: str | os.PathLike, subject: str) -> pd.DataFrame:
 
     Raises:
         FileNotFoundError: if the file is missing.
-        ValueError: if a required column is missing or a session is listed twice.
+        InputError: if a required column is missing or a session is listed twice.
     """
     path = Path(bids_dir) / subject / f"{subject}_sessions.tsv"
     table = _read_tsv(path, ("session_id", "diagnosis"), "sessions")
     duplicated = table["session_id"][table["session_id"].duplicated()].tolist()
     if duplicated:
-        raise ValueError(f"The sessions file {path} lists {duplicated} more than once.")
+        raise InputError(f"The sessions file {path} lists {duplicated} more than once.")
     return table
 
 
@@ -163,7 +164,7 @@ def load_clinica_table(
 
     Raises:
         FileNotFoundError: if ``participants.tsv`` or a subject's sessions file is missing.
-        ValueError: if a required column is missing.
+        InputError: if a required column is missing.
     """
     participants = read_participants(bids_dir).set_index("participant_id", drop=False)
     frames = []
@@ -203,19 +204,20 @@ def label_sessions(table: pd.DataFrame, task: str, horizon: int = 36) -> pd.Data
         ``followup_diagnosis``.
 
     Raises:
-        ValueError: for an unknown task, a non-positive horizon or missing columns.
+        SettingsError: for an unknown task or a non-positive horizon.
+        InputError: for missing columns.
     """
     missing = [column for column in ("subject", "session", "month", "diagnosis") if column not in table.columns]
     if missing:
-        raise ValueError(f"The table has no column {missing}; it has {list(table.columns)}.")
+        raise InputError(f"The table has no column {missing}; it has {list(table.columns)}.")
     if task == "ADvsCN":
         labelled = table[table["diagnosis"].isin(["AD", "CN"])].copy()
         labelled["label"] = (labelled["diagnosis"] == "AD").astype(int)
         return labelled
     if task != "pMCIvsSMCI":
-        raise ValueError(f"task must be one of {list(TASKS)}, not {task!r}.")
+        raise SettingsError(f"task must be one of {list(TASKS)}, not {task!r}.")
     if int(horizon) != horizon or horizon <= 0:
-        raise ValueError(f"horizon must be a positive number of months, not {horizon!r}.")
+        raise SettingsError(f"horizon must be a positive number of months, not {horizon!r}.")
     if table["month"].isna().any() and (table["diagnosis"] == "MCI").any():
         odd = table.loc[table["month"].isna(), "session"].unique().tolist()
         warnings.warn(f"Sessions {odd} have no month (ses-M<digits>); they get no pMCI/sMCI label.", stacklevel=2)
@@ -256,13 +258,14 @@ def clinica_task_table(
         ``image``, ``label`` (and ``followup_session``/``followup_diagnosis`` for pMCIvsSMCI).
 
     Raises:
-        ValueError: for bad arguments, or a labelled session without image when ``missing_image="raise"``.
+        SettingsError: for bad arguments.
+        InputError: for a labelled session without image when ``missing_image="raise"``.
         FileNotFoundError: for a missing TSV file.
     """
     if missing_image not in ("raise", "drop"):
-        raise ValueError(f"missing_image must be 'raise' or 'drop', not {missing_image!r}.")
+        raise SettingsError(f"missing_image must be 'raise' or 'drop', not {missing_image!r}.")
     if task not in TASKS:
-        raise ValueError(f"task must be one of {list(TASKS)}, not {task!r}.")
+        raise SettingsError(f"task must be one of {list(TASKS)}, not {task!r}.")
     labelled = label_sessions(load_clinica_table(bids_dir, derivatives_dir, space), task, horizon)
     absent = labelled["image"].isna()
     if absent.any():
@@ -272,7 +275,7 @@ def clinica_task_table(
             " ..." if len(pairs) > 10 else ""
         )
         if missing_image == "raise":
-            raise ValueError(message + "; pass missing_image='drop' to leave them out.")
+            raise InputError(message + "; pass missing_image='drop' to leave them out.")
         warnings.warn(message + "; they are left out.", stacklevel=2)
         labelled = labelled[~absent]
     return labelled.reset_index(drop=True)
@@ -289,15 +292,15 @@ def to_datalist(df: pd.DataFrame, extra_keys: tuple[str, ...] = ()) -> list[dict
         one dict per row, with a Python ``int`` label and ``str`` image path.
 
     Raises:
-        ValueError: if a needed column is missing or an image is missing.
+        InputError: if a needed column is missing or an image is missing.
     """
     keys = ("image", "label", "subject", "session", "diagnosis", *extra_keys)
     missing = [key for key in keys if key not in df.columns]
     if missing:
-        raise ValueError(f"The table has no column {missing}; it has {list(df.columns)}.")
+        raise InputError(f"The table has no column {missing}; it has {list(df.columns)}.")
     if df["image"].isna().any():
         rows = df.loc[df["image"].isna(), ["subject", "session"]].astype(str).agg("/".join, axis=1).tolist()
-        raise ValueError(f"Rows without image: {rows}.")
+        raise InputError(f"Rows without image: {rows}.")
     items = []
     for row in df.itertuples(index=False):
         item = {

@@ -12,6 +12,7 @@ import nibabel as nib
 import pandas as pd
 from monai.data import load_decathlon_datalist
 
+from axial_monai.errors import InputError
 from axial_monai.io import NIFTI_SUFFIXES, write_csv
 
 __all__ = ["load_split", "inference_datalist", "check_nifti_header"]
@@ -32,14 +33,14 @@ def load_split(dataset_dir: str, split: str, datalist: str | None = None) -> lis
     """
     path = datalist or os.path.join(dataset_dir, "datalist.json")
     if not os.path.isfile(path):
-        raise ValueError(f"Datalist {path} does not exist; set dataset_dir or datalist to your data.")
+        raise FileNotFoundError(f"Datalist {path} does not exist; set dataset_dir or datalist to your data.")
     with open(path) as f:
         keys = list(json.load(f))
     if split not in keys:
-        raise ValueError(f"Datalist {path} has no split {split!r}; it has {keys}.")
+        raise InputError(f"Datalist {path} has no split {split!r}; it has {keys}.")
     items = load_decathlon_datalist(path, is_segmentation=False, data_list_key=split, base_dir=dataset_dir)
     if not items:
-        raise ValueError(f"Split {split!r} of {path} is empty.")
+        raise InputError(f"Split {split!r} of {path} is empty.")
     return items
 
 
@@ -86,7 +87,7 @@ def inference_datalist(
     file and the problem, and listed in ``<output_dir>/skipped.csv``; the other scans still run.
 
     Raises:
-        ValueError: if no usable scan is left.
+        InputError: if no usable scan is left.
     """
     items = _expand(inputs, datalist_key)
     good, skipped = [], []
@@ -101,5 +102,5 @@ def inference_datalist(
     if output_dir and skipped:
         write_csv(os.path.join(output_dir, "skipped.csv"), pd.DataFrame(skipped))
     if not good:
-        raise ValueError(f"No usable NIfTI scan found in {inputs!r} ({len(skipped)} skipped).")
+        raise InputError(f"No usable NIfTI scan found in {inputs!r} ({len(skipped)} skipped).")
     return good

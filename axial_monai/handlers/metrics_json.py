@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from ignite.engine import Engine, Events
-from ignite.utils import setup_logger
 
 from axial_monai.io import write_json
 
 __all__ = ["MetricsJSONWriter"]
+
+logger = logging.getLogger(__name__)
 
 
 class MetricsJSONWriter:
@@ -21,7 +23,6 @@ class MetricsJSONWriter:
 
     def __init__(self, save_dir: str, filename: str = "metrics.json") -> None:
         self.save_dir, self.filename = save_dir, filename
-        self.logger = setup_logger("MetricsJSONWriter")
 
     def attach(self, engine: Engine) -> None:
         if not engine.has_event_handler(self, Events.COMPLETED):
@@ -35,4 +36,4 @@ class MetricsJSONWriter:
         metrics = {k: float(v) if hasattr(v, "__float__") else v for k, v in engine.state.metrics.items()}
         path = os.path.join(self.save_dir, self.filename)
         write_json(path, {"metrics": metrics, "num_scans": len(engine.state.dataloader.dataset)})
-        self.logger.info(f"metrics written to {path}")
+        logger.info(f"metrics written to {path}")

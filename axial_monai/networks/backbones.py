@@ -10,6 +10,8 @@ import torch
 import torchvision
 from torch import nn
 
+from axial_monai.errors import InputError, SettingsError
+
 __all__ = ["BACKBONES", "Backbone", "build_backbone", "freeze_layers", "layers"]
 
 
@@ -86,7 +88,7 @@ def freeze_layers(module: nn.Module, fraction: float) -> int:
     ``floor(fraction * L)`` layers are frozen, ``L`` being the number of layers.
     """
     if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"freeze must be a fraction in [0, 1], not {fraction}.")
+        raise SettingsError(f"freeze must be a fraction in [0, 1], not {fraction}.")
     all_layers = list(layers(module))
     n = math.floor(fraction * len(all_layers))
     for m in all_layers[:n]:
@@ -117,25 +119,25 @@ def _imagenet_model(name: str) -> nn.Module:
 
 def _load_local(model: nn.Module, backbone: Backbone, path: str) -> None:
     if not os.path.isfile(path):
-        raise ValueError(f"pretrained must be 'none', 'imagenet' or an existing file path, not {path!r}.")
+        raise SettingsError(f"pretrained must be 'none', 'imagenet' or an existing file path, not {path!r}.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"Cannot read pretrained weights from {path}: {err}") from None
+        raise InputError(f"Cannot read pretrained weights from {path}: {err}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict (found {type(state).__name__}).")
+        raise InputError(f"{path} does not hold a state dict (found {type(state).__name__}).")
     # accept the backbone's own state dict, or the whole torchvision model's (its classifier keys are ignored)
     own = bool(set(state) & set(backbone.state_dict()))
     try:
         missing, unexpected = (backbone if own else model).load_state_dict(state, strict=False)
     except RuntimeError as err:  # shape mismatch
-        raise ValueError(f"{path} does not match backbone '{backbone.name}': {err}") from None
+        raise InputError(f"{path} does not match backbone '{backbone.name}': {err}") from None
     if not own:
         missing = [k for k in missing if k in _backbone_keys(model, backbone)]
     if missing or unexpected:
-        raise ValueError(
+        raise InputError(
             f"{path} does not match backbone '{backbone.name}': missing keys {missing[:5]}, "
             f"unexpected keys {unexpected[:5]}."
         )
@@ -160,7 +162,7 @@ def build_backbone(name: str = "resnet18", pretrained: str = "none", freeze: flo
         ``Backbone`` mapping ``(M, 3, H, W)`` to ``(M, d, h, w)``; ``d`` is ``backbone.out_features``.
     """
     if name not in BACKBONES:
-        raise ValueError(f"Unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}.")
+        raise SettingsError(f"Unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}.")
     family = _family(name)
     model = _imagenet_model(name) if pretrained == "imagenet" else torchvision.models.get_model(name, weights=None)
     backbone = Backbone(_FEATURES[family](model), _HEADS[family](model), name)

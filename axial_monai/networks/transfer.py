@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from axial_monai.errors import InputError, SettingsError
+
 from .backbones import Backbone, freeze_layers
 
 __all__ = ["init_from_checkpoint"]
@@ -33,13 +35,13 @@ def _read_state(path: str) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle, zip and torch errors all mean "not a readable state dict"
-        raise ValueError(f"Cannot read the checkpoint {path}: {type(err).__name__}: {err}") from None
+        raise InputError(f"Cannot read the checkpoint {path}: {type(err).__name__}: {err}") from None
     # a plain state dict (the bundle's CheckpointSaver with one object) or {"model": ...} / {"state_dict": ...}
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"The checkpoint {path} does not hold a state dict of tensors (found {type(state).__name__}).")
+        raise InputError(f"The checkpoint {path} does not hold a state dict of tensors (found {type(state).__name__}).")
     # a DistributedDataParallel-wrapped network saves its keys under "module."
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
@@ -70,8 +72,9 @@ def init_from_checkpoint(
 
     Raises:
         FileNotFoundError: if ``ckpt_path`` does not exist.
-        ValueError: if the checkpoint cannot be read, its keys or tensor shapes do not match the network (outside
-            ``reset``), a ``reset`` name is not a module of the network or has nothing to re-initialise, or
+        InputError: if the checkpoint cannot be read, or its keys or tensor shapes do not match the network
+            (outside ``reset``).
+        SettingsError: if a ``reset`` name is not a module of the network or has nothing to re-initialise, or
             ``freeze`` is set but the network has no backbone.
     """
     if ckpt_path is None or str(ckpt_path) == "":
@@ -83,10 +86,10 @@ def init_from_checkpoint(
         try:
             module = network.get_submodule(name)
         except AttributeError:
-            raise ValueError(f"reset names {name!r}, which is not a module of {type(network).__name__}.") from None
+            raise SettingsError(f"reset names {name!r}, which is not a module of {type(network).__name__}.") from None
         resettable = [m for m in module.modules() if callable(getattr(m, "reset_parameters", None))]
         if not resettable:
-            raise ValueError(
+            raise SettingsError(
                 f"reset names {name!r}, but that module has nothing to re-initialise (no reset_parameters)."
             )
         modules.append(resettable)
@@ -100,7 +103,7 @@ def init_from_checkpoint(
         if k in state and not _under(k, reset) and state[k].shape != own[k].shape
     ]
     if missing or unexpected or shapes:
-        raise ValueError(
+        raise InputError(
             f"The checkpoint {path} does not match {type(network).__name__} (outside reset={list(reset)}): "
             f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}, "
             f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}, "
@@ -116,7 +119,7 @@ def init_from_checkpoint(
     if freeze is not None:
         backbones = [m for m in network.modules() if isinstance(m, Backbone)]
         if not backbones and freeze > 0:
-            raise ValueError(f"freeze={freeze} was given, but {type(network).__name__} has no backbone to freeze.")
+            raise SettingsError(f"freeze={freeze} was given, but {type(network).__name__} has no backbone to freeze.")
         for backbone in backbones:
             freeze_layers(backbone, float(freeze))
     return network

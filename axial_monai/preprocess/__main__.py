@@ -15,11 +15,11 @@ Example (SLURM array job, 10 shards)::
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import fire
 
+from axial_monai.log import setup_cli_logging
 from axial_monai.preprocess.pipeline import preprocess_bids
 
 __all__ = ["main"]
@@ -27,7 +27,7 @@ __all__ = ["main"]
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_cli_logging()
     # fire exposes every keyword of preprocess_bids as an option and prints the summary as a dict
     summary = fire.Fire(preprocess_bids, command=argv, name="axial_monai.preprocess", serialize=lambda s: s.to_dict())
     return 1 if summary.failed else 0

@@ -54,6 +54,7 @@ from tqdm.auto import tqdm
 
 from axial_monai import __version__
 from axial_monai.derivatives import DerivativesLayout, QCRecord
+from axial_monai.errors import InputError, SettingsError
 from axial_monai.io import atomic_path, write_json
 from axial_monai.preprocess.bids import Scan, find_t1w_scans, parse_shard, select_shard, write_dataset_description
 from axial_monai.preprocess.qc import collect_qc, read_record
@@ -89,13 +90,13 @@ def resolve_transform(transform: str) -> str:
     """ANTsPy ``type_of_transform`` for a short name of :data:`TRANSFORMS` or an ANTsPy type.
 
     Raises:
-        ValueError: if ``transform`` is neither.
+        SettingsError: if ``transform`` is neither.
     """
     if transform in TRANSFORMS:
         return TRANSFORMS[transform]
     if transform in _ANTSPY_TYPES or _SCRIPT_TYPE.fullmatch(str(transform)):
         return transform
-    raise ValueError(
+    raise SettingsError(
         f"transform must be one of {sorted(TRANSFORMS)} or an ANTsPy type_of_transform "
         f"(e.g. 'antsRegistrationSyN[s]', 'SyNRA'), not {transform!r}."
     )
@@ -114,21 +115,21 @@ def read_t1w(path: str | os.PathLike) -> ants.ANTsImage:
         the image, as read by ANTs (ITK physical-space conventions).
 
     Raises:
-        ValueError: if the file cannot be read, is not one 3D volume, holds non-finite values or is constant.
+        InputError: if the file cannot be read, is not one 3D volume, holds non-finite values or is constant.
     """
     path = str(path)
     try:
         header_image = nib.load(path)
         data = np.asanyarray(header_image.dataobj)
     except Exception as err:  # nibabel raises many kinds (EOFError, zlib.error, ImageFileError, ...)
-        raise ValueError(f"Cannot read T1w image {path}: {type(err).__name__}: {err}") from err
+        raise InputError(f"Cannot read T1w image {path}: {type(err).__name__}: {err}") from err
     shape = data.shape
     if not (data.ndim == 3 or (data.ndim == 4 and shape[3] == 1)):
-        raise ValueError(f"T1w image {path} must be one 3D volume, but its shape is {shape}.")
+        raise InputError(f"T1w image {path} must be one 3D volume, but its shape is {shape}.")
     if not np.all(np.isfinite(data)):
-        raise ValueError(f"T1w image {path} contains NaN or infinite values.")
+        raise InputError(f"T1w image {path} contains NaN or infinite values.")
     if data.size == 0 or float(data.max()) == float(data.min()):
-        raise ValueError(f"T1w image {path} is empty or constant (shape {shape}).")
+        raise InputError(f"T1w image {path} is empty or constant (shape {shape}).")
     image = ants.image_read(path, pixeltype="float")
     if image.dimension == 4:
         image = ants.slice_image(image, axis=3, idx=0)
@@ -411,15 +412,15 @@ def preprocess_bids(
         a :class:`PreprocessSummary` of this call.
 
     Raises:
-        ValueError: for bad arguments (unknown template or transform, bad shard, ``n_proc < 1``) or a BIDS tree
-            without T1w images.
+        SettingsError: for bad arguments (unknown template or transform, bad shard, ``n_proc < 1``).
+        InputError: for a BIDS tree without T1w images.
         FileNotFoundError: if ``bids_dir`` or a template file is missing.
     """
     if int(n_proc) != n_proc or n_proc < 1:
-        raise ValueError(f"n_proc must be a positive integer, not {n_proc!r}.")
+        raise SettingsError(f"n_proc must be a positive integer, not {n_proc!r}.")
     n_proc = int(n_proc)
     if threads_per_worker is not None and (int(threads_per_worker) != threads_per_worker or threads_per_worker < 1):
-        raise ValueError(f"threads_per_worker must be a positive integer or None, not {threads_per_worker!r}.")
+        raise SettingsError(f"threads_per_worker must be a positive integer or None, not {threads_per_worker!r}.")
     parse_shard(shard)
     type_of_transform = resolve_transform(transform)
     template_ref = template if template in TEMPLATES else str(Path(template).resolve())

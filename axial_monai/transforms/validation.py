@@ -10,6 +10,8 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
+from axial_monai.errors import InputError
+
 from .intensity import source_name
 
 __all__ = ["CheckVolume", "CheckVolumed"]
@@ -24,7 +26,7 @@ class CheckVolume(Transform):
         atol: tolerance on the voxel size, in mm.
 
     Raises:
-        ValueError: naming the source file and what is wrong with it.
+        InputError: naming the source file and what is wrong with it.
     """
 
     def __init__(
@@ -37,19 +39,19 @@ class CheckVolume(Transform):
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         name = source_name(img)
         if img.ndim != 4 or img.shape[0] != 1:
-            raise ValueError(
+            raise InputError(
                 f"{name}: expected a single 3D volume with shape (1, X, Y, Z) after channel-first loading, "
                 f"got {tuple(img.shape)}; 4D (time series) and multi-channel images are not supported."
             )
         if self.spatial_shape is not None and tuple(img.shape[1:]) != self.spatial_shape:
-            raise ValueError(
+            raise InputError(
                 f"{name}: expected a volume on the {self.spatial_shape} grid, got {tuple(img.shape[1:])}; "
                 f"preprocess it to the template space first (python -m axial_monai.preprocess)."
             )
         if self.pixdim is not None and isinstance(img, MetaTensor):
             spacing = np.sqrt((np.asarray(img.affine, dtype=float)[:3, :3] ** 2).sum(0))
             if not np.allclose(spacing, self.pixdim, atol=self.atol):
-                raise ValueError(f"{name}: expected voxel size {self.pixdim} mm, got {tuple(spacing.round(3))} mm.")
+                raise InputError(f"{name}: expected voxel size {self.pixdim} mm, got {tuple(spacing.round(3))} mm.")
         return img
 
 
