@@ -9,7 +9,10 @@ Layout of ``output_dir``::
     fold-<i>/eval-test/        metrics.json|csv, predictions.csv of the fold's test split
     fold-<i>/done.json         written last, atomically: the fold's scores (a fold with it is skipped on rerun)
     folds.csv                  one row per fold x level (scan, subject): n_scans, n_subjects, the six metrics
-    summary.csv, summary.json  mean and sd over folds of each metric per level
+    predictions.csv            pooled out-of-fold predictions: fold, subject, session, image, label, prob_<class>, pred
+    summary.csv, summary.json  mean and sd over folds of each metric per level; summary.json also has ``pooled``:
+                               the metrics of the pooled predictions with 95 % bootstrap confidence intervals per level
+                               (:func:`axial_monai.crossval.scores.level_intervals`)
 
 Double transfer learning: with ``init_from`` (the output directory of an AD-vs-CN cross-validation), fold ``i``
 starts from ``<init_from>/fold-<i>/models/model.pt`` (bundle setting ``init_ckpt``: every weight but the head is
@@ -32,7 +35,14 @@ import pandas as pd
 from tqdm import tqdm
 
 from axial_monai.crossval.leakage import check_no_leakage, check_transfer_leakage
-from axial_monai.crossval.scores import LEVELS, join_predictions, level_scores, summarize
+from axial_monai.crossval.scores import (
+    LEVELS,
+    join_predictions,
+    level_intervals,
+    level_scores,
+    pool_predictions,
+    summarize,
+)
 from axial_monai.crossval.splits import SPLITS, assign_folds, check_table, split_fold
 from axial_monai.metrics import METRICS
 from axial_monai.utils import write_text_atomic
@@ -235,7 +245,7 @@ def run_cross_validation(
     }
     write_text_atomic(out / _SETTINGS, _json(settings))
 
-    rows = []
+    rows, tested = [], []
     bar = tqdm(range(k), desc="cross-validation", unit="fold", disable=not progress)
     for fold in bar:
         splits = split_fold(table, folds, fold, val_fraction, seed)
@@ -251,6 +261,7 @@ def run_cross_validation(
                 )
             bar.set_postfix_str(f"fold {fold} done, skipped")
             rows += _fold_rows(fold, json.loads(done_path.read_text())["scores"])
+            tested.append((fold, join_predictions(directory / "eval-test" / "predictions.csv", datalist["test"])))
             continue
         init_ckpt = None
         if source is not None:
@@ -266,6 +277,7 @@ def run_cross_validation(
         run_fold(config_files, directory, datalist_path, overrides, init_ckpt, meta_file, logging_file)
         joined = join_predictions(directory / "eval-test" / "predictions.csv", datalist["test"])
         scores = level_scores(joined, positive)
+        tested.append((fold, joined))
         record = {"fold": fold, "init_ckpt": init_ckpt, "positive": positive, "scores": scores}
         write_text_atomic(done_path, _json(record))
         bar.set_postfix_str(f"fold {fold}: done")
@@ -279,5 +291,8 @@ def run_cross_validation(
         level: {r.metric: {"mean": r.mean, "sd": r.sd, "n_folds": r.n_folds} for r in part.itertuples(index=False)}
         for level, part in summary.groupby("level", sort=False)
     }
-    write_text_atomic(out / "summary.json", _json({"k": k, "levels": nested}))
+    pooled = pool_predictions(tested)
+    write_text_atomic(out / "predictions.csv", pooled.to_csv(index=False))
+    intervals = level_intervals(pooled, positive, seed=seed)
+    write_text_atomic(out / "summary.json", _json({"k": k, "levels": nested, "pooled": intervals}))
     return summary

@@ -9,6 +9,8 @@ import os
 from ignite.engine import Engine, Events
 from ignite.utils import setup_logger
 
+from axial_monai.utils import write_text_atomic
+
 __all__ = ["MetricsJSONWriter"]
 
 
@@ -17,10 +19,35 @@ class MetricsJSONWriter:
 
     MONAI's ``MetricsSaver`` writes the CSV twin; this adds the machine-readable JSON. Only rank 0 writes.
     NaN values (e.g. AUC with one class present) are written as ``null``.
+
+    With ``predictions`` (the ``predictions.csv`` of a :class:`PredictionWriter` attached *before* this handler,
+    so that the file is complete when this one runs), the JSON also gets ``confidence_intervals``: per level
+    (``scan``, ``subject``) the estimate and the bootstrap interval of each metric
+    (:func:`axial_monai.crossval.scores.level_intervals`: subjects resampled, stratified by label).
+
+    Args:
+        save_dir: output directory.
+        filename: JSON file name.
+        predictions: labelled predictions CSV to compute confidence intervals from; None: no intervals.
+        positive: index of the positive class.
+        n_resamples: bootstrap resamples.
+        confidence: coverage of the intervals.
+        seed: seed of the resampling.
     """
 
-    def __init__(self, save_dir: str, filename: str = "metrics.json") -> None:
+    def __init__(
+        self,
+        save_dir: str,
+        filename: str = "metrics.json",
+        predictions: str | None = None,
+        positive: int = 1,
+        n_resamples: int = 1000,
+        confidence: float = 0.95,
+        seed: int = 0,
+    ) -> None:
         self.save_dir, self.filename = save_dir, filename
+        self.predictions, self.positive = predictions, positive
+        self.bootstrap = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
         self.logger = setup_logger("MetricsJSONWriter")
 
     def attach(self, engine: Engine) -> None:
@@ -34,8 +61,31 @@ class MetricsJSONWriter:
             return
         metrics = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in engine.state.metrics.items()}
         metrics = {k: float(v) if hasattr(v, "__float__") else v for k, v in metrics.items()}
-        os.makedirs(self.save_dir, exist_ok=True)
+        result = {"metrics": metrics, "num_scans": len(engine.state.dataloader.dataset)}
+        if self.predictions is not None:
+            result["confidence_intervals"] = self._intervals()
         path = os.path.join(self.save_dir, self.filename)
-        with open(path, "w") as f:
-            json.dump({"metrics": metrics, "num_scans": len(engine.state.dataloader.dataset)}, f, indent=2)
+        write_text_atomic(path, json.dumps(_no_nan(result), indent=2) + "\n")
         self.logger.info(f"metrics written to {path}")
+
+    def _intervals(self) -> dict:
+        from axial_monai.crossval.scores import level_intervals, prediction_frame
+
+        if not os.path.isfile(self.predictions):
+            raise RuntimeError(
+                f"{self.predictions} does not exist when the metrics are written: attach the PredictionWriter that "
+                "writes it before the MetricsJSONWriter (handler order in the config)."
+            )
+        intervals = level_intervals(prediction_frame(self.predictions), self.positive, **self.bootstrap)
+        return {**{k: v for k, v in self.bootstrap.items()}, "method": "percentile, subjects resampled", **intervals}
+
+
+def _no_nan(value):
+    """NaN -> None, recursively (JSON has no NaN)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_nan(v) for v in value]
+    return value
