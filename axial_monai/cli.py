@@ -80,12 +80,16 @@ def format_help(func: Callable, prog: str) -> str:
             flag = f"--{parameter.name} {_metavar(parameter)}"
         options.append((flag, text if "default" in text else f"{text} (default: {parameter.default!r})"))
     options.append(("-h, --help", "show this help and exit"))
-    width = max(len(name) for name, _ in positional + options) + 2
+    width = min(max(len(name) for name, _ in positional + options) + 2, 34)
+
+    def line(name: str, text: str) -> str:
+        return f"  {name:<{width}}{text}" if len(name) < width else f"  {name}  {text}"
+
     usage = " ".join([prog, *(name for name, _ in positional), "[OPTIONS]"])
     lines = [f"usage: {usage}", "", info.summary or ""]
     if positional:
-        lines += ["", "arguments:"] + [f"  {name:<{width}}{text}" for name, text in positional]
-    lines += ["", "options:"] + [f"  {name:<{width}}{text}" for name, text in options]
+        lines += ["", "arguments:"] + [line(name, text) for name, text in positional]
+    lines += ["", "options:"] + [line(name, text) for name, text in options]
     return "\n".join(lines)
 
 

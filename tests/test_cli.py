@@ -61,6 +61,16 @@ def test_crossval_dash_h_is_help_not_horizon(capsys, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_preprocess_help(capsys):
+    from axial_monai.preprocess.__main__ import main as preprocess_main
+    from axial_monai.preprocess.pipeline import preprocess_bids
+
+    assert preprocess_main(["-h"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: axial-monai-preprocess BIDS_DIR OUT_DIR [OPTIONS]")
+    _option_lines(out, preprocess_bids)
+
+
 def test_subcommand_registry():
     @cli.subcommand("hello-test")
     def hello(name: str, loud: bool = False) -> int:

@@ -25,6 +25,7 @@ from PIL import Image
 from axial_monai.cli import main
 from axial_monai.crossval import run_cross_validation
 from axial_monai.data.datalist import load_split
+from axial_monai.metrics import classification_scores
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FLAGS = [
@@ -134,6 +135,9 @@ def test_crossval_report(browser, crossval_run, tmp_path):
     pooled = pd.read_csv(crossval_run / "predictions.csv")
     assert sorted(pooled["fold"].unique()) == [0, 1] and not pooled["image"].duplicated().any()
     summary = json.loads((crossval_run / "summary.json").read_text())
+    scores = classification_scores(pooled[["prob_CN", "prob_AD"]].to_numpy(), pooled["label"].to_numpy())
+    assert summary["pooled"]["scan"]["auc"]["estimate"] == pytest.approx(scores["auc"])
+    assert summary["pooled"]["scan"]["n_scans"] == len(pooled) == 40
     path = _report(crossval_run, tmp_path / "cv.html")
     _check_page(browser, path, ["crossval", "curves"])
     for level in ("scan", "subject"):

@@ -253,8 +253,8 @@ def _check_subject(
             report.add(
                 "error",
                 rel,
-                f"diagnosis {raw!r} of {session} is not {', '.join(DIAGNOSES)} or n/a (it would not be dropped "
-                "silently: loading refuses it)",
+                f"diagnosis {raw!r} of {session} is not {', '.join(DIAGNOSES)} or n/a (training refuses the tree "
+                "until it is mapped)",
                 "diagnosis",
                 line,
             )

@@ -359,4 +359,7 @@ def write_report(
     html = build_report(run_dir, title, n_resamples, confidence, seed, max_scans, anatomy)
     path = Path(out) if out is not None else Path(run_dir) / "report.html"
     write_text_atomic(path, html)
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)  # the atomic writer's temporary file is private (0600); a report is for sharing
     return path

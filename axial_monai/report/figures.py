@@ -145,7 +145,8 @@ def attention_figure(attention: pd.DataFrame, title: str) -> str:
 
 
 def overlay_figure(stat_map, anatomy, title: str, threshold: float = 0.2) -> str:
-    """A 3D map over the anatomy (three orthogonal cuts through the map's maximum), nilearn ``plot_stat_map``.
+    """A 3D map over the anatomy (three orthogonal cuts through its largest high-value cluster), nilearn
+    ``plot_stat_map``.
 
     Args:
         stat_map: NIfTI image or path of the map (values in [0, 1]).
@@ -157,14 +158,11 @@ def overlay_figure(stat_map, anatomy, title: str, threshold: float = 0.2) -> str
     from nilearn import plotting
 
     image = nib.load(stat_map) if isinstance(stat_map, str) else stat_map
-    data = np.asarray(image.dataobj, dtype=np.float32)
-    peak = np.unravel_index(int(np.nanargmax(data)), data.shape)
-    cut = nib.affines.apply_affine(image.affine, peak)
     figure = Figure(figsize=(7.0, 2.6))
     display = plotting.plot_stat_map(
         image,
         bg_img=anatomy,
-        cut_coords=cut,
+        cut_coords=None,  # nilearn centres the cuts on the largest cluster of high values
         display_mode="ortho",
         figure=figure,
         title=title,
