@@ -33,7 +33,7 @@ EXPECTED_MCI = _counts_line("pMCIvsSMCI (horizon 36 months)", PMCI_VS_SMCI[36], 
 
 
 def _check(capsys, root, *options) -> tuple[int, list[str]]:
-    status = main(["check-bids", str(root), *options])
+    status = main(["check-bids", str(root), *map(str, options)])
     captured = capsys.readouterr()
     return status, (captured.out + captured.err).splitlines()
 
@@ -252,3 +252,20 @@ def test_strict_and_bad_arguments(bids_tree_placeholder, tmp_path, capsys):  # n
     ]
     status, lines = _check(capsys, tmp_path / "nowhere")
     assert status == 1 and lines[0].startswith(f"ERROR {tmp_path / 'nowhere'}: does not exist")
+
+
+def test_derivatives_missing_a_preprocessed_image(bids_tree_placeholder, tmp_path, capsys):  # noqa: F811
+    from axial_monai.preprocess.bids import Scan, derivative_path, pipeline_dir
+
+    deriv = pipeline_dir(tmp_path / "out")
+    deriv.mkdir(parents=True)
+    (deriv / "dataset_description.json").write_text("{}")
+    for (subject, session), raw in bids_tree_placeholder.images.items():
+        if (subject, session) != ("sub-ADNI02", "ses-M012"):  # as if its preprocessing had failed
+            out = derivative_path(deriv, Scan(subject, session, str(raw)), "MNI152NLin2009cAsym")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(raw, out)
+    status, lines = _check(capsys, bids_tree_placeholder.root, "--derivatives", tmp_path / "out")
+    assert status == 0
+    assert any(line.startswith("WARNING sub-ADNI02/ses-M012: has no preprocessed image in") for line in lines)
+    assert _counts_line("ADvsCN", AD_VS_CN, ("CN", "AD"), {"CN": 4, "AD": 3}) in lines

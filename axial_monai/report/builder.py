@@ -213,8 +213,9 @@ def _attention_table(scans: Sequence[Path], cohort: Path | None) -> pd.DataFrame
     frames = []
     for scan in scans:
         table = pd.read_csv(scan / "attention.csv")
-        frames.append(table.assign(scan=scan.name, group=groups.get(scan.name, "all scans")))
-    return pd.concat(frames, ignore_index=True)
+        if {"plane", "slice", "attention"} <= set(table.columns):  # other layouts are left to their own figures
+            frames.append(table.assign(scan=scan.name, group=groups.get(scan.name, "all scans")))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _anatomy(anatomy: str | None):
@@ -228,8 +229,8 @@ def _anatomy(anatomy: str | None):
 def _explain_blocks(contents: RunContents, max_scans: int, anatomy: str | None) -> list[dict]:
     explain = contents.explanations
     blocks: list[dict] = [{"kind": "text", "text": f"{len(explain.scans)} explained scans in {explain.folder}."}]
-    if explain.scans:
-        table = _attention_table(explain.scans, explain.cohort)
+    table = _attention_table(explain.scans, explain.cohort) if explain.scans else pd.DataFrame()
+    if len(table):
         png = figures.attention_figure(table, "slice attention per plane (mean ± sd over scans)")
         blocks.append(
             {"kind": "figures", "items": [{"png": png, "caption": "per-plane attention profiles"}], "id": "attention"}
