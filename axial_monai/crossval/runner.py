@@ -7,7 +7,8 @@ Layout of ``output_dir``::
     fold-<i>/datalist.json     training / validation / test items (absolute image paths, subject, session, label)
     fold-<i>/models/model.pt   best checkpoint of the fold (the bundle's train config)
     fold-<i>/eval-test/        metrics.json|csv, predictions.csv of the fold's test split
-    fold-<i>/done.json         written last, atomically: the fold's scores (a fold with it is skipped on rerun)
+    fold-<i>/done.json         written last, atomically: the fold's scores and joined test predictions (a fold
+                               with it is skipped on rerun)
     folds.csv                  one row per fold x level (scan, subject): n_scans, n_subjects, the six metrics
     predictions.csv            pooled out-of-fold predictions: fold, subject, session, image, label, prob_<class>, pred
     summary.csv, summary.json  mean and sd over folds of each metric per level; summary.json also has ``pooled``:
@@ -260,8 +261,12 @@ def run_cross_validation(
                     "table, k, seed or val_fraction?). Use a new output_dir, or delete the fold to retrain it."
                 )
             bar.set_postfix_str(f"fold {fold} done, skipped")
-            rows += _fold_rows(fold, json.loads(done_path.read_text())["scores"])
-            tested.append((fold, join_predictions(directory / "eval-test" / "predictions.csv", datalist["test"])))
+            record = json.loads(done_path.read_text())
+            rows += _fold_rows(fold, record["scores"])
+            if "predictions" in record:
+                tested.append((fold, pd.DataFrame(record["predictions"])))
+            else:  # a fold finished before done.json kept its predictions
+                tested.append((fold, join_predictions(directory / "eval-test" / "predictions.csv", datalist["test"])))
             continue
         init_ckpt = None
         if source is not None:
@@ -279,6 +284,7 @@ def run_cross_validation(
         scores = level_scores(joined, positive)
         tested.append((fold, joined))
         record = {"fold": fold, "init_ckpt": init_ckpt, "positive": positive, "scores": scores}
+        record["predictions"] = joined.to_dict("records")  # the fold's share of the pooled predictions.csv
         write_text_atomic(done_path, _json(record))
         bar.set_postfix_str(f"fold {fold}: done")
         rows += _fold_rows(fold, scores)

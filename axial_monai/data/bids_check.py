@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
 
 from axial_monai.data.clinica import (
     DIAGNOSES,
@@ -390,7 +391,8 @@ def check_bids_tree(
         return report
     listed = _check_participants(root, report, folders)
     rows: list[dict] = []
-    for subject in sorted(set(listed) | folders):
+    # a bar on a terminal only (disable=None): real ADNI trees have thousands of sessions to open
+    for subject in tqdm(sorted(set(listed) | folders), desc="check-bids", unit="subject", disable=None, leave=False):
         subject_rows = _check_subject(root, subject, report, diagnosis_map, derivatives_dir, subject in listed)
         if subject in listed:
             rows += subject_rows
