@@ -1,5 +1,5 @@
 from .axialnet import AttentionPool, AxialNet
-from .backbones import BACKBONES, Backbone, build_backbone, freeze_layers, layers
+from .backbones import BACKBONES, Backbone, build_backbone, configure_backbones, freeze_layers, layers
 from .baselines import MeanPoolNet, SliceClassifier2D, SliceTransformerNet, sinusoidal_positions
 from .encoder import SliceEncoder
 from .slicing import PLANES, SliceStack, central_slice_indices, plane_index
@@ -12,6 +12,7 @@ __all__ = [
     "BACKBONES",
     "Backbone",
     "build_backbone",
+    "configure_backbones",
     "freeze_layers",
     "layers",
     "MeanPoolNet",
