@@ -24,6 +24,7 @@ warning.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -60,8 +61,6 @@ logger = logging.getLogger(__name__)
 CACHE_MODES = ("none", "memory", "disk")
 #: bumped whenever the stored layout or the meaning of a record changes, so that older entries are rebuilt.
 FORMAT_VERSION = 1
-# attributes that hold state, not settings
-_SKIP_ATTRIBUTES = {"R", "logger"}
 
 
 def default_cache_dir() -> Path:
@@ -80,8 +79,20 @@ class CacheEntryError(RuntimeError):
     """A cache entry that cannot be read back (missing part, damaged array, wrong checksum)."""
 
 
+def _is_setting_holder(value: Any) -> bool:
+    """A MONAI or axial_monai object (transform, image reader), or a list of them."""
+    if isinstance(value, (list, tuple)):
+        return bool(value) and all(_is_setting_holder(v) for v in value)
+    return hasattr(value, "__dict__") and type(value).__module__.split(".")[0] in ("monai", "axial_monai")
+
+
 def _describe(obj: Any, depth: int = 0) -> Any:
-    """A JSON-able description of a transform's settings: class names and attributes, recursively."""
+    """A JSON-able description of a transform's settings, recursively.
+
+    An object is described by its class and those attributes that hold a constructor argument (same name, with
+    or without a leading underscore) or another transform or reader; run-time state (e.g. the last file a
+    reader opened) is left out, so a chain has the same description before and after use.
+    """
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     if isinstance(obj, np.generic):
@@ -99,10 +110,17 @@ def _describe(obj: Any, depth: int = 0) -> Any:
         return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', repr(obj))}"
     cls = type(obj)
     name = f"{cls.__module__}.{cls.__qualname__}"
-    # descend into MONAI and axial_monai objects (transforms, image readers); other objects are named only
-    if depth > 6 or not hasattr(obj, "__dict__") or cls.__module__.split(".")[0] not in ("monai", "axial_monai"):
+    if depth > 6 or not _is_setting_holder(obj):
         return name
-    attrs = {k: _describe(v, depth + 1) for k, v in sorted(vars(obj).items()) if k not in _SKIP_ATTRIBUTES}
+    try:
+        params = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    except (TypeError, ValueError):
+        params = set()
+    attrs = {
+        k: _describe(v, depth + 1)
+        for k, v in sorted(vars(obj).items())
+        if k.lstrip("_") in params or _is_setting_holder(v)
+    }
     return {"class": name, **attrs}
 
 
