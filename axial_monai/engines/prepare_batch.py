@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
+from monai.data import MetaTensor
 from monai.engines import PrepareBatch
 from monai.transforms import Randomizable
 
@@ -62,7 +63,12 @@ class PrepareVolumeBatch(PrepareBatch):
         if start.ndim == 2 and not (start == start[:1]).all() or shape.ndim == 2 and not (shape == shape[:1]).all():
             raise ValueError("All volumes of a batch must share the cache box and grid (same image grid).")
         scale = torch.as_tensor(batchdata[scale_key]).to(device=image.device, non_blocking=non_blocking)
-        return restore_volume(image, start.view(-1, 3)[0], shape.view(-1, 3)[0], scale)
+        compact = image.as_tensor() if isinstance(image, MetaTensor) else image
+        restored = restore_volume(compact, start.view(-1, 3)[0], shape.view(-1, 3)[0], scale)
+        if isinstance(image, MetaTensor):
+            restored = MetaTensor(restored)
+            restored.copy_meta_from(image)
+        return restored
 
     def __call__(
         self,

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from monai.transforms.utils import generate_spatial_bounding_box
 
 __all__ = ["COMPACT_DTYPES", "compact_volume", "restore_volume", "foreground_box"]
@@ -99,12 +98,14 @@ def restore_volume(
     size = list(compact.shape[2:])
     if len(start) != 3 or len(shape) != 3 or any(s < 0 or s + c > n for s, c, n in zip(start, size, shape)):
         raise ValueError(f"A box of size {size} at {start} does not fit in the grid {shape}.")
-    out = compact.float()
-    if not isinstance(scale, torch.Tensor) or scale.numel() == 1:
-        scale_value = float(scale)
-        out = out * scale_value if scale_value != 1.0 else out
+    # one pass: zeros outside the box, the rescaled crop inside (cheaper than casting then F.pad)
+    out = torch.zeros((*compact.shape[:2], *shape), dtype=torch.float32, device=compact.device)
+    inside = out[(slice(None), slice(None), *(slice(s, s + c) for s, c in zip(start, size)))]
+    if isinstance(scale, torch.Tensor) and scale.numel() > 1:
+        factor = scale.to(device=out.device, dtype=out.dtype).view(-1, *([1] * (out.ndim - 1)))
+        torch.mul(compact, factor, out=inside)
+    elif float(scale) != 1.0:
+        torch.mul(compact, float(scale), out=inside)
     else:
-        out = out * scale.to(device=out.device, dtype=out.dtype).view(-1, *([1] * (out.ndim - 1)))
-    # F.pad takes (last dim before, after, ..., first dim before, after)
-    pad = [p for s, c, n in reversed(list(zip(start, size, shape))) for p in (s, n - s - c)]
-    return F.pad(out, pad) if any(pad) else out
+        inside.copy_(compact)
+    return out

@@ -7,10 +7,16 @@ from collections.abc import Hashable, Mapping
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import MapTransform, Transform
+from monai.transforms import MapTransform, RandGaussianNoise, RandGaussianNoised, RandomizableTransform, Transform
 from monai.utils import convert_to_tensor
 
-__all__ = ["RobustNormalizeIntensity", "RobustNormalizeIntensityd", "source_name"]
+__all__ = [
+    "RandGaussianNoiseTorch",
+    "RandGaussianNoiseTorchd",
+    "RobustNormalizeIntensity",
+    "RobustNormalizeIntensityd",
+    "source_name",
+]
 
 
 def source_name(img: torch.Tensor) -> str:
@@ -90,3 +96,41 @@ class RobustNormalizeIntensityd(MapTransform):
         for key in self.key_iterator(d):
             d[key] = self.normalizer(d[key], mask=mask)
         return d
+
+
+class RandGaussianNoiseTorch(RandGaussianNoise):
+    """MONAI's ``RandGaussianNoise`` with the noise drawn by torch on the image's device.
+
+    MONAI draws the noise as a float64 NumPy array on the CPU (about 0.15 s and 68 MB for a 1 mm volume) and then
+    copies it to the image's device; drawing it where the image is keeps augmentation on the GPU cheap. The
+    standard deviation and the seed of torch's generator come from the transform's own random state, so
+    ``set_random_state`` makes it reproducible. Arguments as ``RandGaussianNoise``; output float32.
+    """
+
+    def randomize(self, img: torch.Tensor, mean: float | None = None) -> None:
+        RandomizableTransform.randomize(self, None)
+        if not self._do_transform:
+            return
+        std = self.R.uniform(0, self.std) if self.sample_std else self.std
+        img = torch.as_tensor(img)
+        generator = torch.Generator(device=img.device).manual_seed(int(self.R.randint(2**31)))
+        noise = torch.randn(img.shape, generator=generator, device=img.device, dtype=torch.float32)
+        self.noise = noise.mul_(float(std)).add_(float(self.mean if mean is None else mean))
+
+
+class RandGaussianNoiseTorchd(RandGaussianNoised):
+    """Dictionary version of ``RandGaussianNoiseTorch`` (all keys share the same noise)."""
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        prob: float = 0.1,
+        mean: float = 0.0,
+        std: float = 0.1,
+        sample_std: bool = True,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(
+            keys, prob=prob, mean=mean, std=std, sample_std=sample_std, allow_missing_keys=allow_missing_keys
+        )
+        self.rand_gaussian_noise = RandGaussianNoiseTorch(mean=mean, std=std, prob=1.0, sample_std=sample_std)
