@@ -205,11 +205,11 @@ def main() -> None:
                 done = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 row |= json.loads(done.stdout.strip().splitlines()[-1])
             flops = count_flops(cfg)
-            row["tflop_per_step"] = round(flops / 1e12, 3)
-            row["achieved_tflops"] = round(flops / row["step_s"] / 1e12, 2)
+            row["tflop_per_step"] = float(f"{flops / 1e12:.4g}")
+            row["achieved_tflops"] = float(f"{flops / row['step_s'] / 1e12:.4g}")
             if peak:
                 reference = peak["bf16"] if cfg["precision"] == "bf16" else peak["tf32"]
-                row["share_of_peak"] = round(flops / row["step_s"] / 1e12 / reference, 3)
+                row["share_of_peak"] = float(f"{flops / row['step_s'] / 1e12 / reference:.3g}")
             if "peak_reserved_gb" in row:
                 row["fits_24gb"] = row["peak_reserved_gb"] + 1.0 <= 24.0  # + ~1 GB of CUDA context
         except (RuntimeError, subprocess.CalledProcessError) as err:  # e.g. out of memory: record and go on

@@ -25,7 +25,7 @@ from axial_monai.data.atlas import template_path
 from axial_monai.data.volume_cache import VolumeStore, box_keys, transform_signature
 from axial_monai.engines import PrepareVolumeBatch
 from axial_monai.networks import AxialNet
-from axial_monai.transforms import load_volume
+from axial_monai.transforms import RandSliceSampled, load_volume
 
 
 @pytest.fixture
@@ -230,6 +230,9 @@ def test_augmentation_runs_on_the_restored_volume_every_time(scans, tmp_path):
     assert 0.02 < float((first - clean).std()) < 0.08
     again = PrepareVolumeBatch(augmentation=Compose([RandGaussianNoised("image", prob=1.0, std=0.05)]), seed=3)
     assert torch.equal(again(batch, "cpu")[0], first)  # seeded
+    # the 2D majority-voting baseline samples one slice per volume the same way
+    slices = PrepareVolumeBatch(augmentation=RandSliceSampled("image", plane=1, num_slices=6), seed=0)(batch, "cpu")
+    assert slices[0].shape == (2, 1, clean.shape[2], clean.shape[4])
 
 
 @pytest.mark.parametrize("cache", ["disk", "memory"])
