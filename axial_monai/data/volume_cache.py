@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.data import Dataset, MetaTensor
-from monai.transforms import Compose, Randomizable
+from monai.transforms import Compose, RandomizableTrait
 from tqdm import tqdm
 
 from ..transforms.compact import COMPACT_DTYPES, compact_volume
@@ -266,7 +266,7 @@ class VolumeCacheDataset(Dataset):
         if cache == "disk" and not cache_dir:
             raise ValueError("cache='disk' needs a cache_dir.")
         transform = _flatten(transform)
-        random = [type(t).__name__ for t in transform.transforms if isinstance(t, Randomizable)]
+        random = [type(t).__name__ for t in transform.transforms if isinstance(t, RandomizableTrait)]
         if random and cache != "none":
             raise ValueError(
                 f"The cached transform must be deterministic, but it contains {random}; apply random augmentation "
@@ -282,7 +282,7 @@ class VolumeCacheDataset(Dataset):
         self._boxes: dict[tuple[int, ...], tuple[tuple[int, ...], tuple[int, ...]]] = {}
         if cache != "none":
             self.signature = transform_signature(transform)
-            self._names = [self._entry_name(item) for item in self.data]
+            self._names = [self._entry_name(i) for i in range(len(self.data))]
             self._build()
 
     # ---- building ------------------------------------------------------------------------------------------
@@ -292,9 +292,9 @@ class VolumeCacheDataset(Dataset):
             raise ValueError(f"Item {index} of the datalist has no {self.image_key!r} key: {dict(item)}.")
         return str(item[self.image_key])
 
-    def _entry_name(self, item: Mapping) -> str:
+    def _entry_name(self, index: int) -> str:
         # one entry per (file, settings, dtype): a changed file overwrites its entry, other settings coexist
-        path = os.path.realpath(str(item[self.image_key])) if self.image_key in item else repr(item)
+        path = os.path.realpath(self._source(index))
         return hashlib.sha256(f"{FORMAT_VERSION}|{path}|{self.signature}|{self.dtype}".encode()).hexdigest()[:40]
 
     def _expected(self, index: int) -> dict:
