@@ -9,7 +9,8 @@ input ``(B, N, 3, S, S)`` (N = 80 central coronal slices of 224 x 224 by default
   reference code does on every epoch, in worker processes: decode the NIfTI (nibabel), normalise it, cut the N
   central slices and resize each one to S x S in a Python loop; the batch is then copied to the device.
 * ``decode every epoch``: the bundle before the compact cache (MONAI loading chain on every access; the nested
-  Compose kept CacheDataset from caching anything), slices cut on the device by ``SliceStack``.
+  Compose kept CacheDataset from caching anything), slices cut on the device by ``SliceStack``; in worker
+  processes and in threads (what inference does: it reads each scan once).
 * ``compact cache``: ``VolumeCacheDataset`` (disk, uint8, built once before timing and reported separately); the
   crops travel in uint8 and are restored, sliced and resized on the device (``PrepareVolumeBatch`` +
   ``SliceStack``); with thread workers (``ThreadDataLoader``) or worker processes (``DataLoader``), without and with
@@ -143,6 +144,10 @@ def main() -> None:
         plain = VolumeCacheDataset(items, load_volume("image"), cache="none")
         loader = DataLoader(plain, batch_size=args.batch_size, num_workers=args.workers, pin_memory=pin)
         record("decode every epoch (MONAI chain, processes)", loader, restore, 1)
+        loader = ThreadDataLoader(
+            plain, batch_size=args.batch_size, num_workers=args.workers, use_thread_workers=True, pin_memory=pin
+        )
+        record("decode every epoch (MONAI chain, threads)", loader, restore, 1)
 
         start = time.perf_counter()
         cached = VolumeCacheDataset(

@@ -32,10 +32,10 @@ step() {  # step SECONDS NAME COMMAND...: run with a time limit, log, and report
     echo "$name: exit $? after $((SECONDS - start)) s"
     tail -n 25 "$OUT/$name.log"
 }
-step 150 throughput_cuda python benchmarks/throughput.py "${DEV[@]}" "${TP[@]}" --out "$OUT/throughput_cuda.json"
+step 150 throughput_cuda python benchmarks/throughput.py "${DEV[@]}" ${TP[@]+"${TP[@]}"} --out "$OUT/throughput_cuda.json"
 step 75 data_path_cuda python benchmarks/data_path.py "${DEV[@]}" --scans 16 --workers 8 --batch_size 8 \
     --workdir "$OUT/.data_path_work" --out "$OUT/data_path_cuda.json"
 rm -rf "$OUT/.data_path_work"
-step 100 throughput_compile_cuda python benchmarks/throughput.py "${DEV[@]}" "${TP[@]}" --compile_only \
+step 100 throughput_compile_cuda python benchmarks/throughput.py "${DEV[@]}" ${TP[@]+"${TP[@]}"} --compile_only \
     --out "$OUT/throughput_compile_cuda.json"
 echo "all GPU checks done in $((SECONDS - start)) s; results in $OUT"

@@ -7,12 +7,17 @@ free space first (``df -h``): the disk cache of 2,000 scans takes about 8 GB.
 
 * ``train``: ``python -m monai.bundle run training`` as a user runs it (train.json with its defaults: disk cache,
   uint8, thread workers), one epoch of a tiny model (resnet18, 6 slices of 32 px), in a fresh process: cache
-  build, epoch, validation and test evaluation. A naive in-RAM float32 cache would need ~44 MB per scan (measured
-  in issue 10), ~88 GB for 2,000 scans.
-* ``infer``: inference.json over 100 scans with that checkpoint; RSS after every batch.
+  build, epoch, validation and test evaluation. The random augmentation is switched off in this phase only:
+  on a CPU an affine resampling of a 1 mm volume takes seconds (on a GPU it runs on the device), which would make
+  the epoch last hours on a shared 2-core machine; its memory is measured by the next phase. A naive in-RAM
+  float32 cache would need ~44 MB per scan (measured in issue 10), ~88 GB for 2,000 scans.
+* ``train_augmented``: the same cohort and cache (built by ``train``) with the default augmentation (on the
+  device, here the CPU), for the first ``--aug_iterations`` iterations: what augmentation adds, per batch.
+* ``infer``: inference.json over 100 scans with the trained checkpoint; RSS after every batch.
 
-RSS is sampled every 0.25 s over the whole process tree (worker processes included, shared pages counted in each
-process, so it is an upper bound), plus ``ru_maxrss`` of the main process.
+RSS is sampled every 0.25 s and after every batch, summed over the whole process tree (worker processes
+included; pages they share with the main process count twice, so with worker processes the sum is an upper
+bound), plus ``ru_maxrss`` (peak RSS) of the main process.
 
     python benchmarks/memory.py [--scans 2000] [--infer 100] [--workdir /tmp/axial-memory] [--quick]
 
@@ -47,17 +52,25 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def tree_rss_mb(pid: int) -> float:
-    """RSS of a process and all its descendants, MB."""
+def _memory_mb(pid: int, key: str) -> float:
+    """``VmRSS`` (from status) or ``Pss`` (from smaps_rollup) of a process, MB; 0 if it is gone."""
+    name = f"/proc/{pid}/status" if key == "VmRSS:" else f"/proc/{pid}/smaps_rollup"
+    try:
+        for line in Path(name).read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def tree_rss_mb(pid: int, key: str = "VmRSS:") -> float:
+    """Sum over a process and all its descendants of their RSS (``key="VmRSS:"``: libraries shared by a parent
+    and its worker processes count in each, an upper bound) or PSS (``"Pss:"``: shared pages split), MB."""
     total, todo = 0.0, [pid]
     while todo:
         p = todo.pop()
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024
-        except OSError:
-            continue
+        total += _memory_mb(p, key)
         todo += _children(p)
     return total
 
@@ -93,7 +106,7 @@ def _cohort(work: Path, n_train: int, n_small: int, n_infer: int, n_distinct: in
     return path
 
 
-def _phase(phase: str, work: Path) -> dict:
+def _phase(phase: str, work: Path, iterations: int = 0) -> dict:
     """Run one phase in this (fresh) process and return its measurements."""
     import torch
     from ignite.engine import Events
@@ -104,7 +117,11 @@ def _phase(phase: str, work: Path) -> dict:
     sampler.start()
     per_batch: list[float] = []
     common = {"output_dir": str(work / "run"), "num_workers": 2, **TINY}
-    if phase == "train":
+    if phase.startswith("train"):
+        if phase == "train_augmented":
+            variant = {"output_dir": str(work / "run_augmented")}
+        else:
+            variant = {"train#augmentation": []}
         wf = ConfigWorkflow(
             config_file=str(CONFIGS / "train.json"),
             meta_file=str(CONFIGS / "metadata.json"),
@@ -113,7 +130,7 @@ def _phase(phase: str, work: Path) -> dict:
             dataset_dir=str(work),
             datalist=str(work / "datalist.json"),
             cache_dir=str(work / "cache"),
-            **common,
+            **{**common, **variant},
         )
         engine_id = "train#trainer"
     else:
@@ -133,7 +150,11 @@ def _phase(phase: str, work: Path) -> dict:
     built = time.perf_counter() - start
     after_build = tree_rss_mb(os.getpid())
     engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: per_batch.append(tree_rss_mb(os.getpid())))
-    wf.run()
+    if phase == "train_augmented":  # the trainer alone, for the first iterations
+        engine.add_event_handler(Events.ITERATION_COMPLETED(once=iterations), lambda e: e.terminate())
+        engine.run()
+    else:
+        wf.run()
     wf.finalize()
     sampler.stop.set()
     sampler.join()
@@ -157,6 +178,7 @@ def main() -> None:
     parser.add_argument("--infer", type=int, default=100, help="scans for inference")
     parser.add_argument("--distinct", type=int, default=8, help="distinct files behind the names")
     parser.add_argument("--workdir", default="/tmp/axial-memory")
+    parser.add_argument("--aug_iterations", type=int, default=100, help="iterations of the train_augmented phase")
     parser.add_argument("--keep", action="store_true", help="keep the cohort, cache and run")
     parser.add_argument("--quick", action="store_true", help="every code path, small (40 training scans)")
     parser.add_argument("--phase", default=None, help=argparse.SUPPRESS)
@@ -164,11 +186,12 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.workdir)
     if args.phase:
-        print("RESULT " + json.dumps(_phase(args.phase, work)))
+        print("RESULT " + json.dumps(_phase(args.phase, work, args.aug_iterations)))
         return
     if args.quick:
-        args.scans, args.small, args.infer, args.distinct = 40, 4, 10, 2
+        args.scans, args.small, args.infer, args.distinct, args.aug_iterations = 40, 4, 10, 2, 5
     out = Path(args.out or RESULTS / f"memory{'_quick' if args.quick else ''}.json")
+    work.parent.mkdir(parents=True, exist_ok=True)
     free_gb = shutil.disk_usage(work.parent).free / 2**30
     need_gb = args.scans * 4.2 / 1024 + 1
     if free_gb < need_gb + 5:
@@ -179,8 +202,9 @@ def main() -> None:
         _cohort(work, args.scans, args.small, args.infer, args.distinct)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
         phases = {}
-        for phase in ("train", "infer"):
+        for phase in ("train", "train_augmented", "infer"):
             cmd = [sys.executable, __file__, "--phase", phase, "--workdir", str(work)]
+            cmd += ["--aug_iterations", str(args.aug_iterations)]
             done = subprocess.run(cmd, capture_output=True, text=True, env=env)
             lines = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
             if done.returncode or not lines:
@@ -192,9 +216,15 @@ def main() -> None:
         warm = max(1, len(infer) // 10) - 1  # the batch after which ~10 % of the scans are done
         rows = [
             {
-                "phase": f"train 1 epoch, {args.scans} scans (cache build + epoch + val/test)",
+                "phase": f"train 1 epoch, {args.scans} scans (cache build + epoch + val/test), no augmentation",
                 "seconds": phases["train"]["seconds"],
                 "peak_rss_gb": round(phases["train"]["peak_tree_rss_mb"] / 1024, 2),
+                "limit_gb": 6.0,
+            },
+            {
+                "phase": f"train with augmentation, first {args.aug_iterations} iterations (cache built)",
+                "seconds": phases["train_augmented"]["seconds"],
+                "peak_rss_gb": round(phases["train_augmented"]["peak_tree_rss_mb"] / 1024, 2),
                 "limit_gb": 6.0,
             },
             {
