@@ -15,7 +15,9 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+SCALE=1  # time limits are for the GPU machine; a dry run on a small CPU gets far longer ones
 if [ -n "${DRY_RUN:-}" ]; then
+    SCALE=30
     DEV=(--device cpu --quick)
     TP=(--in_process --peak_name "NVIDIA H200")
 else
@@ -28,7 +30,7 @@ start=$SECONDS
 step() {  # step SECONDS NAME COMMAND...: run with a time limit, log, and report
     local limit=$1 name=$2
     shift 2
-    timeout --signal=INT --kill-after=10 "$limit" "$@" > "$OUT/$name.log" 2>&1
+    timeout --signal=INT --kill-after=10 "$((limit * SCALE))" "$@" > "$OUT/$name.log" 2>&1
     echo "$name: exit $? after $((SECONDS - start)) s"
     tail -n 25 "$OUT/$name.log"
 }
