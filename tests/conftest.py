@@ -7,6 +7,17 @@ import socket
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def volume_cache_dir(tmp_path_factory):
+    """Bundle runs in tests keep their volume cache in a temporary folder, never in the user's ~/.cache."""
+    import axial_monai.data.volume_cache as volume_cache
+
+    path = tmp_path_factory.mktemp("volume-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(volume_cache, "default_cache_dir", lambda: path)
+        yield path
+
+
 @pytest.fixture
 def no_network(monkeypatch):
     """Make any attempt to open a network connection fail loudly; yields the list of attempted addresses."""

@@ -54,6 +54,7 @@ def _torchrun(out: Path, dataset_dir: str, *extra: str) -> tuple[int, str]:
         "--dataset_dir", dataset_dir,
         "--output_dir", str(out),
         "--epochs", "1",
+        "--cache_dir", str(out.parent / "volumes"),  # the ranks share one volume cache (never the user's)
         *(a for k, v in TINY.items() for a in (f"--{k}", str(v))),
         *extra,
     ]  # fmt: skip
@@ -106,7 +107,7 @@ def test_merged_config_initializes_and_has_properties(tiny_cohort, tmp_path, mon
     group_env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0", "WORLD_SIZE": "1"}
     for k, v in {**group_env, "LOCAL_RANK": "0"}.items():
         monkeypatch.setenv(k, v)
-    settings = {"dataset_dir": tiny_cohort, "output_dir": str(tmp_path), "epochs": 1, "cache_rate": 0.0, **TINY}
+    settings = {"dataset_dir": tiny_cohort, "output_dir": str(tmp_path), "epochs": 1, "cache": "none", **TINY}
     train_cfg, dist_cfg = (json.loads(config_path(f).read_text()) for f in ("train", "multi_gpu_train"))
     # the override repeats nothing of train.json: it keeps train.json's steps and wraps train.json's network
     assert not {"initialize", "run", "training"} & set(dist_cfg)

@@ -9,6 +9,7 @@ from axial_monai.geometry import central_slice_indices
 from axial_monai.transforms import (
     CheckVolume,
     CheckVolumed,
+    RandGaussianNoiseTorchd,
     RandSliceSample,
     RandSliceSampled,
     RobustNormalizeIntensity,
@@ -89,3 +90,16 @@ def test_rand_slice_sample_is_central_consistent_and_replayable(t1):
     assert first["image"].shape == (1, 41, 25)
     assert torch.equal(first["mask"], first["image"] > 100)  # same slice for every key
     assert torch.equal(first["image"], again["image"])
+
+
+def test_torch_gaussian_noise_is_reproducible_and_drawn_on_the_image_device(t1):
+    image = RobustNormalizeIntensity()(t1)
+    original = image.clone()
+    first = RandGaussianNoiseTorchd("image", prob=1.0, std=0.1, sample_std=False).set_random_state(7)({"image": image})
+    again = RandGaussianNoiseTorchd("image", prob=1.0, std=0.1, sample_std=False).set_random_state(7)({"image": image})
+    noise = first["image"] - image
+    assert torch.equal(image, original)  # input left unchanged
+    assert torch.equal(first["image"], again["image"])  # seeded
+    assert noise.dtype == torch.float32 and abs(float(noise.std()) - 0.1) < 0.005 and abs(float(noise.mean())) < 0.005
+    skipped = RandGaussianNoiseTorchd("image", prob=0.0, std=0.1)({"image": image})
+    assert torch.equal(skipped["image"], image)  # p = 0 is the identity

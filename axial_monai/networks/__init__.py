@@ -1,5 +1,5 @@
 from .axialnet import AttentionPool, AxialNet
-from .backbones import BACKBONES, Backbone, build_backbone, freeze_layers, layers
+from .backbones import BACKBONES, Backbone, build_backbone, configure_backbones, freeze_layers, layers
 from .base import ExplainableNetwork, SliceNet
 from .baselines import MeanPoolNet, SliceClassifier2D, SliceTransformerNet, sinusoidal_positions
 from .encoder import SliceEncoder, slice_features
@@ -15,6 +15,7 @@ __all__ = [
     "BACKBONES",
     "Backbone",
     "build_backbone",
+    "configure_backbones",
     "freeze_layers",
     "layers",
     "MeanPoolNet",

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import os
 from collections.abc import Iterator
 
 import torch
+import torch.utils.checkpoint
 import torchvision
 from torch import nn
 
 from axial_monai.errors import InputError, SettingsError
 
-__all__ = ["BACKBONES", "Backbone", "build_backbone", "freeze_layers", "layers"]
+__all__ = ["BACKBONES", "Backbone", "build_backbone", "configure_backbones", "freeze_layers", "layers"]
 
 
 def _head_in(m: nn.Module) -> int:
@@ -56,6 +59,21 @@ class Backbone(nn.Sequential):
     It behaves like ``nn.Sequential``; on ``train()`` any BatchNorm layer whose parameters are all frozen
     is put back in eval mode, so frozen layers keep their running statistics.
 
+    Execution options (set them with :func:`configure_backbones`; all off by default). Both memory options give
+    the same outputs, gradients and BatchNorm statistics as the plain forward pass:
+
+    * ``slice_chunk`` (int, 0 = off): run the M slices through the backbone ``slice_chunk`` at a time, wherever
+      that does not change the result: every layer in eval mode, and in training mode the layers before the first
+      BatchNorm that computes batch statistics (or dropout): a frozen prefix, e.g. the first half of VGG16-bn in
+      the paper's setting, which holds most of its activations at 224 x 224. Later layers see the whole batch.
+    * ``checkpoint`` (bool): activation checkpointing while gradients are needed: each chunk of the chunked part
+      and ``ceil(sqrt(L))`` segments of the rest store only their inputs and are recomputed in the backward pass;
+      BatchNorm running statistics are not updated a second time by the recomputation.
+    * ``channels_last`` (bool): feed the convolutions NHWC tensors (faster tensor-core convolutions on GPUs).
+
+    With forward or backward hooks on any of its modules (GradCAM), the backbone runs plainly, so hooks see
+    every layer once with the whole batch.
+
     Attributes:
         out_features: number of output channels ``d``.
         name: torchvision model name.
@@ -65,6 +83,41 @@ class Backbone(nn.Sequential):
         super().__init__(*modules)
         self.out_features = out_features
         self.name = name
+        self.slice_chunk = 0
+        self.checkpoint = False
+        self.channels_last = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if not (self.slice_chunk or self.checkpoint) or _has_hooks(self):
+            return super().forward(x)
+        leaves = list(_execution_order(self))
+        split = next((i for i, m in enumerate(leaves) if _batch_dependent(m)), len(leaves))
+        x = self._run_chunked(leaves[:split], x)
+        return self._run_segments(leaves[split:], x)
+
+    def _run_chunked(self, modules: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
+        # no module here mixes slices, so any split of the batch gives the same result
+        if not modules:
+            return x
+        chunk = self.slice_chunk if 0 < self.slice_chunk < x.shape[0] else x.shape[0]
+        outs = [self._run(modules, part) for part in x.split(chunk)]
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+    def _run_segments(self, modules: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
+        if not modules or not (self.checkpoint and _needs_grad(modules, x)):
+            return _sequential(modules)(x)
+        size = math.ceil(len(modules) / math.ceil(math.sqrt(len(modules))))
+        for i in range(0, len(modules), size):
+            x = self._run(modules[i : i + size], x)
+        return x
+
+    def _run(self, modules: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
+        if self.checkpoint and _needs_grad(modules, x):
+            guard = functools.partial(_recompute_context, modules)
+            return torch.utils.checkpoint.checkpoint(_sequential(modules), x, use_reentrant=False, context_fn=guard)
+        return _sequential(modules)(x)
 
     def train(self, mode: bool = True) -> Backbone:
         super().train(mode)
@@ -73,6 +126,94 @@ class Backbone(nn.Sequential):
                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
                     m.eval()
         return self
+
+
+def _sequential(modules: list[nn.Module]):
+    def run(x: torch.Tensor) -> torch.Tensor:
+        for m in modules:
+            x = m(x)
+        return x
+
+    return run
+
+
+def _execution_order(module: nn.Module) -> Iterator[nn.Module]:
+    """The modules an ``nn.Sequential`` runs, with nested ``nn.Sequential`` containers expanded, in order."""
+    for child in module.children():
+        if type(child) in (nn.Sequential, Backbone):
+            yield from _execution_order(child)
+        else:
+            yield child
+
+
+def _batch_dependent(module: nn.Module) -> bool:
+    """Whether splitting the batch would change a module's result: BatchNorm using batch statistics, or random
+    layers (dropout, stochastic depth) in training, whose draws depend on how the batch is split."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.training or not m.track_running_stats):
+            return True
+        if m.training and isinstance(m, (nn.modules.dropout._DropoutNd, torchvision.ops.StochasticDepth)):
+            return True
+    return False
+
+
+def _needs_grad(modules: list[nn.Module], x: torch.Tensor) -> bool:
+    if not torch.is_grad_enabled():
+        return False
+    return x.requires_grad or any(p.requires_grad for m in modules for p in m.parameters())
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    names = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    return any(getattr(m, n, None) for m in module.modules() for n in names)
+
+
+@contextlib.contextmanager
+def _keep_running_stats(modules: list[nn.Module]) -> Iterator[None]:
+    # a recomputed forward pass would update BatchNorm running statistics a second time: restore them after it
+    norms = [m for mod in modules for m in mod.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [{k: b.clone() for k, b in m.named_buffers(recurse=False)} for m in norms]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, buffers in zip(norms, saved):
+                for k, b in m.named_buffers(recurse=False):
+                    b.copy_(buffers[k])
+
+
+def _recompute_context(modules: list[nn.Module]):
+    return contextlib.nullcontext(), _keep_running_stats(modules)
+
+
+def configure_backbones(
+    network: nn.Module, slice_chunk: int = 0, checkpoint: bool = False, channels_last: bool = False
+) -> nn.Module:
+    """Set the execution options of every ``Backbone`` in ``network`` (see :class:`Backbone`); returns ``network``.
+
+    Args:
+        network: any module holding one or more ``Backbone`` (``AxialNet``, ``TriPlanarAxialNet``, baselines).
+        slice_chunk: slices per backbone call where that is exact (0: all at once).
+        checkpoint: activation checkpointing in training.
+        channels_last: NHWC memory format for the backbone's weights and inputs.
+
+    Raises:
+        ValueError: for a negative ``slice_chunk``, or options set on a network without a ``Backbone``.
+    """
+    if int(slice_chunk) < 0:
+        raise ValueError(f"slice_chunk must be 0 (off) or a positive number of slices, not {slice_chunk}.")
+    backbones = [m for m in network.modules() if isinstance(m, Backbone)]
+    if not backbones and (slice_chunk or checkpoint or channels_last):
+        raise ValueError(
+            f"slice_chunk/checkpoint/channels_last apply to axial_monai backbones, and {type(network).__name__} "
+            "has none; set them to 0/false."
+        )
+    for backbone in backbones:
+        backbone.slice_chunk, backbone.checkpoint = int(slice_chunk), bool(checkpoint)
+        backbone.channels_last = bool(channels_last)
+        if channels_last:
+            backbone.to(memory_format=torch.channels_last)
+    return network
 
 
 def layers(module: nn.Module) -> Iterator[nn.Module]:

@@ -7,12 +7,18 @@ from collections.abc import Hashable, Mapping
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import MapTransform, Transform
-from monai.utils import convert_to_tensor
+from monai.transforms import MapTransform, RandGaussianNoise, RandGaussianNoised, RandomizableTransform, Transform
+from monai.utils import convert_to_dst_type, convert_to_tensor
 
 from axial_monai.errors import InputError, SettingsError
 
-__all__ = ["RobustNormalizeIntensity", "RobustNormalizeIntensityd", "source_name"]
+__all__ = [
+    "RandGaussianNoiseTorch",
+    "RandGaussianNoiseTorchd",
+    "RobustNormalizeIntensity",
+    "RobustNormalizeIntensityd",
+    "source_name",
+]
 
 
 def source_name(img: torch.Tensor) -> str:
@@ -51,11 +57,13 @@ class RobustNormalizeIntensity(Transform):
 
     def __call__(self, img: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         img = convert_to_tensor(img, track_meta=True, dtype=torch.float32)
-        fg = (img > self.threshold) if mask is None else convert_to_tensor(mask, track_meta=False).bool()
-        fg = fg.expand_as(img)
-        values = img.as_tensor()[fg] if isinstance(img, MetaTensor) else img[fg]
-        if not torch.isfinite(img).all():
+        # arithmetic on the plain tensor, in place where possible: a 1 mm volume is 34 MB per temporary
+        x = img.as_tensor() if isinstance(img, MetaTensor) else img
+        if not torch.isfinite(x).all():
             raise InputError(f"{source_name(img)}: the image contains NaN or infinite values.")
+        fg = (x > self.threshold) if mask is None else convert_to_tensor(mask, track_meta=False).bool()
+        fg = fg.expand_as(x)
+        values = x[fg]
         if values.numel() < 2:
             raise InputError(f"{source_name(img)}: no foreground voxels above {self.threshold}; is the image empty?")
         if self.mode == "percentile":
@@ -63,10 +71,11 @@ class RobustNormalizeIntensity(Transform):
                 values[:: max(1, values.numel() // 1_000_000)], torch.tensor([self.lower, self.upper]) / 100
             )
             lo, hi = q[0], q[1]
-            out = ((img - lo) / torch.clamp(hi - lo, min=1e-8)).clamp(0.0, 1.0)
+            out = (x - lo).div_(torch.clamp(hi - lo, min=1e-8)).clamp_(0.0, 1.0)
         else:
-            out = (img - values.mean()) / torch.clamp(values.std(), min=1e-8)
-        return out * fg
+            out = (x - values.mean()).div_(torch.clamp(values.std(), min=1e-8))
+        out.mul_(fg)
+        return convert_to_dst_type(out, img)[0] if isinstance(img, MetaTensor) else out
 
 
 class RobustNormalizeIntensityd(MapTransform):
@@ -94,3 +103,41 @@ class RobustNormalizeIntensityd(MapTransform):
         for key in self.key_iterator(d):
             d[key] = self.normalizer(d[key], mask=mask)
         return d
+
+
+class RandGaussianNoiseTorch(RandGaussianNoise):
+    """MONAI's ``RandGaussianNoise`` with the noise drawn by torch on the image's device.
+
+    MONAI draws the noise as a float64 NumPy array on the CPU (about 0.15 s and 68 MB for a 1 mm volume) and then
+    copies it to the image's device; drawing it where the image is keeps augmentation on the GPU cheap. The
+    standard deviation and the seed of torch's generator come from the transform's own random state, so
+    ``set_random_state`` makes it reproducible. Arguments as ``RandGaussianNoise``; output float32.
+    """
+
+    def randomize(self, img: torch.Tensor, mean: float | None = None) -> None:
+        RandomizableTransform.randomize(self, None)
+        if not self._do_transform:
+            return
+        std = self.R.uniform(0, self.std) if self.sample_std else self.std
+        img = torch.as_tensor(img)
+        generator = torch.Generator(device=img.device).manual_seed(int(self.R.randint(2**31)))
+        noise = torch.randn(img.shape, generator=generator, device=img.device, dtype=torch.float32)
+        self.noise = noise.mul_(float(std)).add_(float(self.mean if mean is None else mean))
+
+
+class RandGaussianNoiseTorchd(RandGaussianNoised):
+    """Dictionary version of ``RandGaussianNoiseTorch`` (all keys share the same noise)."""
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        prob: float = 0.1,
+        mean: float = 0.0,
+        std: float = 0.1,
+        sample_std: bool = True,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(
+            keys, prob=prob, mean=mean, std=std, sample_std=sample_std, allow_missing_keys=allow_missing_keys
+        )
+        self.rand_gaussian_noise = RandGaussianNoiseTorch(mean=mean, std=std, prob=1.0, sample_std=sample_std)

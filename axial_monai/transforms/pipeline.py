@@ -23,6 +23,10 @@ def load_volume(
     LoadImaged -> Orientationd("RAS") -> CheckVolumed -> RobustNormalizeIntensityd. RAS order makes array axis
     0 sagittal, 1 coronal and 2 axial, which is what the networks' ``plane`` refers to.
 
+    The bundle caches this chain with ``axial_monai.data.VolumeCacheDataset``. Nested in another ``Compose`` for
+    MONAI's ``CacheDataset``, flatten it first (``Compose([...]).flatten()``): ``CacheDataset`` stops caching at
+    the first ``Compose`` it meets, as it cannot know that the nested one is deterministic.
+
     Args:
         keys: image keys.
         intensity: "percentile" (to [0, 1]; networks use ``normalize="imagenet"``) or "zscore" (``"none"``).
