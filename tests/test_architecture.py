@@ -20,12 +20,13 @@ LAYERS = {
     "networks": 2,
     "preprocess": 2,
     "explain": 2,
-    "data": 2,
-    "scores": 3,
-    "handlers": 4,
-    "crossval": 4,
-    "report": 5,
-    "cli": 6,
+    "data": 3,
+    "scores": 4,
+    "engines": 4,
+    "handlers": 5,
+    "crossval": 5,
+    "report": 6,
+    "cli": 7,
 }
 TOP = max(LAYERS.values()) + 1
 
