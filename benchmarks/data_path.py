@@ -40,7 +40,8 @@ from monai.transforms import Compose
 
 from axial_monai.data import VolumeCacheDataset
 from axial_monai.engines import PrepareVolumeBatch
-from axial_monai.networks import SliceStack, central_slice_indices
+from axial_monai.geometry import central_slice_indices
+from axial_monai.networks import SliceStack
 from axial_monai.transforms import load_volume
 
 
