@@ -12,6 +12,7 @@ LAYERS = {
     "io": 0,
     "log": 0,
     "geometry": 1,
+    "input_check": 1,
     "configs": 1,
     "derivatives": 1,
     "metrics": 1,
@@ -22,6 +23,7 @@ LAYERS = {
     "data": 2,
     "handlers": 3,
     "crossval": 3,
+    "run_settings": 3,
 }
 TOP = max(LAYERS.values()) + 1
 

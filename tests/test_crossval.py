@@ -34,6 +34,7 @@ from axial_monai.crossval.__main__ import main as crossval_main
 from axial_monai.data.clinica import clinica_task_table
 from axial_monai.metrics import METRICS, classification_scores
 from axial_monai.networks import AxialNet, MeanPoolNet, init_from_checkpoint
+from axial_monai.run_settings import load_weights
 
 K = 3
 TINY = {"num_slices": 4, "image_size": 32, "batch_size": 2, "num_workers": 0, "epochs": 1}
@@ -339,7 +340,7 @@ def test_cli_reuses_the_same_joint_folds(adcn_run, tables, monkeypatch, capsys):
 
 
 def _load(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_weights(path)
 
 
 def test_double_transfer_starts_each_fold_from_the_same_fold(mci_run, adcn_run, tables):
