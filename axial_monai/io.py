@@ -74,9 +74,16 @@ def atomic_path(path: str | os.PathLike, suffix: str = "", clean_stale: bool = F
     os.close(handle)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private (0600); outputs get the usual mode
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

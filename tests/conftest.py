@@ -41,3 +41,29 @@ def trained_demo(tiny_cohort, tmp_path_factory):
     settings = {"num_slices": 16, "image_size": 64, "batch_size": 2, "num_workers": 0, "epochs": 15}
     run(workflow(["train"], dataset_dir=tiny_cohort, output_dir=str(out), **settings))
     return out
+
+
+@pytest.fixture(scope="session")
+def explained_demo(trained_demo, tiny_cohort):
+    """``trained_demo`` after ``run explaining`` on its test scans (the settings of test_explain_bundle.py): the
+    run folder, with ``explain/<scan>/`` and ``explain/cohort/``."""
+    from pathlib import Path
+
+    from bundle_utils import run, workflow
+
+    settings = {"num_slices": 16, "image_size": 64, "num_workers": 0}
+    atlas = {
+        "atlas": str(Path(tiny_cohort) / "atlas.nii.gz"),
+        "atlas_labels": str(Path(tiny_cohort) / "atlas_labels.csv"),
+    }
+    run(
+        workflow(
+            ["inference", "explain"],
+            "infer",
+            dataset_dir=tiny_cohort,
+            output_dir=str(trained_demo),
+            **atlas,
+            **settings,
+        )
+    )
+    return trained_demo

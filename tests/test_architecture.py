@@ -11,6 +11,7 @@ LAYERS = {
     "errors": 0,
     "io": 0,
     "log": 0,
+    "commandline": 0,
     "geometry": 1,
     "input_check": 1,
     "configs": 1,
@@ -21,9 +22,13 @@ LAYERS = {
     "preprocess": 2,
     "explain": 2,
     "data": 2,
-    "handlers": 3,
-    "crossval": 3,
+    "scores": 3,
     "run_settings": 3,
+    "handlers": 4,
+    "crossval": 4,
+    "report": 5,
+    "export": 5,
+    "cli": 6,
 }
 TOP = max(LAYERS.values()) + 1
 

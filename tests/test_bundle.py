@@ -41,8 +41,16 @@ def test_train_writes_checkpoint_metrics_and_predictions(trained, tiny_cohort):
     csv = (trained / "eval-test" / "metrics.csv").read_text()
     assert "mcc" in csv and "auc" in csv
     preds = pd.read_csv(trained / "eval-test" / "predictions.csv")
-    assert list(preds.columns) == ["file", "prob_CN", "prob_AD", "pred", "pred_label", "label"]
+    assert list(preds.columns) == ["file", "prob_CN", "prob_AD", "pred", "pred_label", "label", "subject"]
     assert len(preds) == n_test
+    # confidence intervals: the estimate is the evaluator's metric, the interval contains it, both levels present
+    intervals = report["confidence_intervals"]
+    assert intervals["confidence"] == 0.95 and intervals["scan"]["n_scans"] == n_test
+    for level in ("scan", "subject"):
+        for name in ("accuracy", "balanced_accuracy", "mcc"):
+            ci = intervals[level][name]
+            assert ci["low"] <= ci["estimate"] + 1e-9 and ci["estimate"] <= ci["high"] + 1e-9
+    assert intervals["scan"]["accuracy"]["estimate"] == pytest.approx(report["metrics"]["accuracy"])
     assert preds[["prob_CN", "prob_AD"]].sum(axis=1).round(5).eq(1).all()
     assert set(preds["pred_label"]) <= {"CN", "AD"}
 

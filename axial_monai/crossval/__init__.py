@@ -5,8 +5,8 @@ Use :func:`run_cross_validation` from Python or ``python -m axial_monai.crossval
 
 from axial_monai.crossval.leakage import check_no_leakage, check_transfer_leakage, split_subjects
 from axial_monai.crossval.runner import RUNNER_KEYS, TRAIN_CONFIG, fold_dir, run_cross_validation, run_fold
-from axial_monai.crossval.scores import LEVELS, baseline_scans, join_predictions, level_scores, summarize
 from axial_monai.crossval.splits import SPLITS, assign_folds, make_folds, split_fold
+from axial_monai.scores import LEVELS, baseline_scans, join_predictions, level_scores, summarize
 
 __all__ = [
     "check_no_leakage",

@@ -1,6 +1,6 @@
 """Command line of the cross-validation.
 
-Usage::
+Usage (``axial-monai-crossval`` is the same command; ``-h``/``--help`` lists the options)::
 
     python -m axial_monai.crossval BIDS_DIR OUT_DIR [--task ADvsCN|pMCIvsSMCI] [--derivatives_dir DIR] [--k 5]
         [--seed 0] [--horizon 36] [--init_from OUT_ADCN] [--overrides '{"epochs": 100}']
@@ -29,8 +29,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import fire
-
+from axial_monai.commandline import run_fire
 from axial_monai.crossval.runner import TRAIN_CONFIG, run_cross_validation
 from axial_monai.data.clinica import TASKS, clinica_task_table, label_sessions, load_clinica_table
 from axial_monai.errors import SettingsError
@@ -73,6 +72,7 @@ def crossval_command(
     missing_image: str = "raise",
     joint: bool = True,
     progress: bool = True,
+    diagnosis_map: dict | str | None = None,
 ) -> dict[str, Any]:
     """Cross-validate the bundle on the Clinica BIDS tree BIDS_DIR for TASK; outputs go to OUTPUT_DIR.
 
@@ -92,6 +92,7 @@ def crossval_command(
         missing_image: "raise" or "drop" for labelled sessions without image.
         joint: assign folds on the union of the subjects of both tasks (--nojoint: this task's subjects only).
         progress: show a progress bar.
+        diagnosis_map: other diagnosis spellings, as JSON '{"Dementia": "AD"}' or adnimerge.
 
     Returns:
         ``{"output_dir", "summary", level: {metric: "mean ± sd"}}``.
@@ -100,11 +101,12 @@ def crossval_command(
         raise SettingsError(f"task must be one of {list(TASKS)}, not {task!r}.")
     settings = _parse_overrides(overrides)
     settings.setdefault("class_names", CLASS_NAMES[task])
-    table = clinica_task_table(bids_dir, task, derivatives_dir, horizon, space, missing_image)
+    table = clinica_task_table(bids_dir, task, derivatives_dir, horizon, space, missing_image, diagnosis_map)
     assign_with = []
     if joint:
         other = next(t for t in TASKS if t != task)
-        assign_with.append(label_sessions(load_clinica_table(bids_dir, derivatives_dir, space), other, horizon))
+        full = load_clinica_table(bids_dir, derivatives_dir, space, diagnosis_map)
+        assign_with.append(label_sessions(full, other, horizon))
     summary = run_cross_validation(
         table,
         output_dir,
@@ -126,7 +128,8 @@ def crossval_command(
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
     setup_cli_logging()
-    fire.Fire(crossval_command, command=argv, name="axial_monai.crossval")
+    # run_fire answers -h/--help itself: fire alone would read -h as --horizon
+    run_fire(crossval_command, sys.argv[1:] if argv is None else argv, "axial-monai-crossval")
     return 0
 
 

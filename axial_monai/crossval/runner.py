@@ -7,9 +7,13 @@ Layout of ``output_dir``::
     fold-<i>/datalist.json     training / validation / test items (absolute image paths, subject, session, label)
     fold-<i>/models/model.pt   best checkpoint of the fold (the bundle config's ``ckpt_path``)
     fold-<i>/eval-test/        metrics.json|csv, predictions.csv of the fold's test split (``eval_dir``)
-    fold-<i>/done.json         written last, atomically: the fold's scores (a fold with it is skipped on rerun)
+    fold-<i>/done.json         written last, atomically: the fold's scores and joined test predictions (a fold
+                               with it is skipped on rerun)
     folds.csv                  one row per fold x level (scan, subject): n_scans, n_subjects, the six metrics
-    summary.csv, summary.json  mean and sd over folds of each metric per level
+    predictions.csv            pooled out-of-fold predictions: fold, subject, session, image, label, prob_<class>, pred
+    summary.csv, summary.json  mean and sd over folds of each metric per level; summary.json also has ``pooled``:
+                               the metrics of the pooled predictions with 95 % bootstrap confidence intervals per level
+                               (:func:`axial_monai.scores.level_intervals`)
 
 Double transfer learning: with ``init_from`` (the output directory of an AD-vs-CN cross-validation), fold ``i``
 starts from the checkpoint of fold ``i`` of that run (its ``ckpt_path``; bundle setting ``init_ckpt``: every weight
@@ -35,11 +39,18 @@ from tqdm import tqdm
 
 from axial_monai.configs import CONFIG_DIR
 from axial_monai.crossval.leakage import check_no_leakage, check_transfer_leakage
-from axial_monai.crossval.scores import LEVELS, join_predictions, level_scores, summarize
 from axial_monai.crossval.splits import SPLITS, assign_folds, check_table, split_fold
 from axial_monai.errors import InputError, SettingsError
 from axial_monai.io import write_csv, write_json
 from axial_monai.metrics import METRICS
+from axial_monai.scores import (
+    LEVELS,
+    join_predictions,
+    level_intervals,
+    level_scores,
+    pool_predictions,
+    summarize,
+)
 
 __all__ = [
     "TRAIN_CONFIG",
@@ -267,7 +278,7 @@ def run_cross_validation(
     }
     write_json(out / _SETTINGS, settings)
 
-    rows = []
+    rows, tested = [], []
     bar = tqdm(range(k), desc="cross-validation", unit="fold", disable=not progress)
     for fold in bar:
         splits = split_fold(table, folds, fold, val_fraction, seed)
@@ -282,7 +293,12 @@ def run_cross_validation(
                     "table, k, seed or val_fraction?). Use a new output_dir, or delete the fold to retrain it."
                 )
             bar.set_postfix_str(f"fold {fold} done, skipped")
-            rows += _fold_rows(fold, json.loads(done_path.read_text())["scores"])
+            record = json.loads(done_path.read_text())
+            rows += _fold_rows(fold, record["scores"])
+            if "predictions" in record:
+                tested.append((fold, pd.DataFrame(record["predictions"])))
+            else:  # a fold finished before done.json kept its predictions
+                tested.append((fold, join_predictions(directory / "eval-test" / "predictions.csv", datalist["test"])))
             continue
         init_ckpt = None
         if source is not None:
@@ -303,7 +319,9 @@ def run_cross_validation(
         _, eval_dir = fold_outputs(config_files, fold_settings(overrides, directory, datalist_path, init_ckpt))
         joined = join_predictions(eval_dir / "predictions.csv", datalist["test"])
         scores = level_scores(joined, positive)
+        tested.append((fold, joined))
         record = {"fold": fold, "init_ckpt": init_ckpt, "positive": positive, "scores": scores}
+        record["predictions"] = joined.to_dict("records")  # the fold's share of the pooled predictions.csv
         write_json(done_path, record)
         bar.set_postfix_str(f"fold {fold}: done")
         rows += _fold_rows(fold, scores)
@@ -316,5 +334,8 @@ def run_cross_validation(
         level: {r.metric: {"mean": r.mean, "sd": r.sd, "n_folds": r.n_folds} for r in part.itertuples(index=False)}
         for level, part in summary.groupby("level", sort=False)
     }
-    write_json(out / "summary.json", {"k": k, "levels": nested})
+    pooled = pool_predictions(tested)
+    write_csv(out / "predictions.csv", pooled)
+    intervals = level_intervals(pooled, positive, seed=seed)
+    write_json(out / "summary.json", {"k": k, "levels": nested, "pooled": intervals})
     return summary

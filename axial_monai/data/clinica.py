@@ -9,6 +9,11 @@ Tasks (labels per scan; positive class = 1):
   ``ses-M012``, ... also ``ses-M12``). Labels are computed on the full longitudinal table, before any split; a
   subject may contribute several scans, even with different labels.
 
+Diagnoses (``diagnosis`` column of ``sessions.tsv``) must be ``CN``, ``MCI`` or ``AD`` (any case) or missing
+(``n/a``). Any other value (ADNIMERGE writes ``Dementia``) is refused with the file and line, never silently dropped;
+``diagnosis_map`` maps such values, e.g. ``{"Dementia": "AD"}``, or ``"adnimerge"`` for :data:`ADNIMERGE_DIAGNOSES`
+(a value mapped to ``None`` marks the session as unknown on purpose).
+
 Image paths are the raw ``sub-X/ses-Y/anat/*_T1w.nii[.gz]`` or, when ``derivatives_dir`` is given, the
 preprocessed ``*_space-<template>[_res-...]_desc-preproc_T1w.nii.gz`` of :mod:`axial_monai.preprocess` (both
 named as in :mod:`axial_monai.derivatives`).
@@ -23,6 +28,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +40,8 @@ from axial_monai.errors import InputError, SettingsError
 __all__ = [
     "TASKS",
     "DIAGNOSES",
+    "ADNIMERGE_DIAGNOSES",
+    "normalize_diagnoses",
     "session_month",
     "read_participants",
     "read_sessions",
@@ -47,6 +55,8 @@ __all__ = [
 #: the classification tasks.
 TASKS = ("ADvsCN", "pMCIvsSMCI")
 DIAGNOSES = ("CN", "MCI", "AD")
+#: ADNIMERGE's per-visit ``DX`` and baseline ``DX_bl`` spellings that are not ours (``diagnosis_map="adnimerge"``).
+ADNIMERGE_DIAGNOSES = {"DEMENTIA": "AD", "EMCI": "MCI", "LMCI": "MCI"}
 _MONTH = re.compile(r"^ses-M(\d+)$")
 
 
@@ -54,6 +64,48 @@ def session_month(session: str) -> int | None:
     """Month of a Clinica session id (``"ses-M036"`` -> 36), or ``None`` if it has no ``ses-M<digits>`` form."""
     match = _MONTH.match(str(session))
     return int(match.group(1)) if match else None
+
+
+def _diagnosis_mapping(diagnosis_map: Mapping[str, str | None] | str | None) -> dict[str, str | None]:
+    if diagnosis_map is None:
+        return {}
+    if isinstance(diagnosis_map, str):
+        if diagnosis_map.lower() != "adnimerge":
+            raise SettingsError(f"diagnosis_map must be a mapping or 'adnimerge', not {diagnosis_map!r}.")
+        diagnosis_map = ADNIMERGE_DIAGNOSES
+    mapping = {}
+    for raw, ours in dict(diagnosis_map).items():
+        target = None if ours is None or pd.isna(ours) else str(ours).strip().upper()
+        if target not in (*DIAGNOSES, None):
+            raise SettingsError(
+                f"diagnosis_map must map to one of {list(DIAGNOSES)} or None; {raw!r} maps to {ours!r}."
+            )
+        mapping[str(raw).strip().upper()] = target
+    return mapping
+
+
+def normalize_diagnoses(
+    values: pd.Series, diagnosis_map: Mapping[str, str | None] | str | None = None
+) -> tuple[pd.Series, pd.Series]:
+    """Diagnoses in upper case, mapped by ``diagnosis_map``, and which of them are not ``CN``/``MCI``/``AD``.
+
+    Args:
+        values: raw ``diagnosis`` strings (missing values stay missing).
+        diagnosis_map: ``{raw: "CN"|"MCI"|"AD"|None}`` (case-insensitive keys) or ``"adnimerge"``.
+
+    Returns:
+        ``(diagnoses, unknown)``: the normalised values (``None`` where missing or mapped to ``None``) and a
+        boolean mask of values that are neither missing nor one of :data:`DIAGNOSES`.
+
+    Raises:
+        ValueError: for a ``diagnosis_map`` that is not a mapping to our diagnoses.
+    """
+    mapping = _diagnosis_mapping(diagnosis_map)
+    upper = values.astype("string").str.strip().str.upper()
+    mapped = upper.map(lambda v: mapping.get(v, v) if isinstance(v, str) else None).astype(object)
+    mapped = mapped.where(mapped.notna(), None)
+    unknown = mapped.map(lambda v: v is not None and v not in DIAGNOSES).astype(bool)
+    return mapped, unknown
 
 
 def _read_tsv(path: Path, required: tuple[str, ...], what: str) -> pd.DataFrame:
@@ -148,6 +200,7 @@ def load_clinica_table(
     bids_dir: str | os.PathLike,
     derivatives_dir: str | os.PathLike | None = None,
     space: str | None = None,
+    diagnosis_map: Mapping[str, str | None] | str | None = None,
 ) -> pd.DataFrame:
     """The full longitudinal table: one row per session listed in the subjects' ``sessions.tsv`` files.
 
@@ -156,6 +209,8 @@ def load_clinica_table(
         derivatives_dir: preprocessing output (pipeline folder, or the folder holding
             ``derivatives/axial-monai``): image paths point to the preprocessed images; ``None``: raw images.
         space: template label of the preprocessed images to use, if there are several.
+        diagnosis_map: maps other diagnosis spellings to ours, e.g. ``{"Dementia": "AD"}`` or ``"adnimerge"``
+            (see the module docstring).
 
     Returns:
         columns ``subject``, ``session``, ``month`` (``Int64``, missing for ids without ``M<digits>``),
@@ -164,19 +219,29 @@ def load_clinica_table(
 
     Raises:
         FileNotFoundError: if ``participants.tsv`` or a subject's sessions file is missing.
-        InputError: if a required column is missing.
+        InputError: if a required column is missing, or a diagnosis is not CN, MCI, AD or missing after
+            ``diagnosis_map`` (the message names the file and lines).
     """
     participants = read_participants(bids_dir).set_index("participant_id", drop=False)
     frames = []
     for subject in participants.index:
         sessions = read_sessions(bids_dir, subject)
         participant = participants.loc[subject]
+        diagnoses, unknown = normalize_diagnoses(sessions["diagnosis"], diagnosis_map)
+        if unknown.any():
+            path = Path(bids_dir) / subject / f"{subject}_sessions.tsv"
+            lines = ", ".join(f"line {i + 2}: {sessions['diagnosis'].iloc[i]!r}" for i in np.flatnonzero(unknown)[:10])
+            raise InputError(
+                f"{path} has diagnoses that are not {', '.join(DIAGNOSES)} or n/a ({lines}). Map them with "
+                "diagnosis_map, e.g. {'Dementia': 'AD'} or 'adnimerge' (--diagnosis_map on the command line), or "
+                "map them to None to leave those sessions out."
+            )
         frame = pd.DataFrame(
             {
                 "subject": subject,
                 "session": sessions["session_id"].str.strip(),
                 "month": sessions["session_id"].map(session_month).astype("Int64"),
-                "diagnosis": sessions["diagnosis"].str.strip().str.upper(),
+                "diagnosis": diagnoses,
             }
         )
         frame["sex"] = participant["sex"] if "sex" in participants.columns else None
@@ -241,6 +306,7 @@ def clinica_task_table(
     horizon: int = 36,
     space: str | None = None,
     missing_image: str = "raise",
+    diagnosis_map: Mapping[str, str | None] | str | None = None,
 ) -> pd.DataFrame:
     """The labelled scans of a Clinica BIDS tree for ``task``: :func:`load_clinica_table` + :func:`label_sessions`.
 
@@ -252,6 +318,7 @@ def clinica_task_table(
         space: template label of the preprocessed images, if there are several.
         missing_image: ``"raise"`` (default) or ``"drop"`` (with a warning) for a labelled session without image
             (e.g. a scan whose preprocessing failed).
+        diagnosis_map: maps other diagnosis spellings to ours (see the module docstring).
 
     Returns:
         one row per labelled scan: ``subject``, ``session``, ``month``, ``diagnosis``, ``sex``, ``age``,
@@ -266,7 +333,7 @@ def clinica_task_table(
         raise SettingsError(f"missing_image must be 'raise' or 'drop', not {missing_image!r}.")
     if task not in TASKS:
         raise SettingsError(f"task must be one of {list(TASKS)}, not {task!r}.")
-    labelled = label_sessions(load_clinica_table(bids_dir, derivatives_dir, space), task, horizon)
+    labelled = label_sessions(load_clinica_table(bids_dir, derivatives_dir, space, diagnosis_map), task, horizon)
     absent = labelled["image"].isna()
     if absent.any():
         where = "preprocessed (*_desc-preproc_T1w.nii.gz)" if derivatives_dir is not None else "raw (*_T1w.nii[.gz])"

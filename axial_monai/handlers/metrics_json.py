@@ -19,10 +19,35 @@ class MetricsJSONWriter:
 
     MONAI's ``MetricsSaver`` writes the CSV twin; this adds the machine-readable JSON. Only rank 0 writes.
     NaN values (e.g. AUC with one class present) are written as ``null``.
+
+    With ``predictions`` (the ``predictions.csv`` of a :class:`PredictionWriter` attached *before* this handler,
+    so that the file is complete when this one runs), the JSON also gets ``confidence_intervals``: per level
+    (``scan``, ``subject``) the estimate and the bootstrap interval of each metric
+    (:func:`axial_monai.scores.level_intervals`: subjects resampled, stratified by label).
+
+    Args:
+        save_dir: output directory.
+        filename: JSON file name.
+        predictions: labelled predictions CSV to compute confidence intervals from; None: no intervals.
+        positive: index of the positive class.
+        n_resamples: bootstrap resamples.
+        confidence: coverage of the intervals.
+        seed: seed of the resampling.
     """
 
-    def __init__(self, save_dir: str, filename: str = "metrics.json") -> None:
+    def __init__(
+        self,
+        save_dir: str,
+        filename: str = "metrics.json",
+        predictions: str | None = None,
+        positive: int = 1,
+        n_resamples: int = 1000,
+        confidence: float = 0.95,
+        seed: int = 0,
+    ) -> None:
         self.save_dir, self.filename = save_dir, filename
+        self.predictions, self.positive = predictions, positive
+        self.bootstrap = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
 
     def attach(self, engine: Engine) -> None:
         if not engine.has_event_handler(self, Events.COMPLETED):
@@ -34,6 +59,20 @@ class MetricsJSONWriter:
         if idist.get_rank() != 0:
             return
         metrics = {k: float(v) if hasattr(v, "__float__") else v for k, v in engine.state.metrics.items()}
+        result = {"metrics": metrics, "num_scans": len(engine.state.dataloader.dataset)}
+        if self.predictions is not None:
+            result["confidence_intervals"] = self._intervals()
         path = os.path.join(self.save_dir, self.filename)
-        write_json(path, {"metrics": metrics, "num_scans": len(engine.state.dataloader.dataset)})
+        write_json(path, result)
         logger.info(f"metrics written to {path}")
+
+    def _intervals(self) -> dict:
+        from axial_monai.scores import level_intervals, prediction_frame
+
+        if not os.path.isfile(self.predictions):
+            raise RuntimeError(
+                f"{self.predictions} does not exist when the metrics are written: attach the PredictionWriter that "
+                "writes it before the MetricsJSONWriter (handler order in the config)."
+            )
+        intervals = level_intervals(prediction_frame(self.predictions), self.positive, **self.bootstrap)
+        return {**self.bootstrap, "method": "percentile, subjects resampled", **intervals}

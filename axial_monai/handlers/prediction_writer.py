@@ -17,7 +17,10 @@ __all__ = ["PredictionWriter"]
 
 
 class PredictionWriter:
-    """Collect ``file, prob_<class>..., pred, pred_label[, label]`` per scan and write one CSV at the end.
+    """Collect ``file, prob_<class>..., pred, pred_label[, label][, subject, session]`` per scan; write one CSV.
+
+    ``subject`` and ``session`` are copied from the datalist items when they have them (Clinica datalists, the demo
+    cohort), so that scores and confidence intervals can be computed per subject.
 
     Attach to a MONAI evaluator whose postprocessing turns ``pred`` into class probabilities ``(C,)``. Under
     DDP, rows from every rank are gathered and rank 0 writes the file.
@@ -47,19 +50,20 @@ class PredictionWriter:
             probs = torch.as_tensor(out["pred"]).float().view(-1).tolist()
             label = out.get("label")
             label = int(torch.as_tensor(label).view(-1)[0]) if label is not None else ""
-            self._rows.append("\t".join(map(str, [meta.get("filename_or_obj", ""), *probs, label])))
+            ids = [str(item.get(key, "") or "") for key in ("subject", "session")]
+            self._rows.append("\t".join(map(str, [meta.get("filename_or_obj", ""), *probs, label, *ids])))
 
     def _write(self, engine: Engine) -> None:
         rows = string_list_all_gather(self._rows, delimiter="\n") if idist.get_world_size() > 1 else self._rows
         rows = [r for r in rows if r]
         if idist.get_rank() != 0:
             return
-        cols = ["file", *(f"prob_{c}" for c in self.class_names), "label"]
+        prob_cols = [f"prob_{c}" for c in self.class_names]
+        cols = ["file", *prob_cols, "label", "subject", "session"]
         df = pd.DataFrame([r.split("\t") for r in rows], columns=cols).drop_duplicates("file")
-        probs = df[cols[1:-1]].astype(float)
-        df[cols[1:-1]] = probs
-        df.insert(len(cols) - 1, "pred", probs.to_numpy().argmax(1))
-        df.insert(len(cols), "pred_label", [self.class_names[i] for i in df["pred"]])
-        if (df["label"] == "").all():
-            df = df.drop(columns="label")
+        probs = df[prob_cols].astype(float)
+        df[prob_cols] = probs
+        df.insert(len(prob_cols) + 1, "pred", probs.to_numpy().argmax(1))
+        df.insert(len(prob_cols) + 2, "pred_label", [self.class_names[i] for i in df["pred"]])
+        df = df.drop(columns=[c for c in ("label", "subject", "session") if (df[c] == "").all()])
         write_csv(os.path.join(self.save_dir, self.filename), df.sort_values("file"))

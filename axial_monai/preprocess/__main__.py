@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import sys
 
-import fire
-
+from axial_monai.commandline import run_fire
 from axial_monai.log import setup_cli_logging
 from axial_monai.preprocess.pipeline import preprocess_bids
 
@@ -28,9 +27,11 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
     setup_cli_logging()
-    # fire exposes every keyword of preprocess_bids as an option and prints the summary as a dict
-    summary = fire.Fire(preprocess_bids, command=argv, name="axial_monai.preprocess", serialize=lambda s: s.to_dict())
-    return 1 if summary.failed else 0
+    # fire exposes every keyword of preprocess_bids as an option and prints the summary as a dict; run_fire answers
+    # -h/--help with one line per option
+    argv = sys.argv[1:] if argv is None else argv
+    summary = run_fire(preprocess_bids, argv, "axial-monai-preprocess", serialize=lambda s: s.to_dict())
+    return 0 if summary is None else 1 if summary.failed else 0
 
 
 if __name__ == "__main__":

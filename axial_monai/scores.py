@@ -7,20 +7,36 @@
 
 Metrics: those of :func:`axial_monai.metrics.classification_scores` (ACC, BA, SEN, SPE, MCC, ROC AUC), with
 the positive class (AD, pMCI) given by index.
+
+Confidence intervals (:func:`level_intervals`): percentile bootstrap over *subjects*, stratified by the label of
+the subject's baseline scan. At subject level each drawn subject contributes its baseline scan; at scan level it
+contributes all its scans (a cluster bootstrap: scans of one subject are not independent, so resampling scans
+would give intervals that are too narrow).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from axial_monai.data.clinica import session_month
-from axial_monai.metrics import METRICS, classification_scores
+from axial_monai.errors import InputError
+from axial_monai.metrics import METRICS, bootstrap_intervals, classification_scores
 
-__all__ = ["LEVELS", "join_predictions", "baseline_scans", "level_scores", "summarize"]
+__all__ = [
+    "LEVELS",
+    "join_predictions",
+    "baseline_scans",
+    "level_scores",
+    "level_intervals",
+    "pool_predictions",
+    "prediction_frame",
+    "summarize",
+]
 
 LEVELS = ("scan", "subject")
 
@@ -66,6 +82,39 @@ def join_predictions(predictions_csv: str | os.PathLike, items: Sequence[Mapping
     return joined
 
 
+_SUBJECT = re.compile(r"(sub-[A-Za-z0-9]+)")
+
+
+def prediction_frame(predictions: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
+    """A ``predictions.csv`` (bundle evaluation or pooled cross-validation) as a table to score per level.
+
+    Args:
+        predictions: the CSV path or its table; needs ``label`` and ``prob_<class>`` columns.
+
+    Returns:
+        the table with ``subject`` and ``session`` filled in: from their columns when present, else the
+        ``sub-<label>`` / ``ses-<label>`` entities of the file name, else the file itself (every scan its own subject).
+
+    Raises:
+        ValueError: if there is no ``label`` or ``prob_<class>`` column (e.g. inference on unlabelled scans).
+    """
+    frame = pd.read_csv(predictions) if not isinstance(predictions, pd.DataFrame) else predictions.copy()
+    source = predictions if not isinstance(predictions, pd.DataFrame) else "the predictions"
+    if "label" not in frame.columns or not any(c.startswith("prob_") for c in frame.columns):
+        raise InputError(f"{source} needs 'label' and 'prob_<class>' columns; it has {list(frame.columns)}.")
+    names = frame["file"].astype(str).map(os.path.basename) if "file" in frame.columns else None
+    if "subject" not in frame.columns:
+        found = names.str.extract(_SUBJECT, expand=False) if names is not None else None
+        frame["subject"] = found.fillna(frame["file"].astype(str)) if found is not None else np.arange(len(frame))
+    if "session" not in frame.columns:
+        found = names.str.extract(r"(ses-[A-Za-z0-9]+)", expand=False) if names is not None else None
+        frame["session"] = found.fillna("") if found is not None else ""
+    frame["subject"] = frame["subject"].astype(str)
+    frame["session"] = frame["session"].fillna("").astype(str)
+    frame["label"] = frame["label"].astype(int)
+    return frame
+
+
 def baseline_scans(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per subject: the earliest session (month of ``ses-M<digits>``, then session id; see the module)."""
     months = frame["session"].map(session_month)
@@ -83,6 +132,57 @@ def level_scores(frame: pd.DataFrame, positive: int = 1) -> dict[str, dict[str, 
         values.update(n_scans=int(len(rows)), n_subjects=int(rows["subject"].nunique()))
         scores[level] = values
     return scores
+
+
+def level_intervals(
+    frame: pd.DataFrame, positive: int = 1, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> dict[str, dict]:
+    """Estimates and bootstrap confidence intervals per level (see the module docstring).
+
+    Args:
+        frame: one row per scan with ``subject``, ``session``, ``label`` and two ``prob_<class>`` columns.
+        positive: index of the positive class.
+        n_resamples, confidence, seed: of the bootstrap (:func:`axial_monai.metrics.bootstrap_intervals`).
+
+    Returns:
+        ``{level: {"n_scans", "n_subjects", metric: {"estimate", "low", "high"}}}`` for ``scan`` and ``subject``.
+    """
+    probs = [c for c in frame.columns if c.startswith("prob_")]
+    frame = frame.assign(subject=frame["subject"].astype(str))
+    baseline = baseline_scans(frame)
+    stratum = frame["subject"].map(dict(zip(baseline["subject"], baseline["label"])))
+    out = {}
+    for level, rows, strata in (("scan", frame, stratum), ("subject", baseline, baseline["label"])):
+        intervals = bootstrap_intervals(
+            rows[probs].to_numpy(),
+            rows["label"].to_numpy(),
+            clusters=rows["subject"].to_numpy(),
+            strata=strata.to_numpy(),
+            positive=positive,
+            n_resamples=n_resamples,
+            confidence=confidence,
+            seed=seed,
+        )
+        out[level] = {"n_scans": int(len(rows)), "n_subjects": int(rows["subject"].nunique()), **intervals}
+    return out
+
+
+def pool_predictions(folds: Sequence[tuple[int, pd.DataFrame]]) -> pd.DataFrame:
+    """The out-of-fold predictions of all folds in one table, with ``fold``, ``pred`` (argmax) columns.
+
+    Args:
+        folds: ``(fold, joined test split)`` pairs (:func:`join_predictions`).
+
+    Raises:
+        ValueError: if a scan appears in two folds' test splits (it would be scored twice).
+    """
+    pooled = pd.concat([frame.assign(fold=fold) for fold, frame in folds], ignore_index=True)
+    twice = pooled.loc[pooled["image"].duplicated(), "image"].tolist()
+    if twice:
+        raise InputError(f"Scans tested in more than one fold: {twice[:5]}.")
+    probs = [c for c in pooled.columns if c.startswith("prob_")]
+    pooled["pred"] = pooled[probs].to_numpy().argmax(1)
+    return pooled[["fold", "subject", "session", "image", "label", *probs, "pred"]]
 
 
 def summarize(folds: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:

@@ -1,0 +1,8 @@
+"""``python -m axial_monai``: the ``axial-monai`` command line (:mod:`axial_monai.cli`)."""
+
+import sys
+
+from axial_monai.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

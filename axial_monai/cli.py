@@ -1,0 +1,216 @@
+"""The ``axial-monai`` command line: one console script, one python-fire function per subcommand.
+
+Usage::
+
+    axial-monai -h                                   # the subcommands
+    axial-monai SUBCOMMAND --help                    # its arguments and options, one line each
+    axial-monai check-bids /data/ADNI_BIDS --task ADvsCN
+    axial-monai datalist /data/ADNI_BIDS --task ADvsCN --derivatives /data/out --out datalist.json
+    axial-monai report runs/axial
+
+``python -m axial_monai ...`` is the same command. ``-h`` and ``--help`` always mean help, anywhere on the line
+(fire would otherwise read ``-h`` as the first option starting with "h"). Bad input (a missing file, a bad value)
+ends with one line ``axial-monai SUBCOMMAND: error: ...`` and exit status 2, never a traceback.
+
+Adding a subcommand (e.g. ``predict``, ``export``, ``demo``): write one function in this module, decorated with
+``@subcommand("name")``, with type hints, a one-line summary and a Google ``Args:`` section with one line per
+argument (that line is its ``--help`` text). Import heavy modules inside the function so that ``--help`` stays
+fast. Print what the user needs and return the exit status (0 on success). A subcommand that wraps a bundle run
+prints :func:`bundle_command` (the equivalent ``python -m monai.bundle ...`` line) before it runs it. That is all:
+the function is listed in ``axial-monai -h`` and gets ``--help`` from its docstring.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Callable, Sequence
+
+import fire
+from fire import docstrings
+
+from axial_monai.commandline import HELP_FLAGS, USER_ERRORS, bundle_command, run_fire
+from axial_monai.errors import SettingsError
+
+__all__ = ["COMMANDS", "subcommand", "main"]
+
+PROG = "axial-monai"
+#: subcommand name -> function, in the order they are defined.
+COMMANDS: dict[str, Callable[..., int]] = {}
+
+
+def subcommand(name: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """Register the decorated function as the subcommand ``name``."""
+
+    def register(func: Callable[..., int]) -> Callable[..., int]:
+        if name in COMMANDS:
+            raise ValueError(f"The subcommand {name!r} is defined twice.")
+        COMMANDS[name] = func
+        return func
+
+    return register
+
+
+# --- subcommands ------------------------------------------------------------------------------------------------
+
+
+@subcommand("check-bids")
+def check_bids(
+    bids_dir: str,
+    task: str | None = None,
+    horizon: int = 36,
+    derivatives: str | None = None,
+    diagnosis_map: dict | str | None = None,
+    strict: bool = False,
+) -> int:
+    """Check a Clinica BIDS tree for training: one line per problem (file, line, Clinica step), counts per task.
+
+    Args:
+        bids_dir: Clinica BIDS root (participants.tsv, sub-X/sub-X_sessions.tsv, sub-X/ses-Y/anat/*_T1w.nii.gz).
+        task: ADvsCN or pMCIvsSMCI (default: both; a task named here without scans of a class is an error).
+        horizon: months between an MCI session and the follow-up that makes it pMCI (AD) or sMCI (MCI).
+        derivatives: preprocessing output (axial-monai-preprocess OUT_DIR): also check the preprocessed images.
+        diagnosis_map: other diagnosis spellings, as JSON '{"Dementia": "AD"}' or adnimerge.
+        strict: exit status 1 on warnings too.
+    """
+    from axial_monai.data.bids_check import check_bids_tree
+
+    report = check_bids_tree(bids_dir, None if task is None else [task], horizon, derivatives, diagnosis_map)
+    print("\n".join(report.lines()))
+    return 0 if report.usable and not (strict and report.problems) else 1
+
+
+@subcommand("datalist")
+def datalist(
+    bids_dir: str,
+    out: str = "datalist.json",
+    task: str = "ADvsCN",
+    derivatives: str | None = None,
+    k: int | None = None,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    horizon: int = 36,
+    space: str | None = None,
+    missing_image: str = "raise",
+    diagnosis_map: dict | str | None = None,
+    joint: bool = True,
+) -> int:
+    """Write a subject-wise stratified training/validation/test datalist (or --k folds) of a Clinica BIDS tree.
+
+    Args:
+        bids_dir: Clinica BIDS root.
+        out: datalist JSON to write (with --k: OUT_fold-<i>.json per fold).
+        task: ADvsCN or pMCIvsSMCI.
+        derivatives: preprocessing output with the *_desc-preproc_T1w.nii.gz images (default: raw images).
+        k: number of folds; default one hold-out split.
+        test_fraction: share of the subjects in the test split of the hold-out split.
+        val_fraction: share of the other subjects in the validation split.
+        seed: seed of the splits.
+        horizon: months of follow-up for pMCIvsSMCI.
+        space: template label of the preprocessed images, if there are several.
+        missing_image: raise or drop labelled sessions without an image.
+        diagnosis_map: other diagnosis spellings, as JSON '{"Dementia": "AD"}' or adnimerge.
+        joint: split on the union of both tasks' subjects, as the cross-validation (--nojoint: this task only).
+    """
+    import os
+
+    from axial_monai.crossval.__main__ import CLASS_NAMES
+    from axial_monai.crossval.holdout import class_counts, write_datalists
+    from axial_monai.crossval.runner import TRAIN_CONFIG
+    from axial_monai.data.clinica import TASKS, clinica_task_table, label_sessions, load_clinica_table
+
+    if task not in TASKS:
+        raise SettingsError(f"--task must be one of {list(TASKS)}, not {task!r}.")
+    table = clinica_task_table(bids_dir, task, derivatives, horizon, space, missing_image, diagnosis_map)
+    others = []
+    if joint:
+        other = next(t for t in TASKS if t != task)
+        full = load_clinica_table(bids_dir, derivatives, space, diagnosis_map)
+        others.append(label_sessions(full, other, horizon))
+    written = write_datalists(table, out, k, test_fraction, val_fraction, seed, others)
+    for path, splits in written:
+        counts = class_counts(splits, CLASS_NAMES[task])
+        print(f"{path}: no subject in two splits (leakage guard passed)")
+        for split, part in counts.groupby("split", sort=False):
+            classes = ", ".join(f"{r['class']} {r.scans} scans / {r.subjects} subjects" for _, r in part.iterrows())
+            print(f"  {split:<10} {classes}")
+    first = str(written[0][0])
+    settings = {"dataset_dir": os.path.dirname(os.path.abspath(first)), "datalist": first}
+    if task != "ADvsCN":
+        settings["class_names"] = CLASS_NAMES[task]
+    print("train on it with:\n  " + bundle_command("training", TRAIN_CONFIG, settings))
+    return 0
+
+
+@subcommand("report")
+def report(
+    run_dir: str,
+    out: str | None = None,
+    title: str | None = None,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    max_scans: int = 6,
+    anatomy: str | None = None,
+) -> int:
+    """Write one self-contained HTML report of a training, cross-validation or explain run.
+
+    Args:
+        run_dir: output directory of the run (bundle output_dir, crossval OUT_DIR, or an explain folder).
+        out: HTML file to write (default RUN_DIR/report.html).
+        title: report title (default: the run folder name).
+        n_resamples: bootstrap resamples of the confidence intervals.
+        confidence: coverage of the confidence intervals.
+        seed: seed of the bootstrap.
+        max_scans: explained scans shown one by one (all are in the cohort figures and tables).
+        anatomy: NIfTI under the cohort maps (default: nilearn's MNI152 template).
+    """
+    from axial_monai.report import write_report
+
+    path = write_report(
+        run_dir,
+        out,
+        title=title,
+        n_resamples=n_resamples,
+        confidence=confidence,
+        seed=seed,
+        max_scans=max_scans,
+        anatomy=anatomy,
+    )
+    print(f"report written to {path}")
+    return 0
+
+
+def _overview() -> str:
+    width = max(len(name) for name in COMMANDS) + 2
+    lines = [f"usage: {PROG} SUBCOMMAND [ARGS] [OPTIONS]   ({PROG} SUBCOMMAND --help for its options)", ""]
+    lines.append("subcommands:")
+    for name, func in COMMANDS.items():
+        lines.append(f"  {name:<{width}}{docstrings.parse(inspect.getdoc(func) or '').summary}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``axial-monai`` with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in HELP_FLAGS:
+        print(_overview())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"{PROG}: unknown subcommand {name!r}; choose one of {', '.join(COMMANDS)}.", file=sys.stderr)
+        return 2
+    prog = f"{PROG} {name}"
+    try:
+        status = run_fire(COMMANDS[name], rest, prog, serialize=lambda _: None)
+    except USER_ERRORS as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except fire.core.FireExit as exit_:
+        return int(exit_.code or 0)
+    return 0 if status is None else int(status)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Command-line plumbing shared by the console scripts: python-fire calls with real ``-h``/``--help`` and the
+``python -m monai.bundle`` line equivalent to a bundle run.
+
+python-fire reads ``-h`` as the first option starting with "h" (``--horizon`` in the cross-validation command):
+:func:`run_fire` answers ``-h``/``--help`` anywhere on the line with :func:`format_help`, one line per argument taken
+from the function's Google ``Args:`` docstring.
+"""
+
+from __future__ import annotations
+
+import inspect
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import fire
+from fire import docstrings
+
+__all__ = ["HELP_FLAGS", "USER_ERRORS", "format_help", "run_fire", "bundle_command"]
+
+#: the flags that always mean help.
+HELP_FLAGS = ("-h", "--help")
+#: exceptions that are the user's mistake (bad input or settings, a missing file): one line, no traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError)
+
+
+def _metavar(parameter: inspect.Parameter) -> str:
+    return parameter.name.upper()
+
+
+def format_help(func: Callable, prog: str) -> str:
+    """Help text of a fire function: usage, summary, then one line per argument from its ``Args:`` docstring.
+
+    Args:
+        func: the function (its signature and Google docstring).
+        prog: command name shown in the usage line.
+    """
+    info = docstrings.parse(inspect.getdoc(func) or "")
+    described = {arg.name: " ".join((arg.description or "").split()) for arg in info.args or []}
+    signature = inspect.signature(func)
+    positional, options = [], []
+    for parameter in signature.parameters.values():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        text = described.get(parameter.name, "")
+        if parameter.default is inspect.Parameter.empty:
+            positional.append((_metavar(parameter), text))
+            continue
+        if isinstance(parameter.default, bool):
+            flag = f"--{parameter.name} / --no{parameter.name}"
+        else:
+            flag = f"--{parameter.name} {_metavar(parameter)}"
+        options.append((flag, text if "default" in text else f"{text} (default: {parameter.default!r})"))
+    options.append(("-h, --help", "show this help and exit"))
+    width = min(max(len(name) for name, _ in positional + options) + 2, 34)
+
+    def line(name: str, text: str) -> str:
+        return f"  {name:<{width}}{text}" if len(name) < width else f"  {name}  {text}"
+
+    usage = " ".join([prog, *(name for name, _ in positional), "[OPTIONS]"])
+    lines = [f"usage: {usage}", "", info.summary or ""]
+    if positional:
+        lines += ["", "arguments:"] + [line(name, text) for name, text in positional]
+    lines += ["", "options:"] + [line(name, text) for name, text in options]
+    return "\n".join(lines)
+
+
+def run_fire(func: Callable, argv: Sequence[str], prog: str, serialize: Callable | None = None) -> Any:
+    """Call ``func`` with the command line ``argv`` through python-fire, answering ``-h``/``--help`` first.
+
+    Args:
+        func: the command function.
+        argv: its arguments (without the program or subcommand name).
+        prog: name used in help and error messages.
+        serialize: passed to ``fire.Fire`` (e.g. ``lambda _: None`` to print nothing of the return value).
+
+    Returns:
+        the function's return value, or ``None`` after printing help.
+    """
+    if any(arg in HELP_FLAGS for arg in argv):
+        print(format_help(func, prog))
+        return None
+    return fire.Fire(func, command=list(argv), name=prog, serialize=serialize)
+
+
+def bundle_command(
+    run_id: str, config_files: str | Sequence[str], settings: Mapping[str, Any] | None = None, **files: str
+) -> str:
+    """The ``python -m monai.bundle run ...`` line equivalent to a bundle run, ready to paste into a shell.
+
+    Args:
+        run_id: the config's run list, e.g. ``"training"``, ``"evaluating"``, ``"inferring"``.
+        config_files: one config or configs merged in order.
+        settings: overrides by id, e.g. ``{"dataset_dir": "/data", "epochs": 100}`` (non-strings as Python
+            literals, as monai.bundle parses them).
+        files: ``meta_file``, ``logging_file`` and other ``monai.bundle run`` options that take a path.
+
+    Example:
+        >>> bundle_command("training", ["train.json", "paper.json"], {"epochs": 5})
+        'python -m monai.bundle run training --config_file "[\\'train.json\\',\\'paper.json\\']" --epochs 5'
+    """
+    configs = [config_files] if isinstance(config_files, str) else [str(c) for c in config_files]
+    config = configs[0] if len(configs) == 1 else "[" + ",".join(repr(c) for c in configs) + "]"
+    parts = ["python", "-m", "monai.bundle", "run", run_id, "--config_file", config]
+    for key, value in {**files, **dict(settings or {})}.items():
+        parts += [f"--{key}", value if isinstance(value, str) else repr(value)]
+    quoted = [parts[0], *(_quote(p) for p in parts[1:])]
+    return " ".join(quoted)
+
+
+def _quote(part: str) -> str:
+    # double quotes for Python literals with single quotes inside, as the bundle docs write them
+    if "'" in part and '"' not in part and "$" not in part and "`" not in part and "\\" not in part:
+        return f'"{part}"'
+    return shlex.quote(part)

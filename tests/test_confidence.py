@@ -1,0 +1,112 @@
+"""Bootstrap confidence intervals: the vectorised metrics equal scikit-learn's, resamples keep whole subjects and
+both classes, and the intervals behave as intervals should (cover the estimate, shrink with more subjects, widen
+when scans of one subject are not independent)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from axial_monai.metrics import (
+    METRICS,
+    bootstrap_intervals,
+    classification_scores,
+    cluster_bootstrap_weights,
+    weighted_binary_scores,
+)
+from axial_monai.scores import level_intervals, level_scores, pool_predictions, prediction_frame
+
+
+def _same(a: float, b: float) -> bool:
+    return (np.isnan(a) and np.isnan(b)) or abs(a - b) < 1e-12
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_weighted_scores_equal_scikit_learn_on_repeated_scans(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        n = int(rng.integers(2, 25))
+        p = np.round(rng.random(n), 1)  # ties in the scores
+        probs, labels = np.stack([1 - p, p], 1), rng.integers(0, 2, n)
+        weights = rng.integers(0, 3, (1, n)).astype(float)
+        repeated = np.repeat(np.arange(n), weights[0].astype(int))
+        if not len(repeated):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scikit-learn warns on one-class resamples
+            expected = classification_scores(probs[repeated], labels[repeated])
+        got = weighted_binary_scores(p, labels == 1, probs.argmax(1) == 1, weights)
+        for metric in METRICS:
+            assert _same(expected[metric], got[metric][0]), metric
+
+
+def test_resamples_keep_whole_subjects_and_both_classes():
+    subjects = np.array(["a", "a", "b", "c", "c", "c", "d", "e"])
+    strata = np.array([0, 0, 0, 1, 1, 1, 1, 0])
+    weights = cluster_bootstrap_weights(subjects, strata, n_resamples=300, seed=1)
+    assert weights.shape == (300, 8)
+    assert (weights[:, 0] == weights[:, 1]).all() and (weights[:, 3] == weights[:, 5]).all()  # whole subjects
+    per_subject = np.stack([weights[:, 0], weights[:, 2], weights[:, 3], weights[:, 6], weights[:, 7]], 1)
+    assert (per_subject[:, [0, 1, 4]].sum(1) == 3).all() and (per_subject[:, [2, 3]].sum(1) == 2).all()  # strata
+    assert np.array_equal(weights, cluster_bootstrap_weights(subjects, strata, n_resamples=300, seed=1))
+    assert not np.array_equal(weights, cluster_bootstrap_weights(subjects, strata, n_resamples=300, seed=2))
+
+
+def _data(n_subjects: int, scans_per_subject: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(rng.integers(0, 2, n_subjects), scans_per_subject)
+    score = np.repeat(np.clip(0.5 + (rng.random(n_subjects) - 0.5) * 0.9, 0, 1), scans_per_subject)
+    score = np.where(labels == 1, np.clip(score + 0.15, 0, 1), score)
+    subjects = np.repeat(np.arange(n_subjects), scans_per_subject)
+    return np.stack([1 - score, score], 1), labels, subjects
+
+
+def test_intervals_cover_the_estimate_and_shrink_with_more_subjects():
+    small = bootstrap_intervals(*_data(30, 1)[:2], n_resamples=500)
+    large = bootstrap_intervals(*_data(600, 1)[:2], n_resamples=500)
+    for metric in ("accuracy", "balanced_accuracy", "auc"):
+        for result in (small, large):
+            assert result[metric]["low"] <= result[metric]["estimate"] <= result[metric]["high"]
+        assert large[metric]["high"] - large[metric]["low"] < small[metric]["high"] - small[metric]["low"]
+
+
+def test_subject_resampling_is_wider_than_treating_repeated_scans_as_independent():
+    probs, labels, subjects = _data(40, 5)  # 5 identical scans per subject: 40 independent units, not 200
+    clustered = bootstrap_intervals(probs, labels, clusters=subjects, n_resamples=500)
+    naive = bootstrap_intervals(probs, labels, n_resamples=500)
+    width = {name: r["auc"]["high"] - r["auc"]["low"] for name, r in (("clustered", clustered), ("naive", naive))}
+    assert width["clustered"] > 1.5 * width["naive"]
+
+
+def test_level_intervals_and_pooled_predictions():
+    probs, labels, subjects = _data(24, 2, seed=3)
+    frame = pd.DataFrame(
+        {
+            "image": [f"/x/sub-{s}_ses-M{12 * (i % 2):03d}.nii.gz" for i, s in enumerate(subjects)],
+            "subject": [f"sub-{s}" for s in subjects],
+            "session": [f"ses-M{12 * (i % 2):03d}" for i in range(len(subjects))],
+            "label": labels,
+            "prob_CN": probs[:, 0],
+            "prob_AD": probs[:, 1],
+        }
+    )
+    pooled = pool_predictions([(0, frame.iloc[:24]), (1, frame.iloc[24:])])
+    assert list(pooled["fold"]) == [0] * 24 + [1] * 24 and (pooled["pred"] == probs.argmax(1)).all()
+    with pytest.raises(ValueError, match="more than one fold"):
+        pool_predictions([(0, frame), (1, frame.iloc[:1])])
+    intervals = level_intervals(pooled, n_resamples=200)
+    point = level_scores(pooled)
+    assert intervals["scan"]["n_scans"] == 48 and intervals["subject"]["n_scans"] == 24
+    for level in ("scan", "subject"):
+        for metric in METRICS:
+            assert _same(intervals[level][metric]["estimate"], point[level][metric])
+    # subject ids come from the BIDS file names when predictions.csv has no subject column
+    csv = frame.drop(columns=["subject", "session"]).rename(columns={"image": "file"})
+    recovered = prediction_frame(csv)
+    assert recovered["subject"].tolist() == frame["subject"].tolist()
+    assert recovered["session"].tolist() == frame["session"].tolist()
+    with pytest.raises(ValueError, match="needs 'label'"):
+        prediction_frame(csv.drop(columns="label"))
