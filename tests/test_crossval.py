@@ -330,6 +330,9 @@ def test_cli_reuses_the_same_joint_folds(adcn_run, tables, monkeypatch, capsys):
 
     monkeypatch.setattr(runner, "run_fold", no_training)
     argv = [str(bids), str(adcn_run), "--task", "ADvsCN", "--k", str(K), "--overrides", json.dumps(TINY)]
+    with pytest.raises(ValueError, match=r"No --derivatives_dir: .* raw T1w scans .*preprocess first"):
+        crossval_main(argv + ["--noprogress"])  # raw BIDS images: refused before anything runs
+    argv.insert(2, "--raw_images")  # these test images are tiny "brains" on one grid already
     assert crossval_main(argv + ["--noprogress"]) == 0
     assert "accuracy" in capsys.readouterr().out
     with pytest.raises(ValueError, match="may not set"):
