@@ -28,6 +28,7 @@ LAYERS = {
     "crossval": 4,
     "report": 5,
     "export": 5,
+    "predict": 5,
     "cli": 6,
 }
 TOP = max(LAYERS.values()) + 1
