@@ -193,6 +193,7 @@ def predict(
     explain: bool = False,
     out: str = "predictions",
     transform: str = "SyNQuick",
+    resolution: float = 1.0,
     cache_dir: str | None = None,
 ) -> int:
     """Predict (and explain) raw T1 scans with a trained run or an exported bundle: preprocessing included.
@@ -203,13 +204,16 @@ def predict(
         explain: also write attention and GradCAM maps, region tables and overlays per scan.
         out: output folder: OUT/<scan>/prediction.json, overview.png (and maps), OUT/predictions.csv, skipped.csv.
         transform: registration to the model's template: SyNQuick (as the preprocessing), SyN, Affine or Rigid.
+        resolution: voxel size (mm) of the registration when the model's grid is coarser (ANTs is tuned for ~1 mm).
         cache_dir: where preprocessed scans are cached by content (default $AXIAL_MONAI_CACHE or ~/.cache/axial_monai).
     """
     from axial_monai.predict import predict_scans
 
     if model is None:
         raise SettingsError("--model is required: a run folder, its models/model.pt or an exported bundle folder.")
-    results = predict_scans(scans, model, out=out, explain=explain, transform=transform, cache_dir=cache_dir)
+    results = predict_scans(
+        scans, model, out=out, explain=explain, transform=transform, resolution=resolution, cache_dir=cache_dir
+    )
     failed = [r for r in results if r.problem]
     for result in failed:
         print(f"not predicted: {result.scan}: {result.problem}", file=sys.stderr)

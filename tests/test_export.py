@@ -271,3 +271,18 @@ def test_exported_configs_resolve_every_path_from_bundle_root(exported, tmp_path
     meta = json.loads((moved / "configs" / "metadata.json").read_text())
     assert list(check.grid.shape) == meta["network_data_format"]["inputs"]["image"]["spatial_shape"]
     assert check.hint("x.nii.gz").endswith(f"--model {moved}")
+
+
+def test_predict_runs_an_exported_bundle(exported, trained_demo, tiny_cohort, tmp_path):
+    """``axial-monai predict --model BUNDLE`` gives what the run gives (a scan already on the grid: no preprocessing)."""
+    from axial_monai.predict import predict_scans
+
+    scan = Path(tiny_cohort) / "images" / "sub-0001_T1w.nii.gz"
+    quiet = {"echo": lambda *_: None, "cache_dir": tmp_path / "cache"}
+    (by_bundle,) = predict_scans([scan], exported[0].folder, out=tmp_path / "bundle", **quiet)
+    (by_run,) = predict_scans([scan], trained_demo, out=tmp_path / "run", **quiet)
+    assert by_bundle.problem is None and not by_bundle.preprocessed
+    assert by_bundle.probabilities == pytest.approx(by_run.probabilities, abs=1e-5)
+    assert json.loads((tmp_path / "bundle" / "sub-0001_T1w" / "prediction.json").read_text())["model"] == str(
+        exported[0].folder
+    )

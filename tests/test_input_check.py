@@ -159,3 +159,26 @@ def test_input_check_without_mask_checks_the_grid_only(settings, colin27, tmp_pa
     assert InputCheck(settings.grid)(head) is None
     assert settings.input_check(brain_extracted=False)(head) is None
     assert "not brain-extracted" in settings.input_check()(head)
+
+
+@pytest.mark.parametrize(
+    "images, extra, expected",
+    [
+        (["/d/images/sub-01_T1w.nii.gz", "/d/images/sub-02_T1w.nii.gz"], {}, ["sub-01_T1w", "sub-02_T1w"]),
+        (["/x/a/T1.nii.gz", "/x/b/T1.nii.gz"], {}, ["a/T1", "b/T1"]),  # never the shared base name
+        (["/a/s/T1.nii.gz", "/b/s/T1.nii.gz", "/b/t/T1.nii"], {}, ["a/s/T1", "b/s/T1", "t/T1"]),
+        (["/runs/cohort.nii.gz", "/x/y.nii.gz"], {}, ["runs/cohort", "y"]),  # explain/cohort is taken
+        (
+            ["/p/1.nii.gz", "/p/2.nii.gz"],
+            {"subject": ["sub-1", "sub-1"], "session": ["ses-1", "ses-2"]},
+            ["sub-1/ses-1", "sub-1/ses-2"],
+        ),
+    ],
+)
+def test_scan_ids_are_unique_and_readable(images, extra, expected):
+    from axial_monai.data.datalist import scan_ids
+
+    items = [{"image": image, **{k: v[i] for k, v in extra.items()}} for i, image in enumerate(images)]
+    assert scan_ids(items) == expected
+    with pytest.raises(InputError, match="listed twice"):
+        scan_ids([{"image": "/a/x.nii"}, {"image": "/a/x.nii.gz"}])
