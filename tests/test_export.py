@@ -274,7 +274,7 @@ def test_exported_configs_resolve_every_path_from_bundle_root(exported, tmp_path
 
 
 def test_predict_runs_an_exported_bundle(exported, trained_demo, tiny_cohort, tmp_path):
-    """``axial-monai predict --model BUNDLE`` gives what the run gives (a scan already on the grid: no preprocessing)."""
+    """``axial-monai predict --model BUNDLE`` gives what the run gives (a scan on the grid: no preprocessing)."""
     from axial_monai.predict import predict_scans
 
     scan = Path(tiny_cohort) / "images" / "sub-0001_T1w.nii.gz"
