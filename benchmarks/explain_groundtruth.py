@@ -37,6 +37,7 @@ from axial_monai.explain import rank_of, region_relevance
 from axial_monai.handlers import InterpretabilityHandler
 from axial_monai.io import nifti_stem
 from axial_monai.networks import TriPlanarAxialNet
+from axial_monai.run_settings import load_weights
 from axial_monai.transforms import load_volume
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +99,7 @@ def main() -> None:
     (work / "heldout.json").write_text(json.dumps({"heldout": heldout}))
     atlas = {"atlas": str(cohort / "atlas.nii.gz"), "atlas_labels": str(cohort / "atlas_labels.csv")}
     _run(
-        ["inference", "triplanar", "explain"],
+        ["inference", "explain"],
         "infer",
         input=str(work / "heldout.json"),
         datalist_key="heldout",
@@ -123,7 +124,7 @@ def main() -> None:
     names = pd.read_csv(cohort / "atlas_labels.csv").set_index("index")["name"].to_dict()
     kwargs = {"num_slices": num_slices, "image_size": args.image_size, "backbone": "resnet18", "freeze": 0.0}
     trained = TriPlanarAxialNet(**kwargs)
-    trained.load_state_dict(torch.load(run_dir / "models" / "model.pt", weights_only=True))
+    trained.load_state_dict(load_weights(run_dir / "models" / "model.pt"))
     torch.manual_seed(1)
     relevance = {}
     for tag, net in (("trained", trained), ("random", TriPlanarAxialNet(**kwargs))):

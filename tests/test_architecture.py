@@ -13,6 +13,7 @@ LAYERS = {
     "log": 0,
     "commandline": 0,
     "geometry": 1,
+    "input_check": 1,
     "configs": 1,
     "derivatives": 1,
     "metrics": 1,
@@ -22,9 +23,12 @@ LAYERS = {
     "explain": 2,
     "data": 2,
     "scores": 3,
+    "run_settings": 3,
     "handlers": 4,
     "crossval": 4,
     "report": 5,
+    "export": 5,
+    "predict": 5,
     "cli": 6,
 }
 TOP = max(LAYERS.values()) + 1

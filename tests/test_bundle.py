@@ -29,8 +29,9 @@ def trained(tiny_cohort, tmp_path_factory):
 
 def test_train_writes_checkpoint_metrics_and_predictions(trained, tiny_cohort):
     assert (trained / "models" / "model.pt").is_file()
-    state = torch.load(trained / "models" / "model.pt", weights_only=True)
-    assert any(k.startswith("attention.") for k in state)
+    checkpoint = torch.load(trained / "models" / "model.pt", weights_only=True)
+    assert any(k.startswith("attention.") for k in checkpoint["model"])
+    assert checkpoint["run"]["network"]["kwargs"]["num_slices"] == TINY["num_slices"]
     assert list(trained.glob("events.out.tfevents.*"))
     report = json.loads((trained / "eval-test" / "metrics.json").read_text())
     for name in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "mcc", "auc"):
@@ -92,7 +93,7 @@ def test_inference_on_a_folder_skips_bad_files(trained, tiny_cohort, tmp_path):
 
 
 def test_verify_net_in_out_and_export(trained, tmp_path):
-    overrides = {"num_slices": 6, "image_size": 32}
+    overrides = {"ckpt_path": str(trained / "models" / "model.pt")}
     verify_net_in_out(
         net_id="network_def",
         meta_file=str(config_path("metadata")),
@@ -106,6 +107,7 @@ def test_verify_net_in_out_and_export(trained, tmp_path):
         ckpt_file=str(trained / "models" / "model.pt"),
         meta_file=str(config_path("metadata")),
         config_file=str(config_path("inference")),
+        key_in_ckpt="model",
         use_trace=True,
         input_shape=[1, 1, 97, 115, 97],
         **overrides,
@@ -125,9 +127,9 @@ def test_demo_cohort_is_learnable(trained_demo):
     "files, override, expected",
     [
         (["train", "triplanar"], {}, "TriPlanarAxialNet"),
-        (["inference", "triplanar"], {}, "TriPlanarAxialNet"),
-        (["train"], {"network_def#_target_": "axial_monai.networks.MeanPoolNet"}, "MeanPoolNet"),
-        (["inference"], {"network_def#_target_": "axial_monai.networks.SliceTransformerNet"}, "SliceTransformerNet"),
+        (["train", "paper", "triplanar"], {"pretrained": "none"}, "TriPlanarAxialNet"),
+        (["train"], {"network_spec#_target_": "axial_monai.networks.MeanPoolNet"}, "MeanPoolNet"),
+        (["train"], {"network_spec#_target_": "axial_monai.networks.SliceTransformerNet"}, "SliceTransformerNet"),
     ],
 )
 def test_network_variants_build_from_config(files, override, expected):

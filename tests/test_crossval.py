@@ -34,6 +34,7 @@ from axial_monai.crossval.__main__ import main as crossval_main
 from axial_monai.data.clinica import clinica_task_table
 from axial_monai.metrics import METRICS, classification_scores
 from axial_monai.networks import AxialNet, MeanPoolNet, init_from_checkpoint
+from axial_monai.run_settings import load_weights
 
 K = 3
 TINY = {"num_slices": 4, "image_size": 32, "batch_size": 2, "num_workers": 0, "epochs": 1}
@@ -329,6 +330,9 @@ def test_cli_reuses_the_same_joint_folds(adcn_run, tables, monkeypatch, capsys):
 
     monkeypatch.setattr(runner, "run_fold", no_training)
     argv = [str(bids), str(adcn_run), "--task", "ADvsCN", "--k", str(K), "--overrides", json.dumps(TINY)]
+    with pytest.raises(ValueError, match=r"No --derivatives_dir: .* raw T1w scans .*preprocess first"):
+        crossval_main(argv + ["--noprogress"])  # raw BIDS images: refused before anything runs
+    argv.insert(2, "--raw_images")  # these test images are tiny "brains" on one grid already
     assert crossval_main(argv + ["--noprogress"]) == 0
     assert "accuracy" in capsys.readouterr().out
     with pytest.raises(ValueError, match="may not set"):
@@ -339,7 +343,7 @@ def test_cli_reuses_the_same_joint_folds(adcn_run, tables, monkeypatch, capsys):
 
 
 def _load(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_weights(path)
 
 
 def test_double_transfer_starts_each_fold_from_the_same_fold(mci_run, adcn_run, tables):

@@ -20,6 +20,7 @@ from axial_monai.data import prepare_demo_cohort
 from axial_monai.explain import rank_of, region_relevance
 from axial_monai.handlers import InterpretabilityHandler
 from axial_monai.networks import TriPlanarAxialNet
+from axial_monai.run_settings import load_weights
 from axial_monai.transforms import load_volume
 
 REGION_SETS = {
@@ -47,7 +48,7 @@ def explained(request, tmp_path_factory):
     ]
     (root / "heldout.json").write_text(json.dumps({"heldout": heldout}))
     explain = workflow(
-        ["inference", "triplanar", "explain"],
+        ["inference", "explain"],
         "infer",
         input=str(root / "heldout.json"),
         datalist_key="heldout",
@@ -109,7 +110,7 @@ def test_randomised_weights_break_the_region_ranking(explained):
     names = pd.read_csv(cohort / "atlas_labels.csv").set_index("index")["name"].to_dict()
     kwargs = {"num_slices": NET["num_slices"], "image_size": NET["image_size"], "backbone": "resnet18", "freeze": 0.0}
     trained = TriPlanarAxialNet(**kwargs)
-    trained.load_state_dict(torch.load(explained["ckpt"] / "model.pt", weights_only=True))
+    trained.load_state_dict(load_weights(explained["ckpt"] / "model.pt"))
     torch.manual_seed(1)
     random = TriPlanarAxialNet(**kwargs)
     loader = load_volume()

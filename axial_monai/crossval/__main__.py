@@ -73,6 +73,7 @@ def crossval_command(
     joint: bool = True,
     progress: bool = True,
     diagnosis_map: dict | str | None = None,
+    raw_images: bool = False,
 ) -> dict[str, Any]:
     """Cross-validate the bundle on the Clinica BIDS tree BIDS_DIR for TASK; outputs go to OUTPUT_DIR.
 
@@ -80,7 +81,8 @@ def crossval_command(
         bids_dir: Clinica BIDS root (participants.tsv, sub-X/sub-X_sessions.tsv).
         output_dir: output directory (a rerun skips finished folds).
         task: ADvsCN or pMCIvsSMCI.
-        derivatives_dir: preprocessing output with the *_desc-preproc_T1w.nii.gz images (default: raw images).
+        derivatives_dir: preprocessing output with the *_desc-preproc_T1w.nii.gz images (required unless
+            --raw_images).
         k: number of folds.
         seed: seed of the fold assignment and validation splits.
         horizon: months of follow-up for pMCIvsSMCI.
@@ -93,12 +95,20 @@ def crossval_command(
         joint: assign folds on the union of the subjects of both tasks (--nojoint: this task's subjects only).
         progress: show a progress bar.
         diagnosis_map: other diagnosis spellings, as JSON '{"Dementia": "AD"}' or adnimerge.
+        raw_images: train on the *_T1w images of BIDS_DIR itself (only if they are preprocessed already: one
+            template grid, brain-extracted).
 
     Returns:
         ``{"output_dir", "summary", level: {metric: "mean ± sd"}}``.
     """
     if task not in TASKS:
         raise SettingsError(f"task must be one of {list(TASKS)}, not {task!r}.")
+    if derivatives_dir is None and not raw_images:
+        raise SettingsError(
+            f"No --derivatives_dir: the cross-validation would train on the raw T1w scans of {bids_dir} (each on its "
+            f"own grid, with skull); preprocess first: python -m axial_monai.preprocess {bids_dir} OUT, then pass "
+            "--derivatives_dir OUT/derivatives/axial-monai (--raw_images only if the BIDS images are preprocessed)."
+        )
     settings = _parse_overrides(overrides)
     settings.setdefault("class_names", CLASS_NAMES[task])
     table = clinica_task_table(bids_dir, task, derivatives_dir, horizon, space, missing_image, diagnosis_map)

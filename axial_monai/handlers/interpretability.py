@@ -58,7 +58,8 @@ class _RunningMean:
 class InterpretabilityHandler:
     """Write voxel-level explanations of each scan an evaluator sees, then cohort maps at the end.
 
-    Per scan, into ``<output_dir>/<scan id>/`` (NIfTI on the input's grid, with the input's affine):
+    Per scan, into ``<output_dir>/<scan id>/`` (the datalist item's unique ``scan_id``, e.g. ``sub-01/ses-M000``, or
+    the file stem; NIfTI on the input's grid, with the input's affine):
 
     * ``attention.nii.gz``: slice attention placed at the slice positions (product of the plane profiles for
       a tri-planar model), min-max to [0, 1];
@@ -154,16 +155,40 @@ class InterpretabilityHandler:
     def _explain_batch(self, engine: Engine) -> None:
         for item in engine.state.batch:
             label = item.get("label")
-            self.explain(item[self.image_key], None if label is None else int(torch.as_tensor(label).view(-1)[0]))
+            label = None if label is None else int(torch.as_tensor(label).view(-1)[0])
+            self.explain(item[self.image_key], label, scan_id=item.get("scan_id"))
+
+    def explain(
+        self, image: torch.Tensor, label: int | None = None, scan_id: str | None = None
+    ) -> dict[str, np.ndarray]:
+        """Explain one scan ``(1, X, Y, Z)`` (a MetaTensor with its affine and file name); returns the maps.
+
+        The network runs in eval mode, as when it predicts, and every module's mode is restored afterwards. (An
+        evaluator leaves the network in the mode it had before its forward pass, train mode for a freshly built
+        network: explaining in that mode would use batch statistics and update the BatchNorm running statistics,
+        changing this and every later prediction.)
+
+        Args:
+            image: the scan.
+            label: its true class, if known.
+            scan_id: its output folder below ``output_dir`` (unique per scan, may hold ``/``: the datalist's
+                ``scan_id``, see :func:`axial_monai.data.datalist.scan_ids`); default: the file stem.
+        """
+        modes = [(module, module.training) for module in self.network.modules()]
+        self.network.eval()
+        try:
+            return self._explain(image, label, scan_id)
+        finally:
+            for module, training in modes:
+                module.training = training
 
     @torch.enable_grad()
-    def explain(self, image: torch.Tensor, label: int | None = None) -> dict[str, np.ndarray]:
-        """Explain one scan ``(1, X, Y, Z)`` (a MetaTensor with its affine and file name); returns the maps."""
+    def _explain(self, image: torch.Tensor, label: int | None, scan_id: str | None) -> dict[str, np.ndarray]:
         device = next(self.network.parameters()).device
         x = torch.as_tensor(image)[None].float().to(device)
         shape = tuple(x.shape[2:])
         affine = np.asarray(getattr(image, "affine", np.eye(4)), dtype=np.float64)
-        sid = nifti_stem(getattr(image, "meta", {}).get("filename_or_obj", f"scan{len(self._rows):04d}"))
+        sid = scan_id or nifti_stem(getattr(image, "meta", {}).get("filename_or_obj", f"scan{len(self._rows):04d}"))
         with torch.no_grad():
             logits, attention = self.network.plane_attention(x)
         probs = torch.softmax(logits, 1)[0].cpu().numpy()

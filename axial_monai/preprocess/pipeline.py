@@ -65,6 +65,7 @@ __all__ = [
     "resolve_transform",
     "read_t1w",
     "preprocess_t1w",
+    "ants_environment",
     "PreprocessSummary",
     "preprocess_bids",
 ]
@@ -317,8 +318,9 @@ def _init_worker(threads: int, seed: int | None) -> None:
 
 
 @contextlib.contextmanager
-def _ants_environment(threads: int | None, seed: int | None) -> Iterator[None]:
-    """Set ITK threads / ANTs seed in this process for an in-process run, restoring the environment after."""
+def ants_environment(threads: int | None, seed: int | None) -> Iterator[None]:
+    """Set ITK threads / ANTs seed in this process for an in-process run (``None``: leave as is), restoring the
+    environment after."""
     names = {"ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": threads, "ANTS_RANDOM_SEED": seed}
     saved = {name: os.environ.get(name) for name in names}
     try:
@@ -486,7 +488,7 @@ def preprocess_bids(
 
         with tqdm(total=len(todo), desc=f"preprocess {shard or ''}".strip(), unit="scan", disable=not progress) as bar:
             if n_proc == 1 or len(todo) <= 1:
-                with _ants_environment(threads_per_worker, seed):
+                with ants_environment(threads_per_worker, seed):
                     for job in todo:
                         handle(_run_job(job))
                         bar.update()
