@@ -72,7 +72,7 @@ def _torchrun(out: Path, dataset_dir: str, *extra: str) -> tuple[int, str]:
 
 
 def _check_run(out: Path, dataset_dir: str, datalist: str | None, rc: int, log: str) -> None:
-    assert rc == 0, log[-5000:]
+    assert rc == 0, log[-20000:]
 
     # best checkpoint: the unwrapped network's weights (no DDP `module.` prefix), loadable strictly, + run settings
     checkpoint = torch.load(out / "models" / "model.pt", weights_only=True)

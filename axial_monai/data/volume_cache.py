@@ -28,7 +28,6 @@ import inspect
 import json
 import logging
 import os
-import tempfile
 import types
 import warnings
 import zlib
@@ -43,8 +42,8 @@ from monai.data import Dataset, MetaTensor
 from monai.transforms import Compose, RandomizableTrait
 from tqdm import tqdm
 
+from ..io import atomic_path, write_text
 from ..transforms.compact import COMPACT_DTYPES, compact_volume
-from ..utils import write_text_atomic
 
 __all__ = [
     "CACHE_MODES",
@@ -194,15 +193,10 @@ class VolumeStore:
         self.root.mkdir(parents=True, exist_ok=True)
         npy, meta = self.paths(name)
         array = np.ascontiguousarray(array)
-        handle, tmp = tempfile.mkstemp(prefix=f".{npy.name}.", suffix=".tmp", dir=self.root)
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                np.save(stream, array, allow_pickle=False)
-            os.replace(tmp, npy)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        with atomic_path(npy) as tmp, open(tmp, "wb") as stream:
+            np.save(stream, array, allow_pickle=False)
         full = {**record, "shape": list(array.shape), "dtype": str(array.dtype), "crc32": zlib.crc32(array.tobytes())}
-        write_text_atomic(meta, json.dumps(full, indent=1))
+        write_text(meta, json.dumps(full, indent=1))
         return full
 
 
