@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from ignite.engine import Engine
 from monai.data import DataLoader, Dataset, MetaTensor
 from monai.engines import SupervisedEvaluator
 from monai.transforms import Activationsd
+from sklearn.exceptions import UndefinedMetricWarning
 
 from axial_monai.errors import SettingsError
 from axial_monai.handlers import MetricsJSONWriter, PredictionWriter
@@ -122,7 +124,9 @@ def test_auc_scores_the_positive_class_probability():
 def test_one_class_present_gives_nan_auc_and_nan_recall_of_the_absent_class(label):
     probs = _probs([0.8, 0.3, 0.6])
     labels = np.full(3, label)
-    scores = classification_scores(probs, labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UndefinedMetricWarning)  # the undefined AUC is not even attempted
+        scores = classification_scores(probs, labels)
     assert math.isnan(scores["auc"])
     predicted_right = sum(p == label for p in (1, 0, 1))  # argmax of 0.8, 0.3, 0.6
     assert scores["accuracy"] == pytest.approx(predicted_right / 3)
@@ -152,6 +156,10 @@ def test_three_classes_macro_and_one_vs_rest():
     # k=0: 0.7 beats all 4, 0.3 beats 3 (not 0.5) -> 7/8; k=1: 0.8 beats all 4, 0.5 beats 3 (not 0.6) -> 7/8;
     # k=2: 0.7 and 0.4 beat all 4 (0.1, 0.1, 0.1, 0.3) -> 8/8
     assert scores["auc"] == pytest.approx((7 / 8 + 7 / 8 + 8 / 8) / 3)
+    # a class without scans: its one-vs-rest AUC, hence the macro AUC, is undefined (NaN), not an error
+    with pytest.warns(UndefinedMetricWarning):
+        partial = classification_scores(probs[:4], labels[:4], names=["accuracy", "auc"])
+    assert partial["accuracy"] == pytest.approx(3 / 4) and math.isnan(partial["auc"])
 
 
 def test_unknown_metric_name_is_refused():
