@@ -4,12 +4,13 @@ Usage (``axial-monai-crossval`` is the same command; ``-h``/``--help`` lists the
 
     python -m axial_monai.crossval BIDS_DIR OUT_DIR [--task ADvsCN|pMCIvsSMCI] [--derivatives_dir DIR] [--k 5]
         [--seed 0] [--horizon 36] [--init_from OUT_ADCN] [--overrides '{"epochs": 100}']
-        [--config_files "['bundle/configs/train.json','bundle/configs/paper.json']"]
+        [--config_files "['bundle/configs/train.json','bundle/configs/paper.json']"] [--retrain_changed]
 
 The labelled scans come from the Clinica tables of BIDS_DIR (:func:`axial_monai.data.clinica.clinica_task_table`,
 images from ``--derivatives_dir``, the preprocessing output). Folds are assigned on the union of the subjects of
 both tasks (``--nojoint`` to use this task's subjects only), so that the AD-vs-CN and the sMCI-vs-pMCI runs share
-folds; ``class_names`` defaults to the task's (``["CN", "AD"]`` or ``["sMCI", "pMCI"]``).
+folds; ``class_names`` defaults to the task's (``["CN", "AD"]`` or ``["sMCI", "pMCI"]``). A rerun in the same
+OUT_DIR with other settings is refused, naming what changed; ``--retrain_changed`` trains the changed folds again.
 
 Double transfer learning (the paper's sMCI vs pMCI)::
 
@@ -74,6 +75,7 @@ def crossval_command(
     progress: bool = True,
     diagnosis_map: dict | str | None = None,
     raw_images: bool = False,
+    retrain_changed: bool = False,
 ) -> dict[str, Any]:
     """Cross-validate the bundle on the Clinica BIDS tree BIDS_DIR for TASK; outputs go to OUTPUT_DIR.
 
@@ -97,6 +99,7 @@ def crossval_command(
         diagnosis_map: other diagnosis spellings, as JSON '{"Dementia": "AD"}' or adnimerge.
         raw_images: train on the *_T1w images of BIDS_DIR itself (only if they are preprocessed already: one
             template grid, brain-extracted).
+        retrain_changed: train again the finished folds of OUTPUT_DIR whose settings differ (default: refuse).
 
     Returns:
         ``{"output_dir", "summary", level: {metric: "mean ± sd"}}``.
@@ -128,6 +131,7 @@ def crossval_command(
         assign_with=assign_with,
         val_fraction=val_fraction,
         progress=progress,
+        retrain_changed=retrain_changed,
     )
     result: dict[str, Any] = {"output_dir": str(output_dir), "summary": f"{output_dir}/summary.csv"}
     for row in summary.itertuples(index=False):
