@@ -72,6 +72,7 @@ def crossval_command(
     missing_image: str = "raise",
     joint: bool = True,
     progress: bool = True,
+    explain: dict | str | bool | None = None,
 ) -> dict[str, Any]:
     """Cross-validate the bundle on the Clinica BIDS tree BIDS_DIR for TASK; outputs go to OUTPUT_DIR.
 
@@ -91,6 +92,8 @@ def crossval_command(
         missing_image: "raise" or "drop" for labelled sessions without image.
         joint: assign folds on the union of the subjects of both tasks (--nojoint: this task's subjects only).
         progress: show a progress bar.
+        explain: explain each fold's test scans and write explain_stability.csv: ``--explain`` for the defaults
+            of explain.json, or a JSON object of its settings, e.g. '{"methods": ["attention", "smoothgrad"]}'.
 
     Returns:
         ``{"output_dir", "summary", level: {metric: "mean ± sd"}}``.
@@ -115,6 +118,7 @@ def crossval_command(
         assign_with=assign_with,
         val_fraction=val_fraction,
         progress=progress,
+        explain=None if explain in (None, False) else ({} if explain is True else _parse_overrides(explain)),
     )
     result: dict[str, Any] = {"output_dir": str(output_dir), "summary": f"{output_dir}/summary.csv"}
     for row in summary.itertuples(index=False):

@@ -8,6 +8,8 @@ Layout of ``output_dir``::
     fold-<i>/models/model.pt   best checkpoint of the fold (the bundle's train config)
     fold-<i>/eval-test/        metrics.json|csv, predictions.csv of the fold's test split
     fold-<i>/done.json         written last, atomically: the fold's scores (a fold with it is skipped on rerun)
+    fold-<i>/explain/          with ``explain``: explanations of the fold's test scans (axial_monai.crossval.stability)
+    explain_stability.csv      with ``explain``: Spearman of region rankings between the folds' models
     folds.csv                  one row per fold x level (scan, subject): n_scans, n_subjects, the six metrics
     summary.csv, summary.json  mean and sd over folds of each metric per level
 
@@ -34,6 +36,7 @@ from tqdm import tqdm
 from axial_monai.crossval.leakage import check_no_leakage, check_transfer_leakage
 from axial_monai.crossval.scores import LEVELS, join_predictions, level_scores, summarize
 from axial_monai.crossval.splits import SPLITS, assign_folds, check_table, split_fold
+from axial_monai.crossval.stability import explain_fold, explanation_stability
 from axial_monai.metrics import METRICS
 from axial_monai.utils import write_text_atomic
 
@@ -168,6 +171,7 @@ def run_cross_validation(
     meta_file: str | None = None,
     logging_file: str | None = None,
     progress: bool = True,
+    explain: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Subject-wise k-fold cross-validation of the bundle on a labelled scan table (see the module docstring).
 
@@ -188,6 +192,8 @@ def run_cross_validation(
         positive: index of the positive class for the scores (default: ``overrides["positive_class"]`` or 1).
         meta_file, logging_file: passed to ``ConfigWorkflow`` (default: next to the first config).
         progress: show a progress bar over folds.
+        explain: if not None, explain each fold's test scans with its model (``explain.json`` settings such as
+            ``{"methods": ["attention", "smoothgrad"]}``) and write ``explain_stability.csv``.
 
     Returns:
         the summary: ``level``, ``metric``, ``mean``, ``sd``, ``n_folds``.
@@ -270,6 +276,11 @@ def run_cross_validation(
         write_text_atomic(done_path, _json(record))
         bar.set_postfix_str(f"fold {fold}: done")
         rows += _fold_rows(fold, scores)
+
+    if explain is not None:
+        for fold in range(k):
+            explain_fold(fold_dir(out, fold), config_files, overrides, explain, meta_file, logging_file)
+        explanation_stability(out, list(range(k)))
 
     table_folds = pd.DataFrame(rows, columns=["fold", "level", "n_scans", "n_subjects", *METRICS])
     write_text_atomic(out / "folds.csv", table_folds.to_csv(index=False))
