@@ -118,6 +118,7 @@ def run_cell(task: dict) -> list[dict]:
         explain_scan,
         map_spearman,
         pointing_game,
+        randomization_stages,
         read_mask,
         region_ranking,
         relevance_mass_ratio,
@@ -154,42 +155,58 @@ def run_cell(task: dict) -> list[dict]:
     labels = np.asarray(nib.load(cohort / "atlas.nii.gz").dataobj).astype(np.int64)
     names = pd.read_csv(cohort / "atlas_labels.csv").set_index("index")["name"].to_dict()
     brain = np.asarray(nib.load(cohort / "template.nii.gz").dataobj) > 0
-    settings = ExplainSettings(methods=task["methods"], batch_size=task["batch_size"], seed=seed)
+    # occlusion costs hundreds of forward passes per scan: it is run on the first `occlusion_subjects` subjects
+    cheap = [m for m in task["methods"] if "occlusion" not in m]
+    settings = {
+        True: ExplainSettings(methods=task["methods"], batch_size=task["batch_size"], seed=seed),
+        False: ExplainSettings(methods=cheap or ["attention"], batch_size=task["batch_size"], seed=seed),
+    }
     loader = load_volume()
     scores = {m: {k: [] for k in ("pointing_game", "mass_ratio", "auprc", "prevalence")} for m in task["methods"]}
-    sums = {m: None for m in task["methods"]}
-    kept = []  # (image, support, maps) of the subjects used for the randomisation check
+    sums, counts = {}, {}
+    kept = []  # (image, support, maps, with occlusion) of the subjects used for the randomisation check
     start = time.perf_counter()
     for n, item in enumerate(ad):
         image = loader({"image": str(cohort / item["image"])})["image"]
         mask = np.asarray(nib.load(cohort / item["atrophy_mask"]).dataobj) > 0
-        result = explain_scan(net, image, settings, label=1)
+        full = n < task["occlusion_subjects"]
+        result = explain_scan(net, image, settings[full], label=1)
         for method, volume in result.maps.items():
+            if method not in scores:
+                continue
             s = scores[method]
             s["pointing_game"].append(pointing_game(volume, mask, result.support))
             s["mass_ratio"].append(relevance_mass_ratio(volume, mask, result.support))
             ap, prevalence = auprc(volume, mask, result.support)
             s["auprc"].append(ap)
             s["prevalence"].append(prevalence)
-            sums[method] = volume.astype(np.float64) if sums[method] is None else sums[method] + volume
+            sums[method] = volume.astype(np.float64) + sums.get(method, 0.0)
+            counts[method] = counts.get(method, 0) + 1
         if n < task["cascade_subjects"]:
-            kept.append((image, result.support, result.maps))
+            kept.append((image, result.support, result.maps, full and n < task["occlusion_cascade_subjects"]))
     explain_s = time.perf_counter() - start
 
-    rand = {m: [] for m in task["methods"]}  # per stage: mean Spearman over the kept subjects
-    for _, randomized in cascading_randomization(net, seed=seed):
+    # randomisation: the head, the attention, the middle of the cascade and the fully randomised network
+    stage_names = randomization_stages(net)
+    evaluated = sorted({0, 1, len(stage_names) // 2, len(stage_names) - 1})
+    rand = {m: [] for m in task["methods"]}  # per evaluated stage: mean Spearman over the kept subjects
+    for step, (_, randomized) in enumerate(cascading_randomization(net, seed=seed)):
+        if step not in evaluated:
+            continue
         per_method = {m: [] for m in task["methods"]}
-        for image, support, maps in kept:
-            randomized_maps = explain_scan(randomized, image, settings, label=1).maps
+        for image, support, maps, full in kept:
+            randomized_maps = explain_scan(randomized, image, settings[full], label=1).maps
             for method in task["methods"]:
-                per_method[method].append(map_spearman(maps[method], randomized_maps[method], support))
+                if method in maps and method in randomized_maps:
+                    per_method[method].append(map_spearman(maps[method], randomized_maps[method], support))
         for method in task["methods"]:
-            rand[method].append(float(np.nanmean(per_method[method])) if kept else float("nan"))
+            values = per_method[method]
+            rand[method].append(float(np.nanmean(values)) if values else float("nan"))
 
     reference = read_mask(net, brain.shape) & brain
     rows = []
     for method in task["methods"]:
-        mean_map = sums[method] / len(ad)
+        mean_map = sums[method] / counts[method]
         s = {k: float(np.nanmean(v)) for k, v in scores[method].items()}
         rows.append(
             {
@@ -198,14 +215,14 @@ def run_cell(task: dict) -> list[dict]:
                 "atrophy": atrophy,
                 "method": method,
                 "strength": CONFIG["strength"][atrophy],
-                "n_ad": len(ad),
+                "n_ad": counts[method],
                 **s,
                 "auprc_ratio": s["auprc"] / s["prevalence"] if s["prevalence"] > 0 else float("nan"),
                 "best_rank": best_region_rank(region_ranking(mean_map, labels, names, reference, "mean"), regions),
                 "best_rank_mass": best_region_rank(region_ranking(mean_map, labels, names, reference, "mass"), regions),
                 "rand_spearman": rand[method][-1],
                 "rand_spearman_max": float(np.nanmax(rand[method])),
-                "rand_stages": json.dumps([round(r, 4) for r in rand[method]]),
+                "rand_stages": json.dumps({stage_names[i]: round(r, 4) for i, r in zip(evaluated, rand[method])}),
                 "test_accuracy": test["accuracy"],
                 "test_auc": test["auc"],
                 "train_s": round(train_s, 1),
@@ -393,13 +410,15 @@ def main() -> None:
     parser.add_argument("--region-sets", default=",".join(CONFIG["region_sets"]))
     parser.add_argument("--atrophy", default="intensity,morphological")
     parser.add_argument("--methods", default=",".join(ALL_METHODS))
-    parser.add_argument("--cascade-subjects", type=int, default=5)
+    parser.add_argument("--cascade-subjects", type=int, default=3, help="subjects of the randomisation check")
+    parser.add_argument("--occlusion-subjects", type=int, default=5, help="subjects explained by occlusion")
+    parser.add_argument("--occlusion-cascade-subjects", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=8, help="noise/path samples or windows per pass")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--epochs", type=int, default=None, help="override the configured epochs (smoke runs only)")
     parser.add_argument("--ad-subjects", type=int, default=None, help="explain only the first N AD-like subjects")
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads per worker")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per worker (1 is fastest on busy cores)")
     parser.add_argument("--skip-matrix", action="store_true")
     parser.add_argument("--detection", action="store_true")
     parser.add_argument("--detection-strengths", default="0.1,0.2,0.3,0.4")
@@ -458,6 +477,8 @@ def main() -> None:
     tasks.sort(key=lambda t: 2 * order.get(t["seed"], 0) + (3 if t["kind"] == "detection" else 0))
     common = {"work": str(work), "device": args.device, "threads": args.threads, "methods": methods,
               "cascade_subjects": args.cascade_subjects, "batch_size": args.batch_size, "epochs": args.epochs,
+              "occlusion_subjects": args.occlusion_subjects,
+              "occlusion_cascade_subjects": args.occlusion_cascade_subjects,
               "ad_subjects": args.ad_subjects}  # fmt: skip
     tasks = [{**t, **common} for t in tasks]
     print(f"{len(tasks)} task(s) to run in {work}", flush=True)

@@ -18,6 +18,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from bundle_utils import run, workflow
 
 from axial_monai.data import prepare_demo_cohort
@@ -46,6 +47,15 @@ SEED = int(os.environ.get("AXIAL_GT_SEED", CI["seed"]))
 
 def _sid(item: dict) -> str:
     return Path(item["image"]).name.replace(".nii.gz", "")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on 2 shared, busy cores, 2 threads make this small training several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -117,7 +117,7 @@ class ExplainSettings:
     smoothgrad_noise: float = 0.1
     ig_steps: int = 8
     ig_baseline: str = "zeros"
-    occlusion_window_mm: float = 12.0
+    occlusion_window_mm: float = 16.0
     occlusion_stride_mm: float | None = None
     occlusion_baseline: str = "zeros"
     batch_size: int = 4
