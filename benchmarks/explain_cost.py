@@ -67,8 +67,10 @@ def main() -> None:
     parser.add_argument("--network", choices=("axialnet", "triplanar"), default="axialnet")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--occlusion-repeats", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "explain_cost.json"))
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.network == "axialnet":
         net = AxialNet(backbone="resnet18", plane=1, num_slices=24, image_size=64, freeze=0.0).eval()
@@ -102,7 +104,8 @@ def main() -> None:
     t_default = _median_times([forward, method(*default_methods)], args.repeats)
     settings = _explain_json_settings(["smoothgrad"])
     result = {
-        "command": f"python benchmarks/explain_cost.py --network {args.network} --repeats {args.repeats}",
+        "command": f"python benchmarks/explain_cost.py --network {args.network} --repeats {args.repeats} "
+        f"--threads {args.threads}",
         "network": description,
         "volume": list(volume.shape),
         "settings": {
@@ -118,7 +121,12 @@ def main() -> None:
         "cost_over_forward": {k: round(v, 1) for k, v in ratios.items()},
         "default_methods": default_methods,
         "default_method_over_forward": round(t_default[1] / t_default[0], 1),
-        "machine": {"cpu_count": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version()},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "threads": args.threads,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

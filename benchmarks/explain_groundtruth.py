@@ -141,11 +141,12 @@ def run_cell(task: dict) -> list[dict]:
         )
     )
     device = task["device"]
-    _workflow(
-        ["train"], "train", dataset_dir=str(cohort), output_dir=str(work), seed=seed,
-        device=f"$torch.device('{device}')",
-        **{**CONFIG["train"], **({"epochs": task["epochs"]} if task["epochs"] else {})},
-    )  # fmt: skip
+    if not (work / "eval-test" / "metrics.json").is_file():  # a finished training in --work is reused
+        _workflow(
+            ["train"], "train", dataset_dir=str(cohort), output_dir=str(work), seed=seed,
+            device=f"$torch.device('{device}')",
+            **{**CONFIG["train"], **({"epochs": task["epochs"]} if task["epochs"] else {})},
+        )  # fmt: skip
     train_s = time.perf_counter() - start
     test = json.loads((work / "eval-test" / "metrics.json").read_text())["metrics"]
     net = _network(work, device)
@@ -155,14 +156,25 @@ def run_cell(task: dict) -> list[dict]:
     labels = np.asarray(nib.load(cohort / "atlas.nii.gz").dataobj).astype(np.int64)
     names = pd.read_csv(cohort / "atlas_labels.csv").set_index("index")["name"].to_dict()
     brain = np.asarray(nib.load(cohort / "template.nii.gz").dataobj) > 0
-    # occlusion costs hundreds of forward passes per scan: it is run on the first `occlusion_subjects` subjects
+    # occlusion costs hundreds of forward passes per scan: it is run on the first `occlusion_subjects` subjects;
+    # `raw_methods` are also scored without anti-aliasing, as `<method>_raw`
     cheap = [m for m in task["methods"] if "occlusion" not in m]
+    common = {"batch_size": task["batch_size"], "seed": seed}
     settings = {
-        True: ExplainSettings(methods=task["methods"], batch_size=task["batch_size"], seed=seed),
-        False: ExplainSettings(methods=cheap or ["attention"], batch_size=task["batch_size"], seed=seed),
+        True: ExplainSettings(methods=task["methods"], **common),
+        False: ExplainSettings(methods=cheap or ["attention"], **common),
     }
+    raw = ExplainSettings(methods=task["raw_methods"], antialias=False, **common) if task["raw_methods"] else None
+    names_all = list(task["methods"]) + [f"{m}_raw" for m in task["raw_methods"]]
+
+    def maps_of(network, image, full: bool) -> dict[str, np.ndarray]:
+        maps = dict(explain_scan(network, image, settings[full], label=1).maps)
+        if raw is not None:
+            maps.update({f"{m}_raw": v for m, v in explain_scan(network, image, raw, label=1).maps.items()})
+        return maps
+
     loader = load_volume()
-    scores = {m: {k: [] for k in ("pointing_game", "mass_ratio", "auprc", "prevalence")} for m in task["methods"]}
+    scores = {m: {k: [] for k in ("pointing_game", "mass_ratio", "auprc", "prevalence")} for m in names_all}
     sums, counts = {}, {}
     kept = []  # (image, support, maps, with occlusion) of the subjects used for the randomisation check
     start = time.perf_counter()
@@ -170,42 +182,43 @@ def run_cell(task: dict) -> list[dict]:
         image = loader({"image": str(cohort / item["image"])})["image"]
         mask = np.asarray(nib.load(cohort / item["atrophy_mask"]).dataobj) > 0
         full = n < task["occlusion_subjects"]
-        result = explain_scan(net, image, settings[full], label=1)
-        for method, volume in result.maps.items():
+        support = read_mask(net, image.shape[1:]) & (image[0].numpy() != 0)
+        maps = maps_of(net, image, full)
+        for method, volume in maps.items():
             if method not in scores:
                 continue
             s = scores[method]
-            s["pointing_game"].append(pointing_game(volume, mask, result.support))
-            s["mass_ratio"].append(relevance_mass_ratio(volume, mask, result.support))
-            ap, prevalence = auprc(volume, mask, result.support)
+            s["pointing_game"].append(pointing_game(volume, mask, support))
+            s["mass_ratio"].append(relevance_mass_ratio(volume, mask, support))
+            ap, prevalence = auprc(volume, mask, support)
             s["auprc"].append(ap)
             s["prevalence"].append(prevalence)
             sums[method] = volume.astype(np.float64) + sums.get(method, 0.0)
             counts[method] = counts.get(method, 0) + 1
         if n < task["cascade_subjects"]:
-            kept.append((image, result.support, result.maps, full and n < task["occlusion_cascade_subjects"]))
+            kept.append((image, support, maps, full and n < task["occlusion_cascade_subjects"]))
     explain_s = time.perf_counter() - start
 
     # randomisation: the head, the attention, the middle of the cascade and the fully randomised network
     stage_names = randomization_stages(net)
     evaluated = sorted({0, 1, len(stage_names) // 2, len(stage_names) - 1})
-    rand = {m: [] for m in task["methods"]}  # per evaluated stage: mean Spearman over the kept subjects
+    rand = {m: [] for m in names_all}  # per evaluated stage: mean Spearman over the kept subjects
     for step, (_, randomized) in enumerate(cascading_randomization(net, seed=seed)):
         if step not in evaluated:
             continue
-        per_method = {m: [] for m in task["methods"]}
+        per_method = {m: [] for m in names_all}
         for image, support, maps, full in kept:
-            randomized_maps = explain_scan(randomized, image, settings[full], label=1).maps
-            for method in task["methods"]:
+            randomized_maps = maps_of(randomized, image, full)
+            for method in names_all:
                 if method in maps and method in randomized_maps:
                     per_method[method].append(map_spearman(maps[method], randomized_maps[method], support))
-        for method in task["methods"]:
+        for method in names_all:
             values = per_method[method]
             rand[method].append(float(np.nanmean(values)) if values else float("nan"))
 
     reference = read_mask(net, brain.shape) & brain
     rows = []
-    for method in task["methods"]:
+    for method in names_all:
         mean_map = sums[method] / counts[method]
         s = {k: float(np.nanmean(v)) for k, v in scores[method].items()}
         rows.append(
@@ -413,6 +426,7 @@ def main() -> None:
     parser.add_argument("--cascade-subjects", type=int, default=3, help="subjects of the randomisation check")
     parser.add_argument("--occlusion-subjects", type=int, default=5, help="subjects explained by occlusion")
     parser.add_argument("--occlusion-cascade-subjects", type=int, default=1)
+    parser.add_argument("--raw-methods", default="gradient,smoothgrad", help="also scored without anti-aliasing")
     parser.add_argument("--batch-size", type=int, default=8, help="noise/path samples or windows per pass")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--epochs", type=int, default=None, help="override the configured epochs (smoke runs only)")
@@ -478,6 +492,7 @@ def main() -> None:
     common = {"work": str(work), "device": args.device, "threads": args.threads, "methods": methods,
               "cascade_subjects": args.cascade_subjects, "batch_size": args.batch_size, "epochs": args.epochs,
               "occlusion_subjects": args.occlusion_subjects,
+              "raw_methods": [m for m in args.raw_methods.split(",") if m],
               "occlusion_cascade_subjects": args.occlusion_cascade_subjects,
               "ad_subjects": args.ad_subjects}  # fmt: skip
     tasks = [{**t, **common} for t in tasks]

