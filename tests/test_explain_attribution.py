@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
+from scipy import ndimage
 from torch import nn
 
 from axial_monai.explain import (
@@ -19,17 +20,20 @@ from axial_monai.explain import (
     VOXEL_METHODS,
     ExplainSettings,
     ExplanationWriter,
+    antialias,
     explain_scan,
     gradient_map,
     integrated_gradients_map,
     make_baseline,
+    map_spearman,
     occlusion_map,
     pointing_game,
     read_mask,
+    sampling_sigma,
     smoothgrad_map,
 )
 from axial_monai.handlers import InterpretabilityHandler
-from axial_monai.networks import AxialNet
+from axial_monai.networks import AxialNet, TriPlanarAxialNet
 from axial_monai.networks.slicing import SliceStack
 
 SHAPE = (16, 12, 16)
@@ -234,6 +238,7 @@ def test_occlusion_only_tries_windows_in_the_support():
         ({"occlusion_window_mm": 4.0, "occlusion_stride_mm": 8.0}, "must not exceed"),
         ({"ig_baseline": "grey"}, "ig_baseline must be one of"),
         ({"cam_normalization": "global"}, "cam_normalization"),
+        ({"antialias": "yes"}, "antialias must be true or false"),
     ],
 )
 def test_bad_settings_are_refused_at_construction(kwargs, message, tmp_path):
@@ -252,3 +257,26 @@ def test_real_network_gradient_reaches_only_the_slices_it_reads():
     read = read_mask(net, x.shape[2:])
     assert read.sum() == 64 * 4 * 64
     assert np.all(grad[~read] == 0) and grad[read].max() > 0
+
+
+def test_antialias_removes_the_resampling_pattern_that_any_weights_share():
+    """Two random networks that shrink 40-voxel slices to 16 px: their raw gradient maps agree through the resize
+    weights alone; smoothing by half the sampling step (1.25 voxels) removes most of that agreement."""
+    shape = (40, 12, 40)
+    volume = ndimage.gaussian_filter(np.random.default_rng(0).random(shape), 3).astype(np.float32)
+    x = torch.from_numpy((volume - volume.min()) / np.ptp(volume))[None, None]
+    maps = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        net = AxialNet(backbone="resnet18", num_slices=4, image_size=16, freeze=0.0).eval()
+        maps.append(gradient_map(net, x, 1))
+    sigma = sampling_sigma(net, shape)
+    assert sigma == (1.25, 0.0, 1.25)  # in-plane axes only; the slice axis is not resampled
+    read = read_mask(net, shape)
+    raw = map_spearman(maps[0], maps[1], read)
+    smoothed = map_spearman(antialias(maps[0], sigma), antialias(maps[1], sigma), read)
+    assert raw > 0.7 and smoothed < raw - 0.2, (raw, smoothed)
+    assert np.all(antialias(maps[0], sigma)[~read] == 0)  # in-plane smoothing stays in the slabs
+    # no downsampling, nothing to smooth: BlockNet reads 16 x 16 slices at 16 px; upsampled axes neither
+    assert sampling_sigma(BlockNet(), SHAPE) == (0.0, 0.0, 0.0)
+    assert sampling_sigma(TriPlanarAxialNet(num_slices=4, image_size=16), shape) == (1.25, 0.0, 1.25)
