@@ -474,6 +474,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work or tempfile.mkdtemp(prefix="axial-gt-"))
+    work.mkdir(parents=True, exist_ok=True)
     import torch
 
     machine = {"cpu_count": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),

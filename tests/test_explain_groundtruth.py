@@ -143,7 +143,9 @@ def explained(tmp_path_factory) -> dict:
     }
     measured["auprc_over_prevalence"] = measured["auprc"] / measured["prevalence"]
     if os.environ.get("AXIAL_GT_REPORT"):
-        Path(os.environ["AXIAL_GT_REPORT"]).write_text(json.dumps(measured, indent=2))
+        report = Path(os.environ["AXIAL_GT_REPORT"])
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(measured, indent=2))
     return {"measured": measured, "out": out / "explain", "heldout": heldout, "cohort": cohort}
 
 
