@@ -76,6 +76,7 @@ def crossval_command(
     diagnosis_map: dict | str | None = None,
     raw_images: bool = False,
     retrain_changed: bool = False,
+    explain: dict | str | bool | None = None,
 ) -> dict[str, Any]:
     """Cross-validate the bundle on the Clinica BIDS tree BIDS_DIR for TASK; outputs go to OUTPUT_DIR.
 
@@ -100,6 +101,8 @@ def crossval_command(
         raw_images: train on the *_T1w images of BIDS_DIR itself (only if they are preprocessed already: one
             template grid, brain-extracted).
         retrain_changed: train again the finished folds of OUTPUT_DIR whose settings differ (default: refuse).
+        explain: explain each fold's test scans and write explain_stability.csv: ``--explain`` for the defaults
+            of explain.json, or a JSON object of its settings, e.g. '{"methods": ["attention", "smoothgrad"]}'.
 
     Returns:
         ``{"output_dir", "summary", level: {metric: "mean ± sd"}}``.
@@ -132,6 +135,7 @@ def crossval_command(
         val_fraction=val_fraction,
         progress=progress,
         retrain_changed=retrain_changed,
+        explain=None if explain in (None, False) else ({} if explain is True else _parse_overrides(explain)),
     )
     result: dict[str, Any] = {"output_dir": str(output_dir), "summary": f"{output_dir}/summary.csv"}
     for row in summary.itertuples(index=False):

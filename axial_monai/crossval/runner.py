@@ -10,6 +10,8 @@ Layout of ``output_dir``::
     fold-<i>/eval-test/        metrics.json|csv, predictions.csv of the fold's test split (``eval_dir``)
     fold-<i>/done.json         written last, atomically: the fold's scores, joined test predictions and settings
                                hash (a fold with it and the same hash is skipped on rerun)
+    fold-<i>/explain/          with ``explain``: explanations of the fold's test scans (axial_monai.crossval.stability)
+    explain_stability.csv      with ``explain``: Spearman of region rankings between the folds' models
     folds.csv                  one row per fold x level (scan, subject): n_scans, n_subjects, the six metrics
     predictions.csv            pooled out-of-fold predictions: fold, subject, session, image, label, prob_<class>, pred
     summary.csv, summary.json  mean and sd over folds of each metric per level; summary.json also has ``pooled``:
@@ -48,6 +50,7 @@ from tqdm import tqdm
 from axial_monai.configs import CONFIG_DIR
 from axial_monai.crossval.leakage import check_no_leakage, check_transfer_leakage
 from axial_monai.crossval.splits import SPLITS, assign_folds, check_table, split_fold
+from axial_monai.crossval.stability import explain_fold, explanation_stability
 from axial_monai.errors import InputError, SettingsError
 from axial_monai.io import write_csv, write_json
 from axial_monai.metrics import METRICS
@@ -279,6 +282,7 @@ def run_cross_validation(
     logging_file: str | None = None,
     progress: bool = True,
     retrain_changed: bool = False,
+    explain: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Subject-wise k-fold cross-validation of the bundle on a labelled scan table (see the module docstring).
 
@@ -302,6 +306,8 @@ def run_cross_validation(
         progress: show a progress bar over folds.
         retrain_changed: when ``output_dir`` holds a run with other settings (:func:`run_settings`), train its
             finished folds again with the new ones instead of refusing.
+        explain: if not None, explain each fold's test scans with its model (``explain.json`` settings such as
+            ``{"methods": ["attention", "smoothgrad"]}``) and write ``explain_stability.csv``.
 
     Returns:
         the summary: ``level``, ``metric``, ``mean``, ``sd``, ``n_folds``.
@@ -447,6 +453,11 @@ def run_cross_validation(
         write_json(done_path, record)
         bar.set_postfix_str(f"fold {fold}: done")
         rows += _fold_rows(fold, scores)
+
+    if explain is not None:
+        for fold in range(k):
+            explain_fold(fold_dir(out, fold), config_files, overrides, explain, meta_file, logging_file)
+        explanation_stability(out, list(range(k)))
 
     table_folds = pd.DataFrame(rows, columns=["fold", "level", "n_scans", "n_subjects", *METRICS])
     write_csv(out / "folds.csv", table_folds)
