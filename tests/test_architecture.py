@@ -20,7 +20,7 @@ LAYERS = {
     "transforms": 2,
     "networks": 2,
     "preprocess": 2,
-    "explain": 2,
+    "explain": 4,
     "data": 3,
     "scores": 4,
     "run_settings": 4,
