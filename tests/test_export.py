@@ -40,7 +40,10 @@ def _dump():
         json.dump(modules, handle)
 
 
-if os.environ.get("AXIAL_AUDIT"):
+# only the process started by the test: a helper process it spawns (e.g. multiprocessing's resource tracker)
+# inherits the marker and must not overwrite the file with its own few modules
+if os.environ.get("AXIAL_AUDIT") and not os.environ.get("AXIAL_AUDIT_PID"):
+    os.environ["AXIAL_AUDIT_PID"] = str(os.getpid())
     atexit.register(_dump)
 """
 
