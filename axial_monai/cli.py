@@ -7,6 +7,9 @@ Usage::
     axial-monai check-bids /data/ADNI_BIDS --task ADvsCN
     axial-monai datalist /data/ADNI_BIDS --task ADvsCN --derivatives /data/out --out datalist.json
     axial-monai report runs/axial
+    axial-monai demo                                 # train the demo model into runs/axial
+    axial-monai predict scan.nii.gz --model runs/axial --explain
+    axial-monai export runs/axial bundles/axial_demo
 
 ``python -m axial_monai ...`` is the same command. ``-h`` and ``--help`` always mean help, anywhere on the line
 (fire would otherwise read ``-h`` as the first option starting with "h"). Bad input (a missing file, a bad value)
@@ -25,6 +28,7 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import fire
 from fire import docstrings
@@ -179,6 +183,113 @@ def report(
         anatomy=anatomy,
     )
     print(f"report written to {path}")
+    return 0
+
+
+@subcommand("predict")
+def predict(
+    *scans: str,
+    model: str | None = None,
+    explain: bool = False,
+    out: str = "predictions",
+    transform: str = "SyNQuick",
+    resolution: float = 1.0,
+    cache_dir: str | None = None,
+) -> int:
+    """Predict (and explain) raw T1 scans with a trained run or an exported bundle: preprocessing included.
+
+    Args:
+        scans: T1 NIfTI files or folders of them (raw scans or already preprocessed ones; not BIDS).
+        model: the model (required): a run folder (training output_dir), its models/model.pt, or an exported bundle.
+        explain: also write attention and GradCAM maps, region tables and overlays per scan.
+        out: output folder: OUT/<scan>/prediction.json, overview.png (and maps), OUT/predictions.csv, skipped.csv.
+        transform: registration to the model's template: SyNQuick (as the preprocessing), SyN, Affine or Rigid.
+        resolution: voxel size (mm) of the registration when the model's grid is coarser (ANTs is tuned for ~1 mm).
+        cache_dir: where preprocessed scans are cached by content (default $AXIAL_MONAI_CACHE or ~/.cache/axial_monai).
+    """
+    from axial_monai.predict import predict_scans
+
+    if model is None:
+        raise SettingsError("--model is required: a run folder, its models/model.pt or an exported bundle folder.")
+    results = predict_scans(
+        scans, model, out=out, explain=explain, transform=transform, resolution=resolution, cache_dir=cache_dir
+    )
+    failed = [r for r in results if r.problem]
+    for result in failed:
+        print(f"not predicted: {result.scan}: {result.problem}", file=sys.stderr)
+    print(f"{len(results) - len(failed)} of {len(results)} scans predicted; results in {out}")
+    return 1 if failed else 0
+
+
+@subcommand("export")
+def export(
+    run_dir: str,
+    out: str,
+    name: str | None = None,
+    version: str = "0.1.0",
+    changelog: str | None = None,
+    torchscript: bool = True,
+    overwrite: bool = False,
+) -> int:
+    """Export a trained run as a MONAI model-zoo bundle (folder + zip) that runs without this repository.
+
+    Args:
+        run_dir: the run folder (training output_dir) or its models/model.pt.
+        out: the bundle folder to write (OUT.zip is written next to it).
+        name: bundle name in its README (default: the folder name of OUT).
+        version: bundle version in configs/metadata.json.
+        changelog: changelog entry of this version (default: which run it was exported from).
+        torchscript: also write models/model.ts (traced on the run's input grid).
+        overwrite: replace an existing OUT folder.
+    """
+    from axial_monai.export import export_bundle
+
+    bundle = export_bundle(
+        run_dir, out, name=name, version=version, changelog=changelog, torchscript=torchscript, overwrite=overwrite
+    )
+    print(f"bundle: {bundle.folder}\narchive: {bundle.archive}")
+    if bundle.large_files:
+        print(f"files over 25 MB (listed with their sha256 in large_files.yml): {', '.join(bundle.large_files)}")
+    print(
+        "a colleague unzips it and runs, from the bundle folder (no axial-monai needed):\n"
+        "  python -m monai.bundle run inferring --config_file configs/inference.json --input /data/scans"
+    )
+    return 0
+
+
+@subcommand("demo")
+def demo(output_dir: str = "runs/axial", epochs: int | None = None) -> int:
+    """Train and evaluate AxialNet on the built-in demo cohort, as the README's first command does.
+
+    Args:
+        output_dir: where the run goes (checkpoint with its run settings, TensorBoard logs, test metrics).
+        epochs: number of epochs (default: train.json's).
+    """
+    import json
+    import os
+
+    from monai.bundle import ConfigWorkflow
+
+    from axial_monai.configs import config_path
+
+    settings = {"output_dir": os.path.abspath(output_dir)}
+    if epochs is not None:
+        settings["epochs"] = int(epochs)
+    print("training the demo; the same as:\n  " + bundle_command("training", str(config_path("train")), settings))
+    workflow = ConfigWorkflow(
+        config_file=str(config_path("train")),
+        meta_file=str(config_path("metadata")),
+        logging_file=str(config_path("logging.conf")),
+        workflow_type="train",
+        **settings,
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    report = json.loads((Path(settings["output_dir"]) / "eval-test" / "metrics.json").read_text())["metrics"]
+    scores = ", ".join(f"{k} {v:.3f}" for k, v in report.items() if isinstance(v, float))
+    print(f"test split of the demo cohort: {scores}")
+    print(f"next: axial-monai predict SCAN.nii.gz --model {output_dir} --explain")
     return 0
 
 

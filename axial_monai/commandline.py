@@ -38,13 +38,18 @@ def format_help(func: Callable, prog: str) -> str:
     info = docstrings.parse(inspect.getdoc(func) or "")
     described = {arg.name: " ".join((arg.description or "").split()) for arg in info.args or []}
     signature = inspect.signature(func)
-    positional, options = [], []
+    positional, options, usage_names = [], [], []
     for parameter in signature.parameters.values():
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+        if parameter.kind == parameter.VAR_KEYWORD:
             continue
         text = described.get(parameter.name, "")
+        if parameter.kind == parameter.VAR_POSITIONAL:  # *scans: any number of them, shown as SCANS...
+            positional.append((_metavar(parameter), text))
+            usage_names.append(f"{_metavar(parameter)}...")
+            continue
         if parameter.default is inspect.Parameter.empty:
             positional.append((_metavar(parameter), text))
+            usage_names.append(_metavar(parameter))
             continue
         if isinstance(parameter.default, bool):
             flag = f"--{parameter.name} / --no{parameter.name}"
@@ -57,7 +62,7 @@ def format_help(func: Callable, prog: str) -> str:
     def line(name: str, text: str) -> str:
         return f"  {name:<{width}}{text}" if len(name) < width else f"  {name}  {text}"
 
-    usage = " ".join([prog, *(name for name, _ in positional), "[OPTIONS]"])
+    usage = " ".join([prog, *usage_names, "[OPTIONS]"])
     lines = [f"usage: {usage}", "", info.summary or ""]
     if positional:
         lines += ["", "arguments:"] + [line(name, text) for name, text in positional]

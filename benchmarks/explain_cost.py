@@ -1,14 +1,14 @@
-"""Benchmark: cost of the explanations relative to a bare forward pass, in one process.
+"""Benchmark: cost of each explanation method as a multiple of one forward pass, measured in one process.
 
-* attention volume: ``plane_attention`` + placing the profiles in the volume + writing the NIfTI, against a bare
-  ``forward`` (the target is <= 10 % extra);
-* 3-plane GradCAM: one ``compute_map`` over all slices (forward + backward), per-plane CAM volumes and their
-  product, against the same bare forward.
+For the bundle's demo network (``AxialNet``: coronal, 24 slices, 64 px, resnet18) on the demo grid (2 mm,
+97 x 115 x 97), each method of :func:`axial_monai.explain.explain_scan` with the settings of ``explain.json``
+(SmoothGrad and Integrated Gradients sample counts, occlusion window) is timed against a bare ``forward``
+(batch of one, no gradient), interleaved so that load changes hit all alike; the median over ``--repeats`` runs
+is reported (occlusion, hundreds of forward passes, is timed ``--occlusion-repeats`` times).
 
-    python benchmarks/explain_cost.py [--image-size 224 --num-slices 80 --repeats 5]
+    python benchmarks/explain_cost.py [--network axialnet|triplanar] [--repeats 5]
 
-Defaults are the bundle's demo network at the demo grid (2 mm, 97 x 115 x 97), tri-planar so that the
-attention volume and the CAM cover three planes.
+Writes ``benchmarks/results/explain_cost.json`` (or ``--out``) with the command, machine and ratios.
 """
 
 from __future__ import annotations
@@ -18,28 +18,44 @@ import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import torch
-from monai.visualize import GradCAM
+from monai.bundle import ConfigParser
+from monai.data import MetaTensor
 
-from axial_monai.explain import attention_volume, cam_volume, combine_planes, split_cams
-from axial_monai.networks import TriPlanarAxialNet
+from axial_monai.explain import METHODS, ExplainSettings, explain_scan
+from axial_monai.networks import AxialNet, TriPlanarAxialNet
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _explain_json_settings(methods) -> ExplainSettings:
+    """The settings of bundle/configs/explain.json, for the given methods."""
+    parser = ConfigParser()
+    parser.read_config(str(ROOT / "bundle" / "configs" / "explain.json"))
+    keys = {
+        "smoothgrad_samples": "smoothgrad_samples",
+        "smoothgrad_noise": "smoothgrad_noise",
+        "ig_steps": "ig_steps",
+        "ig_baseline": "ig_baseline",
+        "occlusion_window_mm": "occlusion_window_mm",
+        "occlusion_stride_mm": "occlusion_stride_mm",
+        "occlusion_baseline": "occlusion_baseline",
+        "batch_size": "explain_batch_size",
+        "cam_normalization": "cam_normalization",
+    }
+    return ExplainSettings(methods=methods, **{k: parser[v] for k, v in keys.items()})
+
+
 def _median_times(fns, repeats: int) -> list[float]:
-    """Median wall time of each function, measured interleaved so that load changes hit all of them alike."""
     for fn in fns:
         fn()  # warm-up
     times = [[] for _ in fns]
     for _ in range(repeats):
-        for fn, t in zip(fns, times):
+        for fn, t in zip(fns, times, strict=True):
             start = time.perf_counter()
             fn()
             t.append(time.perf_counter() - start)
@@ -48,47 +64,72 @@ def _median_times(fns, repeats: int) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--num-slices", type=int, default=24)
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--network", choices=("axialnet", "triplanar"), default="axialnet")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--occlusion-repeats", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "explain_cost.json"))
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    net = TriPlanarAxialNet(num_slices=args.num_slices, image_size=args.image_size, backbone="resnet18").eval()
-    x = torch.rand(1, 1, 97, 115, 97)
-    shape, affine = tuple(x.shape[2:]), np.diag([2.0, 2.0, 2.0, 1.0])
-    indices = net.slice_indices(shape)
-    tmp = tempfile.mkdtemp()
+    if args.network == "axialnet":
+        net = AxialNet(backbone="resnet18", plane=1, num_slices=24, image_size=64, freeze=0.0).eval()
+        description = "AxialNet(resnet18, coronal, 24 slices, 64 px)"
+    else:
+        net = TriPlanarAxialNet(backbone="resnet18", num_slices=24, image_size=64, freeze=0.0).eval()
+        description = "TriPlanarAxialNet(resnet18, 24 slices x 3 planes, 64 px)"
+    # a brain-like volume: positive inside an ellipsoid, 0 outside (the maps only cover the brain)
+    grid = np.stack(np.meshgrid(*(np.linspace(-1, 1, n) for n in (97, 115, 97)), indexing="ij"))
+    brain = (grid**2).sum(0) < 0.7
+    volume = np.where(brain, np.random.default_rng(0).uniform(0.2, 1.0, brain.shape), 0).astype(np.float32)
+    image = MetaTensor(torch.from_numpy(volume)[None], affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0])))
+    x = image.as_tensor()[None]
 
     def forward():
         with torch.no_grad():
             net(x)
 
-    def forward_with_attention_volume():
-        with torch.no_grad():
-            _, att = net.plane_attention(x)
-        vol = attention_volume({p: a[0].numpy() for p, a in att.items()}, indices, shape)
-        nib.save(nib.Nifti1Image(vol, affine), os.path.join(tmp, "attention.nii.gz"))
+    def method(*names):
+        settings = _explain_json_settings(list(names))
+        return lambda: explain_scan(net, image, settings)
 
-    cam = GradCAM(nn_module=net, target_layers=net.cam_layer)
-
-    def gradcam_3_planes():
-        raw = torch.as_tensor(cam.compute_map(x, class_idx=1, layer_idx=-1)).detach()
-        parts = split_cams(raw, [len(indices[p]) for p in range(3)])
-        combine_planes([cam_volume(c, p, indices[p], shape) for p, c in enumerate(parts)])
-
-    t_fwd, t_att, t_cam = _median_times([forward, forward_with_attention_volume, gradcam_3_planes], args.repeats)
+    cheap = [m for m in METHODS if "occlusion" not in m]
+    times = _median_times([forward] + [method(m) for m in cheap], args.repeats)
+    t_forward, ratios = times[0], dict(zip(cheap, (t / times[0] for t in times[1:]), strict=True))
+    t_occ = _median_times([forward, method("occlusion")], args.occlusion_repeats)
+    ratios["occlusion"] = t_occ[1] / t_occ[0]
+    config = ConfigParser()
+    config.read_config(str(ROOT / "bundle" / "configs" / "explain.json"))
+    default_methods = list(config["methods"])
+    t_default = _median_times([forward, method(*default_methods)], args.repeats)
+    settings = _explain_json_settings(["smoothgrad"])
     result = {
-        "command": f"python benchmarks/explain_cost.py --image-size {args.image_size} --num-slices {args.num_slices}",
-        "network": f"TriPlanarAxialNet(resnet18, {args.num_slices} slices x 3 planes, {args.image_size} px)",
-        "volume": list(shape),
-        "forward_s": round(t_fwd, 4),
-        "attention_volume_overhead": round(t_att / t_fwd - 1, 4),
-        "gradcam_3_planes_over_forward": round(t_cam / t_fwd, 3),
-        "machine": {"cpu_count": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version()},
+        "command": f"python benchmarks/explain_cost.py --network {args.network} --repeats {args.repeats} "
+        f"--threads {args.threads}",
+        "network": description,
+        "volume": list(volume.shape),
+        "settings": {
+            "smoothgrad_samples": settings.smoothgrad_samples,
+            "smoothgrad_noise": settings.smoothgrad_noise,
+            "ig_steps": settings.ig_steps,
+            "ig_baseline": settings.ig_baseline,
+            "occlusion_window_mm": settings.occlusion_window_mm,
+            "occlusion_stride_mm": settings.occlusion_stride_mm,
+            "batch_size": settings.batch_size,
+        },
+        "forward_s": round(t_forward, 4),
+        "cost_over_forward": {k: round(v, 1) for k, v in ratios.items()},
+        "default_methods": default_methods,
+        "default_method_over_forward": round(t_default[1] / t_default[0], 1),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "threads": args.threads,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

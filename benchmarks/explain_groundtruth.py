@@ -1,50 +1,85 @@
-"""Benchmark: do the explanations point at the planted atrophy? (demo cohort ground truth)
+"""Benchmark: do the explanations point at the planted atrophy? A matrix over seeds, regions, atrophy models, methods.
 
-Trains a small TriPlanarAxialNet through ``train.json`` + ``triplanar.json`` on a demo cohort whose AD-like
-subjects carry atrophy in ``--regions``, runs ``explain.json`` on the held-out subjects (validation + test
-splits), and scores the per-subject attention-weighted CAM against the planted masks:
+For each cell (seed x region set x atrophy model) one model is trained through the bundle's ``train.json`` on a
+demo cohort whose AD-like subjects carry atrophy in the region set; then every explanation method is run with
+``axial_monai.explain.explain_scan`` (the function behind ``explain.json``) on the held-out AD-like subjects
+(validation + test splits: never trained on; validation only chose the checkpoint) and scored against their
+planted masks, over the brain voxels the network reads:
 
-* pointing game: share of held-out AD-like subjects whose map maximum lies inside their atrophy mask;
-* ranks of the planted regions by relevance mass in the cohort attention-weighted CAM of predicted-AD scans;
-* model-randomisation check (Adebayo et al.): Spearman correlation between the trained and a randomly
-  initialised network's relevance mass over the trained model's 20 most relevant regions.
+* ``pointing_game``: the map's maximum lies in the mask (tie-aware), mean over subjects;
+* ``mass_ratio``: share of the map's mass in the mask / the mask's share of the voxels (1 = chance);
+* ``auprc`` (``sklearn.metrics.average_precision_score``, voxels as samples) and ``prevalence`` (chance level);
+* ``best_rank``: rank of the best planted region among atlas regions, by mean relevance of the mean map over the
+  held-out AD-like subjects (``best_rank_mass``: by relevance mass, which favours large regions);
+* ``rand_spearman``: Spearman correlation, per subject, between the map of the trained network and the map after
+  cascading randomisation of all its blocks from the head down (Adebayo et al. 2018), mean over the first
+  ``--cascade-subjects`` subjects; ``rand_spearman_max``: the largest value over the cascade's stages;
+* ``test_accuracy``, ``test_auc`` of the model on the test split.
 
-    python benchmarks/explain_groundtruth.py --regions Left_Hippocampus,Right_Hippocampus,Left_Amygdala,Right_Amygdala
-    python benchmarks/explain_groundtruth.py --regions Left_Thalamus_Proper,Right_Thalamus_Proper
+Outputs (``--out``, default ``benchmarks/results/explain_groundtruth``): ``cells.csv`` (one row per cell x method;
+finished cells are skipped on a rerun, so an interrupted run resumes), ``summary.md`` (mean +- sd over seeds) and
+``summary.json``; with ``--detection``, ``detection.csv`` and ``detection.png``: test AUC against atrophy strength
+for the bundle's default training configuration (``train.json`` as shipped, 2 mm demo cohort of 80 subjects).
+With ``--ci``, the ground-truth test ``tests/test_explain_groundtruth.py`` itself runs once per seed (its
+configuration is the ``ci`` section of ``benchmarks/explain_groundtruth.json``) and ``ci.csv`` records its verdict
+and measured values.
 
-The code under test never sees the regions: they only parameterise the cohort.
+    nice -n 10 python benchmarks/explain_groundtruth.py --seeds 0,1,2,3,4 > gt.log 2>&1 &     # the matrix
+    nice -n 10 python benchmarks/explain_groundtruth.py --ci --seeds 0,1,2,3,4                 # the CI test, 5 seeds
+    python benchmarks/explain_groundtruth.py --detection --detection-seeds 0,1,2 --skip-matrix  # detection curve
+
+The regions only parameterise the cohort: the code under test never sees them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import multiprocessing as mp
+import os
+import platform
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
-import torch
-from monai.bundle import ConfigWorkflow
-from scipy.stats import spearmanr
-
-from axial_monai.configs import config_path
-from axial_monai.data import prepare_demo_cohort
-from axial_monai.explain import rank_of, region_relevance
-from axial_monai.handlers import InterpretabilityHandler
-from axial_monai.io import nifti_stem
-from axial_monai.networks import TriPlanarAxialNet
-from axial_monai.transforms import load_volume
 
 ROOT = Path(__file__).resolve().parents[1]
+CONFIG_FILE = ROOT / "benchmarks" / "explain_groundtruth.json"
+CONFIG = json.loads(CONFIG_FILE.read_text())
+ALL_METHODS = (
+    "attention",
+    "gradcam",
+    "gradcampp",
+    "attention_cam",
+    "gradient",
+    "smoothgrad",
+    "integrated_gradients",
+    "occlusion",
+    "attention_gradient",
+    "attention_smoothgrad",
+    "attention_integrated_gradients",
+    "attention_occlusion",
+)
+KEY = ["seed", "region_set", "atrophy", "method"]
+METRICS = ["pointing_game", "mass_ratio", "auprc", "prevalence", "auprc_ratio", "best_rank", "best_rank_mass",
+           "rand_spearman", "rand_spearman_max", "test_accuracy", "test_auc"]  # fmt: skip
+#: the issue's goals for the best method (mean over seeds and region sets)
+GOALS = {"pointing_game": 0.8, "rank1_share": 0.9, "mass_ratio": 5.0, "auprc_ratio": 3.0, "rand_spearman": 0.2}
 
 
-def _run(configs: list[str], workflow_type: str, **override) -> None:
+def _workflow(configs: list[str], workflow_type: str, **override):
+    from monai.bundle import ConfigWorkflow
+
+    from axial_monai.configs import config_path
+
+    files = [str(config_path(c)) for c in configs]
     wf = ConfigWorkflow(
-        config_file=[str(config_path(c)) for c in configs],
+        config_file=files if len(files) > 1 else files[0],
         meta_file=str(config_path("metadata")),
         logging_file=str(config_path("logging.conf")),
         workflow_type=workflow_type,
@@ -53,106 +88,464 @@ def _run(configs: list[str], workflow_type: str, **override) -> None:
     wf.initialize()
     wf.run()
     wf.finalize()
+    return wf
+
+
+def _network(run_dir: Path, device: str):
+    """The trained network of the cell, built from the run settings saved with its checkpoint (eval mode)."""
+    from axial_monai.run_settings import load_run_settings, load_weights
+
+    ckpt = run_dir / "models" / "model.pt"
+    net = load_run_settings(ckpt).build_network()
+    net.load_state_dict(load_weights(ckpt))
+    return net.to(device).eval()
+
+
+def run_cell(task: dict) -> list[dict]:
+    """Train one model and score every method on its held-out AD-like subjects; one row per method."""
+    import nibabel as nib
+    import torch
+
+    from axial_monai.data import prepare_demo_cohort
+    from axial_monai.explain import (
+        ExplainSettings,
+        auprc,
+        best_region_rank,
+        cascading_randomization,
+        explain_scan,
+        map_spearman,
+        pointing_game,
+        randomization_stages,
+        read_mask,
+        region_ranking,
+        relevance_mass_ratio,
+    )
+    from axial_monai.transforms import load_volume
+
+    torch.set_num_threads(task["threads"])
+    seed, region_set, atrophy = task["seed"], task["region_set"], task["atrophy"]
+    regions = CONFIG["region_sets"][region_set]
+    work = Path(task["work"]) / f"{region_set}-{atrophy}-{seed}"
+    start = time.perf_counter()
+    cohort = Path(
+        prepare_demo_cohort(
+            str(Path(task["work"]) / "cohorts"),
+            regions=regions,
+            strength=CONFIG["strength"][atrophy],
+            atrophy=atrophy,
+            seed=seed,
+            **CONFIG["cohort"],
+        )
+    )
+    device = task["device"]
+    if not (work / "eval-test" / "metrics.json").is_file():  # a finished training in --work is reused
+        _workflow(
+            ["train"], "train", dataset_dir=str(cohort), output_dir=str(work), seed=seed,
+            device=f"$torch.device('{device}')",
+            **{**CONFIG["train"], **({"epochs": task["epochs"]} if task["epochs"] else {})},
+        )  # fmt: skip
+    train_s = time.perf_counter() - start
+    test = json.loads((work / "eval-test" / "metrics.json").read_text())["metrics"]
+    net = _network(work, device)
+
+    datalist = json.loads((cohort / "datalist.json").read_text())
+    ad = [i for i in datalist["validation"] + datalist["test"] if i["label"] == 1][: task["ad_subjects"]]
+    labels = np.asarray(nib.load(cohort / "atlas.nii.gz").dataobj).astype(np.int64)
+    names = pd.read_csv(cohort / "atlas_labels.csv").set_index("index")["name"].to_dict()
+    brain = np.asarray(nib.load(cohort / "template.nii.gz").dataobj) > 0
+    # occlusion costs hundreds of forward passes per scan: it is run on the first `occlusion_subjects` subjects;
+    # `raw_methods` are also scored without anti-aliasing, as `<method>_raw`
+    cheap = [m for m in task["methods"] if "occlusion" not in m]
+    common = {"batch_size": task["batch_size"], "seed": seed}
+    settings = {
+        True: ExplainSettings(methods=task["methods"], **common),
+        False: ExplainSettings(methods=cheap or ["attention"], **common),
+    }
+    raw = ExplainSettings(methods=task["raw_methods"], antialias=False, **common) if task["raw_methods"] else None
+    names_all = list(task["methods"]) + [f"{m}_raw" for m in task["raw_methods"]]
+
+    def maps_of(network, image, full: bool) -> dict[str, np.ndarray]:
+        maps = dict(explain_scan(network, image, settings[full], label=1).maps)
+        if raw is not None:
+            maps.update({f"{m}_raw": v for m, v in explain_scan(network, image, raw, label=1).maps.items()})
+        return maps
+
+    loader = load_volume()
+    scores = {m: {k: [] for k in ("pointing_game", "mass_ratio", "auprc", "prevalence")} for m in names_all}
+    sums, counts = {}, {}
+    kept = []  # (image, support, maps, with occlusion) of the subjects used for the randomisation check
+    start = time.perf_counter()
+    for n, item in enumerate(ad):
+        image = loader({"image": str(cohort / item["image"])})["image"]
+        mask = np.asarray(nib.load(cohort / item["atrophy_mask"]).dataobj) > 0
+        full = n < task["occlusion_subjects"]
+        support = read_mask(net, image.shape[1:]) & (image[0].numpy() != 0)
+        maps = maps_of(net, image, full)
+        for method, volume in maps.items():
+            if method not in scores:
+                continue
+            s = scores[method]
+            s["pointing_game"].append(pointing_game(volume, mask, support))
+            s["mass_ratio"].append(relevance_mass_ratio(volume, mask, support))
+            ap, prevalence = auprc(volume, mask, support)
+            s["auprc"].append(ap)
+            s["prevalence"].append(prevalence)
+            sums[method] = volume.astype(np.float64) + sums.get(method, 0.0)
+            counts[method] = counts.get(method, 0) + 1
+        if n < task["cascade_subjects"]:
+            kept.append((image, support, maps, full and n < task["occlusion_cascade_subjects"]))
+    explain_s = time.perf_counter() - start
+
+    # randomisation: the head, the attention, the middle of the cascade and the fully randomised network
+    stage_names = randomization_stages(net)
+    evaluated = sorted({0, 1, len(stage_names) // 2, len(stage_names) - 1})
+    rand = {m: [] for m in names_all}  # per evaluated stage: mean Spearman over the kept subjects
+    for step, (_, randomized) in enumerate(cascading_randomization(net, seed=seed)):
+        if step not in evaluated:
+            continue
+        per_method = {m: [] for m in names_all}
+        for image, support, maps, full in kept:
+            randomized_maps = maps_of(randomized, image, full)
+            for method in names_all:
+                if method in maps and method in randomized_maps:
+                    per_method[method].append(map_spearman(maps[method], randomized_maps[method], support))
+        for method in names_all:
+            values = per_method[method]
+            rand[method].append(float(np.nanmean(values)) if values else float("nan"))
+
+    reference = read_mask(net, brain.shape) & brain
+    rows = []
+    for method in names_all:
+        mean_map = sums[method] / counts[method]
+        s = {k: float(np.nanmean(v)) for k, v in scores[method].items()}
+        rows.append(
+            {
+                "seed": seed,
+                "region_set": region_set,
+                "atrophy": atrophy,
+                "method": method,
+                "strength": CONFIG["strength"][atrophy],
+                "n_ad": counts[method],
+                **s,
+                "auprc_ratio": s["auprc"] / s["prevalence"] if s["prevalence"] > 0 else float("nan"),
+                "best_rank": best_region_rank(region_ranking(mean_map, labels, names, reference, "mean"), regions),
+                "best_rank_mass": best_region_rank(region_ranking(mean_map, labels, names, reference, "mass"), regions),
+                "rand_spearman": rand[method][-1],
+                "rand_spearman_max": float(np.nanmax(rand[method])),
+                "rand_stages": json.dumps({stage_names[i]: round(r, 4) for i, r in zip(evaluated, rand[method])}),
+                "test_accuracy": test["accuracy"],
+                "test_auc": test["auc"],
+                "train_s": round(train_s, 1),
+                "explain_s": round(explain_s, 1),
+                "device": device,
+            }
+        )
+    return rows
+
+
+def run_detection(task: dict) -> list[dict]:
+    """Test AUC of one training at one atrophy strength.
+
+    ``detection_config`` ``"bundle"``: ``train.json`` as shipped on a default demo cohort (80 subjects, 2 mm);
+    ``"benchmark"``: the cohort and training of the matrix (``benchmarks/explain_groundtruth.json``).
+    """
+    import torch
+
+    from axial_monai.data import prepare_demo_cohort
+
+    torch.set_num_threads(task["threads"])
+    bundle = task["detection_config"] == "bundle"
+    cohort_args = {} if bundle else dict(CONFIG["cohort"])
+    train_args = {"num_workers": 0} if bundle else dict(CONFIG["train"])
+    if task.get("detection_subjects"):
+        cohort_args["n_subjects"] = task["detection_subjects"]
+    if task["epochs"]:
+        train_args["epochs"] = task["epochs"]
+    cohort = prepare_demo_cohort(
+        str(Path(task["work"]) / "cohorts"),
+        strength=task["strength"],
+        atrophy=task["atrophy"],
+        seed=task["seed"],
+        **cohort_args,
+    )
+    out = (
+        Path(task["work"]) / f"detection-{task['detection_config']}-{task['atrophy']}-{task['strength']}-{task['seed']}"
+    )
+    start = time.perf_counter()
+    if not (out / "eval-test" / "metrics.json").is_file():
+        _workflow(
+            ["train"], "train", dataset_dir=cohort, output_dir=str(out), seed=task["seed"],
+            device=f"$torch.device('{task['device']}')", **train_args,
+        )  # fmt: skip
+    test = json.loads((out / "eval-test" / "metrics.json").read_text())["metrics"]
+    return [
+        {
+            "seed": task["seed"],
+            "config": task["detection_config"],
+            "atrophy": task["atrophy"],
+            "strength": task["strength"],
+            "test_auc": test["auc"],
+            "test_accuracy": test["accuracy"],
+            "train_s": round(time.perf_counter() - start, 1),
+            "device": task["device"],
+        }
+    ]
+
+
+def run_ci(seed: int, report: Path, python: str) -> dict:
+    """Run tests/test_explain_groundtruth.py with ``AXIAL_GT_SEED=seed``; its verdict and measured values."""
+    env = {**os.environ, "AXIAL_GT_SEED": str(seed), "AXIAL_GT_REPORT": str(report), "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_explain_groundtruth.py"],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    measured = json.loads(report.read_text()) if report.is_file() else {}
+    tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-300:]
+    return {
+        "seed": seed,
+        "passed": proc.returncode == 0,
+        "pytest": tail,
+        "wall_s": round(time.perf_counter() - start),
+        **measured,
+    }
+
+
+def _dispatch(task: dict) -> list[dict]:
+    logging.basicConfig(level=logging.WARNING)
+    return run_detection(task) if task["kind"] == "detection" else run_cell(task)
+
+
+def _append(path: Path, rows: list[dict]) -> None:
+    frame = pd.DataFrame(rows)
+    if path.is_file():
+        frame = pd.concat([pd.read_csv(path), frame], ignore_index=True)
+    tmp = path.with_suffix(".tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _mean_sd(values: pd.Series, digits: int = 2) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values.iloc[0]:.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def summarize(cells: pd.DataFrame) -> tuple[str, dict]:
+    """Markdown tables (per method over all cells, then per region set x atrophy) and the goal checks."""
+    lines, summary = [], {"goals": GOALS, "methods": {}}
+    lines.append("## Per method: mean ± sd over seeds, region sets and atrophy models (held-out AD-like subjects)\n")
+    lines.append(
+        "| method | cells (seeds) | pointing game | planted region ranked 1st | mass ratio | AUPRC / prevalence "
+        "| rand. Spearman (full cascade) | max over cascade | goals met |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    per_method = []
+    for method, part in cells.groupby("method", sort=False):
+        rank1 = float((part["best_rank"] == 1).mean())
+        checks = {
+            "pointing_game": part["pointing_game"].mean() >= GOALS["pointing_game"],
+            "rank1_share": rank1 >= GOALS["rank1_share"],
+            "mass_ratio": part["mass_ratio"].mean() >= GOALS["mass_ratio"],
+            "auprc_ratio": part["auprc_ratio"].mean() >= GOALS["auprc_ratio"],
+            "rand_spearman": part["rand_spearman"].mean() < GOALS["rand_spearman"],
+        }
+        missed = [k for k, ok in checks.items() if not ok]
+        verdict = "all" if not missed else "misses " + ", ".join(missed)
+        summary["methods"][method] = {
+            "cells": int(len(part)),
+            "seeds": int(part["seed"].nunique()),
+            "pointing_game": float(part["pointing_game"].mean()),
+            "rank1_share": rank1,
+            "mass_ratio": float(part["mass_ratio"].mean()),
+            "auprc_ratio": float(part["auprc_ratio"].mean()),
+            "rand_spearman": float(part["rand_spearman"].mean()),
+            "missed_goals": missed,
+        }
+        per_method.append((len(missed), -part["pointing_game"].mean(), method))
+        lines.append(
+            f"| {method} | {len(part)} ({part['seed'].nunique()}) | {_mean_sd(part['pointing_game'])} | {rank1:.0%} "
+            f"| {_mean_sd(part['mass_ratio'], 1)} | {_mean_sd(part['auprc_ratio'], 1)} "
+            f"| {_mean_sd(part['rand_spearman'])} "
+            f"| {_mean_sd(part['rand_spearman_max'])} | {verdict} |"
+        )
+    best = sorted(per_method)[0][2] if per_method else None
+    summary["best_method"] = best
+    lines.append(
+        f"\nGoals: pointing game ≥ {GOALS['pointing_game']}, planted region ranked first in ≥ "
+        f"{GOALS['rank1_share']:.0%} of runs, mass ratio ≥ {GOALS['mass_ratio']}, AUPRC ≥ {GOALS['auprc_ratio']} × "
+        f"prevalence, randomisation Spearman < {GOALS['rand_spearman']}. Best method (fewest missed goals, then "
+        f"pointing game): **{best}**.\n"
+    )
+    lines.append("## Per cell: mean ± sd over seeds\n")
+    lines.append("| region set | atrophy | method | seeds | test acc. | pointing game | rank (mean) | rank (mass) "
+                 "| mass ratio | AUPRC | prevalence | rand. Spearman |")  # fmt: skip
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for (region_set, atrophy, method), part in cells.groupby(["region_set", "atrophy", "method"], sort=False):
+        lines.append(
+            f"| {region_set} | {atrophy} | {method} | {part['seed'].nunique()} | {_mean_sd(part['test_accuracy'])} "
+            f"| {_mean_sd(part['pointing_game'])} | {_mean_sd(part['best_rank'], 1)} "
+            f"| {_mean_sd(part['best_rank_mass'], 1)} "
+            f"| {_mean_sd(part['mass_ratio'], 1)} | {_mean_sd(part['auprc'], 3)} | {_mean_sd(part['prevalence'], 3)} "
+            f"| {_mean_sd(part['rand_spearman'])} |"
+        )
+    return "\n".join(lines) + "\n", summary
+
+
+def detection_table(frame: pd.DataFrame, out: Path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = [
+        "## Detection curve: test AUC against atrophy strength\n",
+        "`bundle`: train.json as shipped (2 mm demo cohort of 80 subjects, 24 coronal slices at 64 px, 20 epochs); "
+        "`benchmark`: the matrix's configuration (3 mm, 40 subjects, 24 slices at 32 px, 15 epochs).\n",
+        "| configuration | atrophy | strength | seeds | test AUC | test accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    if "config" not in frame.columns:
+        frame = frame.assign(config="bundle")
+    for (config, atrophy), part in frame.groupby(["config", "atrophy"]):
+        stats = part.groupby("strength")["test_auc"].agg(["mean", "std", "count"]).reset_index()
+        label = f"{config}, {atrophy}"
+        ax.errorbar(stats["strength"], stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=label)
+        for strength, sub in part.groupby("strength"):
+            lines.append(
+                f"| {config} | {atrophy} | {strength:g} | {sub['seed'].nunique()} | {_mean_sd(sub['test_auc'])} "
+                f"| {_mean_sd(sub['test_accuracy'])} |"
+            )
+    ax.axhline(0.5, color="gray", lw=0.8, ls="--")
+    ax.set_xlabel("atrophy strength")
+    ax.set_ylabel("test AUC")
+    ax.set_ylim(0.3, 1.02)
+    ax.legend()
+    ax.set_title("Detection limit of the training")
+    fig.tight_layout()
+    fig.savefig(out / "detection.png", dpi=100)
+    plt.close(fig)
+    return "\n".join(lines) + "\n"
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v != ""]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--regions", default="Left_Hippocampus,Right_Hippocampus,Left_Amygdala,Right_Amygdala")
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--spacing", type=float, default=3.0)
-    parser.add_argument("--image-size", type=int, default=48)
-    parser.add_argument("--num-slices", default="28,28,36")
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--region-sets", default=",".join(CONFIG["region_sets"]))
+    parser.add_argument("--atrophy", default="intensity,morphological")
+    parser.add_argument("--methods", default=",".join(ALL_METHODS))
+    parser.add_argument("--cascade-subjects", type=int, default=3, help="subjects of the randomisation check")
+    parser.add_argument("--occlusion-subjects", type=int, default=5, help="subjects explained by occlusion")
+    parser.add_argument("--occlusion-cascade-subjects", type=int, default=1)
+    parser.add_argument("--raw-methods", default="gradient,smoothgrad", help="also scored without anti-aliasing")
+    parser.add_argument("--batch-size", type=int, default=8, help="noise/path samples or windows per pass")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--epochs", type=int, default=None, help="override the configured epochs (smoke runs only)")
+    parser.add_argument("--ad-subjects", type=int, default=None, help="explain only the first N AD-like subjects")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per worker (1 is fastest on busy cores)")
+    parser.add_argument("--skip-matrix", action="store_true")
+    parser.add_argument("--detection", action="store_true")
+    parser.add_argument("--detection-strengths", default="0.1,0.2,0.3,0.4")
+    parser.add_argument("--detection-seeds", default="0,1,2")
+    parser.add_argument("--detection-atrophy", default="intensity")
+    parser.add_argument(
+        "--detection-config",
+        choices=("bundle", "benchmark"),
+        default="bundle",
+        help="bundle: train.json as shipped (2 mm, 80 subjects); benchmark: the matrix's smaller configuration",
+    )
+    parser.add_argument("--ci", action="store_true", help="run the CI ground-truth test once per seed")
+    parser.add_argument("--python", default=sys.executable, help="interpreter for --ci (e.g. another torch)")
+    parser.add_argument("--work", default=None, help="scratch folder (default: a new temp folder)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "explain_groundtruth"))
     args = parser.parse_args()
-    regions = tuple(args.regions.split(","))
-    num_slices = [int(n) for n in args.num_slices.split(",")]
-    work = Path(tempfile.mkdtemp(prefix="axial-gt-"))
-    start = time.perf_counter()
-    cohort = Path(
-        prepare_demo_cohort(
-            str(work),
-            n_subjects=40,
-            spacing=args.spacing,
-            strength=0.9,
-            val_fraction=0.25,
-            test_fraction=0.25,
-            regions=regions,
-        )
-    )
-    net_args = {"num_slices": num_slices, "image_size": args.image_size, "num_workers": 0}
-    run_dir = work / "run"
-    _run(
-        ["train", "triplanar"],
-        "train",
-        dataset_dir=str(cohort),
-        output_dir=str(run_dir),
-        epochs=args.epochs,
-        batch_size=2,
-        **net_args,
-    )
-    datalist = json.loads((cohort / "datalist.json").read_text())
-    heldout = [
-        {**i, "image": str(cohort / i["image"]), "atrophy_mask": str(cohort / i["atrophy_mask"])}
-        for i in datalist["validation"] + datalist["test"]
-    ]
-    (work / "heldout.json").write_text(json.dumps({"heldout": heldout}))
-    atlas = {"atlas": str(cohort / "atlas.nii.gz"), "atlas_labels": str(cohort / "atlas_labels.csv")}
-    _run(
-        ["inference", "triplanar", "explain"],
-        "infer",
-        input=str(work / "heldout.json"),
-        datalist_key="heldout",
-        output_dir=str(run_dir),
-        template=str(cohort / "template.nii.gz"),
-        cams=["gradcam"],
-        plots=False,
-        **atlas,
-        **net_args,
-    )
-    explain = run_dir / "explain"
-    ad = [i for i in heldout if i["label"] == 1]
-    hits = []
-    for item in ad:
-        cam = nib.load(explain / nifti_stem(item["image"]) / "attention_cam.nii.gz").get_fdata()
-        hits.append(
-            bool((np.asarray(nib.load(item["atrophy_mask"]).dataobj) > 0)[np.unravel_index(cam.argmax(), cam.shape)])
-        )
-    table = pd.read_csv(explain / "cohort" / "relevance_attention_cam_pred-AD.csv")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(args.work or tempfile.mkdtemp(prefix="axial-gt-"))
+    work.mkdir(parents=True, exist_ok=True)
+    import torch
 
-    labels = np.asarray(nib.load(cohort / "atlas.nii.gz").dataobj).astype(int)
-    names = pd.read_csv(cohort / "atlas_labels.csv").set_index("index")["name"].to_dict()
-    kwargs = {"num_slices": num_slices, "image_size": args.image_size, "backbone": "resnet18", "freeze": 0.0}
-    trained = TriPlanarAxialNet(**kwargs)
-    trained.load_state_dict(torch.load(run_dir / "models" / "model.pt", weights_only=True))
-    torch.manual_seed(1)
-    relevance = {}
-    for tag, net in (("trained", trained), ("random", TriPlanarAxialNet(**kwargs))):
-        handler = InterpretabilityHandler(
-            str(work / tag), net.eval(), ["CN", "AD"], cams=["gradcam"], atlas=None, plots=False
+    machine = {"cpu_count": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+               "device": args.device,
+               "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None}  # fmt: skip
+
+    if args.ci:
+        path = out / "ci.csv"
+        import subprocess as sp
+
+        version = sp.run([args.python, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True)
+        for seed in _ints(args.seeds):
+            row = run_ci(seed, work / f"ci-report-{seed}.json", args.python)
+            row["torch"] = version.stdout.strip()
+            print(json.dumps(row), flush=True)
+            _append(path, [row])
+        return
+
+    tasks = []
+    done = pd.read_csv(out / "cells.csv") if (out / "cells.csv").is_file() else pd.DataFrame(columns=KEY)
+    done_keys = {tuple(r) for r in done[["seed", "region_set", "atrophy"]].itertuples(index=False)}
+    methods = args.methods.split(",")
+    if not args.skip_matrix:
+        for seed in _ints(args.seeds):
+            for atrophy in args.atrophy.split(","):
+                for region_set in args.region_sets.split(","):
+                    if (seed, region_set, atrophy) in done_keys:
+                        continue
+                    tasks.append({"kind": "cell", "seed": seed, "region_set": region_set, "atrophy": atrophy})
+    if args.detection:
+        det = pd.read_csv(out / "detection.csv") if (out / "detection.csv").is_file() else None
+        finished = (
+            set()
+            if det is None
+            else {tuple(r) for r in det[["seed", "atrophy", "strength", "config"]].itertuples(index=False)}
         )
-        total = None
-        for item in ad:
-            image = load_volume()({"image": item["image"]})["image"]
-            mass = region_relevance(handler.explain(image)["attention_cam"], labels, names).set_index("name")["mass"]
-            total = mass if total is None else total.add(mass, fill_value=0)
-        relevance[tag] = total
-    top = relevance["trained"].sort_values(ascending=False).index[:20]
-    rho = spearmanr(relevance["trained"][top], relevance["random"].reindex(top, fill_value=0)).statistic
-    test_metrics = json.loads((run_dir / "eval-test" / "metrics.json").read_text())["metrics"]
-    result = {
-        "command": " ".join(["python", "benchmarks/explain_groundtruth.py", *sys.argv[1:]]),
-        "regions": list(regions),
-        "test_accuracy": test_metrics["accuracy"],
-        "pointing_game": f"{sum(hits)}/{len(hits)}",
-        "planted_ranks_by_mass": dict(zip(regions, rank_of(table, regions))),
-        "top5_by_mass": list(table["name"][:5]),
-        "spearman_trained_vs_random_top20": round(float(rho), 3),
-        "wall_seconds": round(time.perf_counter() - start, 1),
-    }
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"explain_groundtruth_{regions[0]}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+        for seed in _ints(args.detection_seeds):
+            for atrophy in args.detection_atrophy.split(","):
+                for strength in (float(s) for s in args.detection_strengths.split(",")):
+                    if (seed, atrophy, strength, args.detection_config) not in finished:
+                        tasks.append({"kind": "detection", "seed": seed, "atrophy": atrophy, "strength": strength})
+    # interleave: the matrix of the first seeds, then the detection curve of the first seed, and so on, so that a
+    # run cut short still covers both
+    order = {seed: n for n, seed in enumerate(_ints(args.seeds) + _ints(args.detection_seeds))}
+    tasks.sort(key=lambda t: 2 * order.get(t["seed"], 0) + (3 if t["kind"] == "detection" else 0))
+    common = {"work": str(work), "device": args.device, "threads": args.threads, "methods": methods,
+              "cascade_subjects": args.cascade_subjects, "batch_size": args.batch_size, "epochs": args.epochs,
+              "occlusion_subjects": args.occlusion_subjects, "detection_config": args.detection_config,
+              "raw_methods": [m for m in args.raw_methods.split(",") if m],
+              "occlusion_cascade_subjects": args.occlusion_cascade_subjects,
+              "ad_subjects": args.ad_subjects}  # fmt: skip
+    tasks = [{**t, **common} for t in tasks]
+    print(f"{len(tasks)} task(s) to run in {work}", flush=True)
+    start = time.perf_counter()
+    context = mp.get_context("spawn")
+    with context.Pool(max(1, args.workers), maxtasksperchild=1) as pool:
+        for rows in pool.imap_unordered(_dispatch, tasks):
+            name = "detection.csv" if "test_auc" in rows[0] and "method" not in rows[0] else "cells.csv"
+            _append(out / name, rows)
+            first = {k: rows[0][k] for k in list(rows[0])[:4]}
+            print(f"[{time.perf_counter() - start:.0f} s] {name}: {json.dumps(first)}", flush=True)
+
+    text = ""
+    if (out / "cells.csv").is_file():
+        table, summary = summarize(pd.read_csv(out / "cells.csv"))
+        text += table
+        summary["machine"] = machine
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if (out / "detection.csv").is_file():
+        text += "\n" + detection_table(pd.read_csv(out / "detection.csv"), out)
+    command = "python benchmarks/explain_groundtruth.py " + " ".join(sys.argv[1:])
+    header = f"# Explanations against planted atrophy\n\n`{command}`; machine: {json.dumps(machine)}\n\n"
+    (out / "summary.md").write_text(header + text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,8 @@ __all__ = [
     "tree_hashes",
     "bids_tree",
     "bids_tree_placeholder",
+    "DIE_ON",
+    "run_job_or_die",
 ]
 
 #: subject -> [(session, diagnosis or None, age)]
@@ -203,6 +205,24 @@ def tree_hashes(root: str | os.PathLike) -> dict[str, str]:
         for path in sorted(root.rglob("*"))
         if path.is_file()
     }
+
+
+#: environment variable: comma-separated subjects whose preprocessing worker kills itself (see run_job_or_die)
+DIE_ON = "AXIAL_MONAI_TEST_DIE_ON"
+
+
+def run_job_or_die(job):
+    """Stand-in for ``axial_monai.preprocess.pipeline._run_job`` in spawned workers: a worker given a job of a
+    subject listed in ``$AXIAL_MONAI_TEST_DIE_ON`` is killed (SIGKILL, as by the kernel's OOM killer); any other
+    job runs normally. Workers find this function by name, so the test patches the pipeline's ``_run_job`` with it.
+    """
+    import signal
+
+    from axial_monai.preprocess import pipeline
+
+    if job.scan.subject in os.environ.get(DIE_ON, "").split(","):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return pipeline._run_job(job)
 
 
 @pytest.fixture(scope="module")

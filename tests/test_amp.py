@@ -11,6 +11,7 @@ from monai.bundle import ConfigParser
 
 from axial_monai.configs import config_path
 from axial_monai.engines import AutocastInferer, autocast_dtype
+from axial_monai.run_settings import load_weights
 
 
 @pytest.mark.parametrize(
@@ -64,7 +65,7 @@ def test_bf16_training_through_the_bundle(tiny_cohort, tmp_path):
     assert trainer.scaler is None  # bf16 needs no gradient scaling
     assert dtypes and set(dtypes) == {torch.bfloat16}
     assert torch.isfinite(torch.as_tensor(trainer.state.output[0]["loss"]))
-    state = torch.load(out / "models" / "model.pt", weights_only=True)
+    state = load_weights(out / "models" / "model.pt")
     assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float32}
     metrics = json.loads((out / "eval-test" / "metrics.json").read_text())["metrics"]
     assert 0.0 <= metrics["accuracy"] <= 1.0

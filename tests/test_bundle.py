@@ -3,11 +3,12 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 from bundle_utils import BUNDLE, TINY, run, workflow
-from monai.bundle import ckpt_export, verify_net_in_out
+from monai.bundle import ConfigParser, ckpt_export, verify_net_in_out
 
 from axial_monai.configs import config_path
 
@@ -29,8 +30,9 @@ def trained(tiny_cohort, tmp_path_factory):
 
 def test_train_writes_checkpoint_metrics_and_predictions(trained, tiny_cohort):
     assert (trained / "models" / "model.pt").is_file()
-    state = torch.load(trained / "models" / "model.pt", weights_only=True)
-    assert any(k.startswith("attention.") for k in state)
+    checkpoint = torch.load(trained / "models" / "model.pt", weights_only=True)
+    assert any(k.startswith("attention.") for k in checkpoint["model"])
+    assert checkpoint["run"]["network"]["kwargs"]["num_slices"] == TINY["num_slices"]
     assert list(trained.glob("events.out.tfevents.*"))
     report = json.loads((trained / "eval-test" / "metrics.json").read_text())
     for name in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "mcc", "auc"):
@@ -91,8 +93,29 @@ def test_inference_on_a_folder_skips_bad_files(trained, tiny_cohort, tmp_path):
     assert skipped["file"].str.endswith("sub-broken_T1w.nii.gz").tolist() == [True]
 
 
+def test_inference_gives_the_probabilities_of_the_evaluation(trained, tiny_cohort, tmp_path):
+    """inference.json on the test split, with the checkpoint train.json evaluated: the same probabilities."""
+    infer_args = {k: v for k, v in TINY.items() if k != "batch_size"}
+    wf = workflow(
+        ["inference"],
+        "infer",
+        input=str(Path(tiny_cohort) / "datalist.json"),
+        datalist_key="test",
+        output_dir=str(tmp_path),
+        ckpt_path=str(trained / "models" / "model.pt"),
+        **infer_args,
+    )
+    run(wf)
+    evaluated = pd.read_csv(trained / "eval-test" / "predictions.csv").set_index("file")
+    inferred = pd.read_csv(tmp_path / "inference" / "predictions.csv").set_index("file")
+    assert sorted(inferred.index) == sorted(evaluated.index) and len(inferred) == len(evaluated) > 0
+    columns = ["prob_CN", "prob_AD"]
+    np.testing.assert_allclose(inferred.loc[evaluated.index, columns], evaluated[columns], rtol=0, atol=1e-6)
+    assert inferred.loc[evaluated.index, "pred_label"].tolist() == evaluated["pred_label"].tolist()
+
+
 def test_verify_net_in_out_and_export(trained, tmp_path):
-    overrides = {"num_slices": 6, "image_size": 32}
+    overrides = {"ckpt_path": str(trained / "models" / "model.pt")}
     verify_net_in_out(
         net_id="network_def",
         meta_file=str(config_path("metadata")),
@@ -106,12 +129,27 @@ def test_verify_net_in_out_and_export(trained, tmp_path):
         ckpt_file=str(trained / "models" / "model.pt"),
         meta_file=str(config_path("metadata")),
         config_file=str(config_path("inference")),
+        key_in_ckpt="model",
         use_trace=True,
         input_shape=[1, 1, 97, 115, 97],
         **overrides,
     )
     exported = torch.jit.load(str(ts))
-    assert exported(torch.rand(1, 1, 97, 115, 97)).shape == (1, 2)
+    # the eager network of the same config and checkpoint, on the same input: the same logits
+    parser = ConfigParser()
+    parser.read_config(str(config_path("inference")))
+    parser.update(overrides)
+    eager = parser.get_parsed_content("network_def")
+    eager.load_state_dict(torch.load(trained / "models" / "model.pt", weights_only=True))
+    eager.eval()
+    generator = torch.Generator().manual_seed(0)
+    inputs = [torch.rand(1, 1, 97, 115, 97, generator=generator) for _ in range(2)]  # the traced input shape
+    with torch.no_grad():
+        expected = torch.cat([eager(x) for x in inputs])
+        got = torch.cat([exported(x) for x in inputs])
+    assert got.shape == (2, 2)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(expected[0], expected[1])  # the input matters: not a constant output
 
 
 def test_demo_cohort_is_learnable(trained_demo):
@@ -125,14 +163,12 @@ def test_demo_cohort_is_learnable(trained_demo):
     "files, override, expected",
     [
         (["train", "triplanar"], {}, "TriPlanarAxialNet"),
-        (["inference", "triplanar"], {}, "TriPlanarAxialNet"),
-        (["train"], {"network_def#_target_": "axial_monai.networks.MeanPoolNet"}, "MeanPoolNet"),
-        (["inference"], {"network_def#_target_": "axial_monai.networks.SliceTransformerNet"}, "SliceTransformerNet"),
+        (["train", "paper", "triplanar"], {"pretrained": "none"}, "TriPlanarAxialNet"),
+        (["train"], {"network_spec#_target_": "axial_monai.networks.MeanPoolNet"}, "MeanPoolNet"),
+        (["train"], {"network_spec#_target_": "axial_monai.networks.SliceTransformerNet"}, "SliceTransformerNet"),
     ],
 )
 def test_network_variants_build_from_config(files, override, expected):
-    from monai.bundle import ConfigParser
-
     parser = ConfigParser()
     parser.read_config([str(config_path(f)) for f in files])
     parser.update({"num_slices": 4, "image_size": 32, **override})
@@ -143,8 +179,6 @@ def test_network_variants_build_from_config(files, override, expected):
 
 
 def test_paper_settings_override():
-    from monai.bundle import ConfigParser
-
     parser = ConfigParser()
     parser.read_config([str(config_path("train")), str(config_path("paper"))])
     parser.update({"pretrained": "none"})  # the paper's ImageNet weights need the torchvision cache

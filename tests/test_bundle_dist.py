@@ -74,9 +74,11 @@ def _torchrun(out: Path, dataset_dir: str, *extra: str) -> tuple[int, str]:
 def _check_run(out: Path, dataset_dir: str, datalist: str | None, rc: int, log: str) -> None:
     assert rc == 0, log[-20000:]
 
-    # best checkpoint: a plain state dict of the unwrapped network (no DDP `module.` prefix), loadable strictly
-    state = torch.load(out / "models" / "model.pt", weights_only=True)
+    # best checkpoint: the unwrapped network's weights (no DDP `module.` prefix), loadable strictly, + run settings
+    checkpoint = torch.load(out / "models" / "model.pt", weights_only=True)
+    state = checkpoint["model"]
     assert state and not any(k.startswith("module.") for k in state)
+    assert checkpoint["run"]["network"]["kwargs"]["num_slices"] == TINY["num_slices"]
     parser = ConfigParser()
     parser.read_config(str(config_path("train")))
     parser.update({k: v for k, v in TINY.items() if k in ("num_slices", "image_size")})

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import axial_monai.crossval.runner as runner
+from axial_monai.configs import config_path
 from axial_monai.crossval import (
     LEVELS,
     assign_folds,
@@ -32,8 +33,10 @@ from axial_monai.crossval import (
 )
 from axial_monai.crossval.__main__ import main as crossval_main
 from axial_monai.data.clinica import clinica_task_table
+from axial_monai.errors import SettingsError
 from axial_monai.metrics import METRICS, classification_scores
 from axial_monai.networks import AxialNet, MeanPoolNet, init_from_checkpoint
+from axial_monai.run_settings import load_weights
 
 K = 3
 TINY = {"num_slices": 4, "image_size": 32, "batch_size": 2, "num_workers": 0, "epochs": 1}
@@ -280,8 +283,12 @@ def test_rerun_skips_finished_folds(adcn_run, tables, monkeypatch):
     assert {p: p.stat().st_mtime_ns for p in models} == before
     pd.testing.assert_frame_equal(again, summary, check_dtype=False)
     # other folds than those on disk: refused, not silently mixed
-    with pytest.raises(RuntimeError, match="differs from this run's split"):
+    with pytest.raises(SettingsError, match=r"Fold 0 of .* other settings .*seed: 0 -> 1"):
         run_cross_validation(adcn, adcn_run, k=K, seed=1, overrides=TINY, assign_with=[mci], progress=False)
+    # the same settings on another table (a subject less): the finished splits differ, refused too
+    fewer = adcn[adcn["subject"] != adcn["subject"].iloc[0]]
+    with pytest.raises(RuntimeError, match="differs from this run's split"):
+        run_cross_validation(fewer, adcn_run, k=K, seed=0, overrides=TINY, assign_with=[mci], progress=False)
 
 
 def test_resume_trains_only_the_unfinished_fold(adcn_run, tables, tmp_path, monkeypatch):
@@ -304,6 +311,132 @@ def test_resume_trains_only_the_unfinished_fold(adcn_run, tables, tmp_path, monk
     assert (tmp_path / "fold-1" / "done.json").is_file()
     pd.testing.assert_frame_equal(pd.read_csv(adcn_run / "folds.csv"), pd.read_csv(tmp_path / "folds.csv"))
     pd.testing.assert_frame_equal(pd.read_csv(adcn_run / "summary.csv"), pd.read_csv(tmp_path / "summary.csv"))
+
+
+def _finished_copy(run_dir: Path, target: Path) -> Path:
+    """The settings, fold assignment and finished-fold records of a run (no checkpoints) in a new folder."""
+    target.mkdir()
+    for name in ("crossval.json", "fold_assignment.csv"):
+        shutil.copy(run_dir / name, target / name)
+    for i in range(K):
+        (target / f"fold-{i}").mkdir()
+        for name in ("datalist.json", "done.json"):
+            shutil.copy(run_dir / f"fold-{i}" / name, target / f"fold-{i}" / name)
+    return target
+
+
+def _snapshot(run_dir: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*.json"))}
+
+
+def test_each_fold_records_the_hash_of_its_full_settings(adcn_run, tables):
+    _, adcn, mci = tables
+    settings = json.loads((adcn_run / "crossval.json").read_text())
+    expected = runner.run_settings([runner.TRAIN_CONFIG], TINY, K, 0, 0.2, 1)
+    assert settings["settings_sha256"] == expected["settings_sha256"] and len(expected["settings_sha256"]) == 64
+    for i in range(K):
+        done = json.loads((adcn_run / f"fold-{i}" / "done.json").read_text())
+        assert done["settings_sha256"] == expected["settings_sha256"]
+        assert done["settings"]["overrides"] == TINY
+    # every part of the settings changes the hash; an override equal to the config's own value does not
+    changed = [
+        runner.run_settings([runner.TRAIN_CONFIG], {**TINY, "epochs": 2}, K, 0, 0.2, 1),
+        runner.run_settings([runner.TRAIN_CONFIG], TINY, K + 1, 0, 0.2, 1),
+        runner.run_settings([runner.TRAIN_CONFIG], TINY, K, 1, 0.2, 1),
+        runner.run_settings([runner.TRAIN_CONFIG], TINY, K, 0, 0.25, 1),
+        runner.run_settings([runner.TRAIN_CONFIG], TINY, K, 0, 0.2, 0),
+        runner.run_settings([runner.TRAIN_CONFIG], TINY, K, 0, 0.2, 1, "/runs/adcn", "f" * 64),
+        runner.run_settings([runner.TRAIN_CONFIG, str(config_path("paper"))], TINY, K, 0, 0.2, 1),
+    ]
+    digests = {c["settings_sha256"] for c in changed} | {expected["settings_sha256"]}
+    assert len(digests) == len(changed) + 1
+    same = runner.run_settings([runner.TRAIN_CONFIG], {**TINY, "class_names": ["CN", "AD"]}, K, 0, 0.2, 1)
+    assert same["settings_sha256"] == expected["settings_sha256"]
+
+
+def test_rerun_with_changed_settings_is_refused_and_overwrites_nothing(adcn_run, tables, tmp_path, monkeypatch):
+    _, adcn, mci = tables
+    out = _finished_copy(adcn_run, tmp_path / "cv")
+    before = _snapshot(out)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a fold was trained although the settings changed")
+
+    monkeypatch.setattr(runner, "run_fold", no_training)
+    run = {"k": K, "seed": 0, "assign_with": [mci], "progress": False}
+    with pytest.raises(SettingsError, match=r"Fold 0 .*other settings .*overrides\.epochs: 1 -> 2.*retrain_changed"):
+        run_cross_validation(adcn, out, overrides={**TINY, "epochs": 2}, **run)
+    with pytest.raises(SettingsError, match=r"overrides\.dropout: '\(unset\)' -> 0\.5"):
+        run_cross_validation(adcn, out, overrides={**TINY, "dropout": 0.5}, **run)
+    with pytest.raises(SettingsError, match="positive: 1 -> 0"):
+        run_cross_validation(adcn, out, overrides=TINY, positive=0, **run)
+    # an edited copy of train.json: same overrides, other content
+    edited = tmp_path / "train.json"
+    config = json.loads(Path(runner.TRAIN_CONFIG).read_text())
+    edited.write_text(json.dumps({**config, "weight_decay": 0.01}))
+    with pytest.raises(SettingsError, match=r"the content of the bundle config\(s\)"):
+        run_cross_validation(adcn, out, overrides=TINY, config_files=[str(edited)], **run)
+    assert _snapshot(out) == before  # crossval.json and every done.json untouched
+    # an unedited copy of train.json elsewhere: the same settings, every fold skipped
+    edited.write_text(Path(runner.TRAIN_CONFIG).read_text())
+    run_cross_validation(adcn, out, overrides=TINY, config_files=[str(edited)], **run)
+    after = _snapshot(out)
+    assert all(after[name] == content for name, content in before.items() if name.startswith("fold-"))
+    old, new = json.loads(before["crossval.json"]), json.loads(after["crossval.json"])
+    assert new["settings_sha256"] == old["settings_sha256"] and new["config_files"] == [str(edited)]
+
+
+def test_rerun_with_retrain_changed_trains_every_changed_fold_again(adcn_run, tables, tmp_path, monkeypatch):
+    _, adcn, mci = tables
+    out = _finished_copy(adcn_run, tmp_path / "cv")
+    old = json.loads((out / "crossval.json").read_text())
+    trained = []
+
+    def replay(config_files, out_dir, datalist, overrides, *args, **kwargs):
+        trained.append((Path(out_dir).name, overrides["epochs"]))
+        shutil.copytree(adcn_run / Path(out_dir).name / "eval-test", Path(out_dir) / "eval-test")
+
+    monkeypatch.setattr(runner, "run_fold", replay)
+    settings = {**TINY, "epochs": 2}
+    run_cross_validation(adcn, out, k=K, overrides=settings, assign_with=[mci], progress=False, retrain_changed=True)
+    assert trained == [(f"fold-{i}", 2) for i in range(K)]
+    new = json.loads((out / "crossval.json").read_text())
+    assert new["overrides"]["epochs"] == 2 and new["settings_sha256"] != old["settings_sha256"]
+    assert json.loads((out / f"crossval-{old['settings_sha256'][:12]}.json").read_text()) == old
+    for i in range(K):
+        assert json.loads((out / f"fold-{i}" / "done.json").read_text())["settings_sha256"] == new["settings_sha256"]
+    trained.clear()
+    run_cross_validation(adcn, out, k=K, overrides=settings, assign_with=[mci], progress=False)
+    assert trained == []  # now finished with these settings: skipped
+
+
+def test_auc_of_single_class_folds_is_null_per_scan_and_per_subject(tables, tmp_path, monkeypatch):
+    """Only CN scans: every fold's AUC is undefined; it must read null (JSON) / empty (CSV), not a number."""
+    _, adcn, _ = tables
+    only_cn = adcn[adcn["label"] == 0]
+
+    def predict(config_files, out_dir, datalist, *args, **kwargs):
+        """Stand-in for training: CN right for every other scan."""
+        items = json.loads(Path(datalist).read_text())["test"]
+        prob_ad = [0.2 if n % 2 == 0 else 0.8 for n in range(len(items))]
+        frame = pd.DataFrame({"file": [i["image"] for i in items], "prob_CN": [1 - p for p in prob_ad]})
+        (Path(out_dir) / "eval-test").mkdir(parents=True)
+        frame.assign(prob_AD=prob_ad).to_csv(Path(out_dir) / "eval-test" / "predictions.csv", index=False)
+
+    monkeypatch.setattr(runner, "run_fold", predict)
+    run_cross_validation(only_cn, tmp_path, k=K, overrides=TINY, progress=False)
+    for i in range(K):
+        scores = json.loads((tmp_path / f"fold-{i}" / "done.json").read_text())["scores"]
+        for level in LEVELS:
+            assert "auc" in scores[level] and scores[level]["auc"] is None, (i, level)
+            assert 0 < scores[level]["accuracy"] <= 1 and scores[level]["sensitivity"] is None
+    folds = pd.read_csv(tmp_path / "folds.csv")
+    assert folds["auc"].isna().all() and folds["accuracy"].notna().all()
+    summary = json.loads((tmp_path / "summary.json").read_text())["levels"]
+    for level in LEVELS:
+        assert summary[level]["auc"] == {"mean": None, "sd": None, "n_folds": 0}
+        assert summary[level]["specificity"]["n_folds"] == K
+    assert "NaN" not in (tmp_path / "summary.json").read_text()
 
 
 def test_runner_reads_the_output_paths_from_the_bundle_config(adcn_run, tables, tmp_path, monkeypatch):
@@ -329,6 +462,9 @@ def test_cli_reuses_the_same_joint_folds(adcn_run, tables, monkeypatch, capsys):
 
     monkeypatch.setattr(runner, "run_fold", no_training)
     argv = [str(bids), str(adcn_run), "--task", "ADvsCN", "--k", str(K), "--overrides", json.dumps(TINY)]
+    with pytest.raises(ValueError, match=r"No --derivatives_dir: .* raw T1w scans .*preprocess first"):
+        crossval_main(argv + ["--noprogress"])  # raw BIDS images: refused before anything runs
+    argv.insert(2, "--raw_images")  # these test images are tiny "brains" on one grid already
     assert crossval_main(argv + ["--noprogress"]) == 0
     assert "accuracy" in capsys.readouterr().out
     with pytest.raises(ValueError, match="may not set"):
@@ -339,7 +475,7 @@ def test_cli_reuses_the_same_joint_folds(adcn_run, tables, monkeypatch, capsys):
 
 
 def _load(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_weights(path)
 
 
 def test_double_transfer_starts_each_fold_from_the_same_fold(mci_run, adcn_run, tables):

@@ -294,3 +294,57 @@ def test_a_cohort_finished_first_by_another_process_is_used(tmp_path, monkeypatc
     assert _all_files(Path(result)) == state["mtimes"]  # theirs was kept, not overwritten by ours
     assert not state["ours"].exists()
     assert [p.name for p in tmp_path.iterdir()] == [Path(result).name]
+
+
+# --- morphological atrophy ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shrunk(tmp_path_factory) -> Path:
+    return Path(prepare_demo_cohort(root=str(tmp_path_factory.mktemp("morph")), atrophy="morphological", **FAST))
+
+
+def test_default_cohort_key_and_data_are_those_of_the_intensity_model(cohort):
+    # the cache key of an intensity cohort is what it always was: no "atrophy" entry, same generator version
+    params = json.loads((cohort / "cohort.json").read_text())["parameters"]
+    assert "atrophy" not in params and params["generator_version"] == demo_module.GENERATOR_VERSION == 1
+    assert cohort.name == "demo-" + demo_module._cache_key(params)
+    assert json.loads((cohort / "cohort.json").read_text())["atrophy"] == "intensity"
+
+
+def test_morphological_atrophy_shrinks_the_region_and_frees_csf(shrunk, tmp_path):
+    manifest = json.loads((shrunk / "cohort.json").read_text())
+    assert manifest["atrophy"] == "morphological" and manifest["parameters"]["atrophy"] == "morphological"
+    twin = Path(prepare_demo_cohort(root=str(tmp_path), strength=0.0, atrophy="morphological", **FAST))
+    for entry in _entries(shrunk):
+        atrophied, healthy = _array(shrunk / entry["image"]), _array(twin / entry["image"])
+        mask = _array(shrunk / entry["atrophy_mask"]).astype(bool)
+        if entry["label"] == 0:
+            np.testing.assert_array_equal(atrophied, healthy)
+            assert not mask.any()
+            continue
+        change = np.abs(atrophied - healthy)
+        # the ground truth is the region before shrinkage: every change lies in it (up to the warp's trilinear rim)
+        assert change[~ndimage.binary_dilation(mask, iterations=3)].max() < 1e-3
+        assert change[mask].max() > 0.2
+        # freed tissue turned to CSF (the same subject without atrophy has the same bias, scaling and noise)
+        assert atrophied[mask].mean() < 0.9 * healthy[mask].mean()
+        assert (change[mask] > 0.05).mean() > 0.3
+
+
+def test_morphological_strength_is_the_volume_loss(tmp_path):
+    anatomy = demo_module._build_anatomy(4.0, "neuromorphometrics", DEFAULT_REGIONS, "morphological")
+    mask = anatomy.atrophy_mask
+    previous = 0.0
+    for loss in (0.2, 0.4, 0.6):
+        image = demo_module._shrink(anatomy, loss)
+        assert np.array_equal(image[~mask], anatomy.template[~mask])  # nothing changes outside the region
+        # voxel-wise share of CSF in the region: (template - image) / (template - csf), averaged over the region
+        freed = (anatomy.template[mask] - image[mask]) / np.maximum(
+            anatomy.template[mask] - anatomy.csf_intensity, 1e-6
+        )
+        assert freed.mean() > previous
+        previous = freed.mean()
+    assert 0.4 < previous < 0.8
+    with pytest.raises(ValueError, match="atrophy must be one of"):
+        prepare_demo_cohort(root=str(tmp_path), atrophy="cortical", **FAST)

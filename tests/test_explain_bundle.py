@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 from bundle_utils import run, workflow
 
+from axial_monai.explain import DEFAULT_METHODS
+
 
 @pytest.fixture(scope="module")
 def explained(trained_demo, tiny_cohort):
@@ -35,7 +37,7 @@ def test_per_scan_maps_on_the_input_grid(explained):
         scan = explain_dir / Path(item["image"]).name.replace(".nii.gz", "")
         source = nib.load(cohort / item["image"])
         brain = np.asarray(source.dataobj) > 0
-        for name in ("attention", "gradcam", "gradcampp", "attention_cam"):
+        for name in DEFAULT_METHODS:
             img = nib.load(scan / f"{name}.nii.gz")
             np.testing.assert_array_equal(img.affine, source.affine)
             assert img.shape == source.shape
@@ -54,7 +56,9 @@ def test_per_scan_maps_on_the_input_grid(explained):
         outside[table["slice"].to_numpy()] = False
         assert np.all(att[:, outside, :] == 0)
         assert (scan / "attention.png").stat().st_size > 1000
-        assert (scan / "attention_cam.png").stat().st_size > 1000
+        assert (scan / "smoothgrad.png").stat().st_size > 1000
+        summary = json.loads((scan / "explanation.json").read_text())
+        assert summary["methods"] == list(DEFAULT_METHODS) and summary["label"] == item["label"]
 
 
 def test_cohort_outputs(explained):
@@ -63,14 +67,58 @@ def test_cohort_outputs(explained):
     rows = pd.read_csv(cohort / "explanations.csv")
     assert len(rows) == len(items)
     assert {"scan", "pred", "pred_label", "prob_CN", "prob_AD", "label"} <= set(rows.columns)
-    for stem in ("attention_all", "attention_cam_all", "explainable_mri_attention_all"):
+    for stem in ("attention_all", "smoothgrad_all", "explainable_mri_attention_all", "explainable_mri_smoothgrad_all"):
         assert (cohort / f"{stem}.nii.gz").is_file(), stem
     paper_map = nib.load(cohort / "attention_all.nii.gz").get_fdata()
     assert paper_map.max() == pytest.approx(1.0) and paper_map.min() == 0
     mri = nib.load(cohort / "explainable_mri_attention_all.nii.gz").get_fdata()
     assert mri.max() <= 11 + 1e-5  # template in [0, 1] + 10 x map in [0, 1]
-    relevance = pd.read_csv(cohort / "relevance_attention_cam_all.csv")
+    relevance = pd.read_csv(cohort / "relevance_smoothgrad_all.csv")
     assert relevance["mass"].sum() == pytest.approx(1.0)
-    assert (cohort / "attention_cam_all.png").is_file()
+    assert (cohort / "smoothgrad_all.png").is_file()
     if "correct" in set(rows["pred"].eq(rows["label"]).map({True: "correct", False: "incorrect"})):
-        assert (cohort / "attention_cam_correct.nii.gz").is_file()
+        assert (cohort / "smoothgrad_correct.nii.gz").is_file()
+    # the cohort mean is the mean of the per-scan maps written next to it (then min-max)
+    scans = [nib.load(explain_dir / Path(i["image"]).name.replace(".nii.gz", "") / "smoothgrad.nii.gz") for i in items]
+    mean = np.mean([s.get_fdata() for s in scans], axis=0)
+    expected = (mean - mean.min()) / (mean.max() - mean.min())
+    np.testing.assert_allclose(nib.load(cohort / "smoothgrad_all.nii.gz").get_fdata(), expected, atol=1e-5)
+    per_scan = pd.read_csv(cohort / "regions_per_scan_smoothgrad.csv")
+    assert set(per_scan["n_scans"]) <= set(range(1, len(items) + 1)) and (per_scan["scan_fraction"] <= 1).all()
+
+
+def test_other_methods_through_the_bundle(trained_demo, tiny_cohort, tmp_path):
+    """methods is a config key: a CAM and an attention-weighted voxel map, on two scans."""
+    datalist = json.loads((Path(tiny_cohort) / "datalist.json").read_text())
+    items = [{**i, "image": str(Path(tiny_cohort) / i["image"])} for i in datalist["test"][:2]]
+    (tmp_path / "two.json").write_text(json.dumps({"two": items}))
+    run(
+        workflow(
+            ["inference", "explain"],
+            "infer",
+            input=str(tmp_path / "two.json"),
+            datalist_key="two",
+            ckpt_path=str(Path(trained_demo) / "models" / "model.pt"),
+            output_dir=str(tmp_path),
+            methods=["gradcam", "attention_gradient"],
+            atlas=None,
+            plots=False,
+            num_slices=16,
+            image_size=64,
+            num_workers=0,
+        )
+    )
+    for item in items:
+        scan = tmp_path / "explain" / Path(item["image"]).name.replace(".nii.gz", "")
+        assert sorted(p.name for p in scan.glob("*.nii.gz")) == ["attention_gradient.nii.gz", "gradcam.nii.gz"]
+    assert (tmp_path / "explain" / "cohort" / "attention_gradient_all.nii.gz").is_file()
+    assert (tmp_path / "explain" / "cohort" / "gradcam_all.nii.gz").is_file()
+
+
+def test_empty_method_list_is_refused_before_any_scan(tiny_cohort, tmp_path):
+    wf = workflow(["inference", "explain"], "infer", dataset_dir=tiny_cohort, output_dir=str(tmp_path), methods=[])
+    with pytest.raises(RuntimeError) as failure:  # monai.bundle wraps the handler's ValueError
+        run(wf)
+    assert isinstance(failure.value.__cause__, ValueError)
+    assert "methods must name at least one map" in str(failure.value.__cause__)
+    assert not (tmp_path / "explain").exists()

@@ -4,12 +4,13 @@ Usage (``axial-monai-crossval`` is the same command; ``-h``/``--help`` lists the
 
     python -m axial_monai.crossval BIDS_DIR OUT_DIR [--task ADvsCN|pMCIvsSMCI] [--derivatives_dir DIR] [--k 5]
         [--seed 0] [--horizon 36] [--init_from OUT_ADCN] [--overrides '{"epochs": 100}']
-        [--config_files "['bundle/configs/train.json','bundle/configs/paper.json']"]
+        [--config_files "['bundle/configs/train.json','bundle/configs/paper.json']"] [--retrain_changed]
 
 The labelled scans come from the Clinica tables of BIDS_DIR (:func:`axial_monai.data.clinica.clinica_task_table`,
 images from ``--derivatives_dir``, the preprocessing output). Folds are assigned on the union of the subjects of
 both tasks (``--nojoint`` to use this task's subjects only), so that the AD-vs-CN and the sMCI-vs-pMCI runs share
-folds; ``class_names`` defaults to the task's (``["CN", "AD"]`` or ``["sMCI", "pMCI"]``).
+folds; ``class_names`` defaults to the task's (``["CN", "AD"]`` or ``["sMCI", "pMCI"]``). A rerun in the same
+OUT_DIR with other settings is refused, naming what changed; ``--retrain_changed`` trains the changed folds again.
 
 Double transfer learning (the paper's sMCI vs pMCI)::
 
@@ -73,6 +74,9 @@ def crossval_command(
     joint: bool = True,
     progress: bool = True,
     diagnosis_map: dict | str | None = None,
+    raw_images: bool = False,
+    retrain_changed: bool = False,
+    explain: dict | str | bool | None = None,
 ) -> dict[str, Any]:
     """Cross-validate the bundle on the Clinica BIDS tree BIDS_DIR for TASK; outputs go to OUTPUT_DIR.
 
@@ -80,7 +84,8 @@ def crossval_command(
         bids_dir: Clinica BIDS root (participants.tsv, sub-X/sub-X_sessions.tsv).
         output_dir: output directory (a rerun skips finished folds).
         task: ADvsCN or pMCIvsSMCI.
-        derivatives_dir: preprocessing output with the *_desc-preproc_T1w.nii.gz images (default: raw images).
+        derivatives_dir: preprocessing output with the *_desc-preproc_T1w.nii.gz images (required unless
+            --raw_images).
         k: number of folds.
         seed: seed of the fold assignment and validation splits.
         horizon: months of follow-up for pMCIvsSMCI.
@@ -93,12 +98,23 @@ def crossval_command(
         joint: assign folds on the union of the subjects of both tasks (--nojoint: this task's subjects only).
         progress: show a progress bar.
         diagnosis_map: other diagnosis spellings, as JSON '{"Dementia": "AD"}' or adnimerge.
+        raw_images: train on the *_T1w images of BIDS_DIR itself (only if they are preprocessed already: one
+            template grid, brain-extracted).
+        retrain_changed: train again the finished folds of OUTPUT_DIR whose settings differ (default: refuse).
+        explain: explain each fold's test scans and write explain_stability.csv: ``--explain`` for the defaults
+            of explain.json, or a JSON object of its settings, e.g. '{"methods": ["attention", "smoothgrad"]}'.
 
     Returns:
         ``{"output_dir", "summary", level: {metric: "mean ± sd"}}``.
     """
     if task not in TASKS:
         raise SettingsError(f"task must be one of {list(TASKS)}, not {task!r}.")
+    if derivatives_dir is None and not raw_images:
+        raise SettingsError(
+            f"No --derivatives_dir: the cross-validation would train on the raw T1w scans of {bids_dir} (each on its "
+            f"own grid, with skull); preprocess first: python -m axial_monai.preprocess {bids_dir} OUT, then pass "
+            "--derivatives_dir OUT/derivatives/axial-monai (--raw_images only if the BIDS images are preprocessed)."
+        )
     settings = _parse_overrides(overrides)
     settings.setdefault("class_names", CLASS_NAMES[task])
     table = clinica_task_table(bids_dir, task, derivatives_dir, horizon, space, missing_image, diagnosis_map)
@@ -118,6 +134,8 @@ def crossval_command(
         assign_with=assign_with,
         val_fraction=val_fraction,
         progress=progress,
+        retrain_changed=retrain_changed,
+        explain=None if explain in (None, False) else ({} if explain is True else _parse_overrides(explain)),
     )
     result: dict[str, Any] = {"output_dir": str(output_dir), "summary": f"{output_dir}/summary.csv"}
     for row in summary.itertuples(index=False):

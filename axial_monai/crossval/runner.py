@@ -2,13 +2,16 @@
 
 Layout of ``output_dir``::
 
-    crossval.json              settings of the run (k, seed, val_fraction, configs, overrides, init_from)
+    crossval.json              settings of the run (k, seed, val_fraction, configs, overrides, init_from, ...)
+                               and their hash ``settings_sha256`` (:func:`run_settings`)
     fold_assignment.csv        subject,fold for every subject of the table(s) the folds were built on
     fold-<i>/datalist.json     training / validation / test items (absolute image paths, subject, session, label)
     fold-<i>/models/model.pt   best checkpoint of the fold (the bundle config's ``ckpt_path``)
     fold-<i>/eval-test/        metrics.json|csv, predictions.csv of the fold's test split (``eval_dir``)
-    fold-<i>/done.json         written last, atomically: the fold's scores and joined test predictions (a fold
-                               with it is skipped on rerun)
+    fold-<i>/done.json         written last, atomically: the fold's scores, joined test predictions and settings
+                               hash (a fold with it and the same hash is skipped on rerun)
+    fold-<i>/explain/          with ``explain``: explanations of the fold's test scans (axial_monai.crossval.stability)
+    explain_stability.csv      with ``explain``: Spearman of region rankings between the folds' models
     folds.csv                  one row per fold x level (scan, subject): n_scans, n_subjects, the six metrics
     predictions.csv            pooled out-of-fold predictions: fold, subject, session, image, label, prob_<class>, pred
     summary.csv, summary.json  mean and sd over folds of each metric per level; summary.json also has ``pooled``:
@@ -23,10 +26,17 @@ training or validation split of ``<init_from>/fold-<i>/datalist.json``.
 
 Where a fold's checkpoint and evaluation outputs are is read from the fold's parsed bundle config
 (``ckpt_path``, ``eval_dir``; :func:`fold_outputs`), so a config that moves them still works.
+
+Provenance: a rerun never mixes settings. The hash of a run's full settings (the merged bundle config with the
+overrides, the runner's settings and, with ``init_from``, the source run's hash) is written to ``crossval.json``
+and to every finished fold's ``done.json``. A rerun with other settings is refused before anything is written,
+naming what changed, unless ``retrain_changed=True``: then every fold finished with other settings is trained
+again and the old ``crossval.json`` is kept as ``crossval-<old hash>.json``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -40,6 +50,7 @@ from tqdm import tqdm
 from axial_monai.configs import CONFIG_DIR
 from axial_monai.crossval.leakage import check_no_leakage, check_transfer_leakage
 from axial_monai.crossval.splits import SPLITS, assign_folds, check_table, split_fold
+from axial_monai.crossval.stability import explain_fold, explanation_stability
 from axial_monai.errors import InputError, SettingsError
 from axial_monai.io import write_csv, write_json
 from axial_monai.metrics import METRICS
@@ -58,6 +69,7 @@ __all__ = [
     "fold_dir",
     "fold_settings",
     "fold_outputs",
+    "run_settings",
     "table_to_items",
     "run_fold",
     "run_cross_validation",
@@ -160,6 +172,68 @@ def fold_outputs(config_files: Sequence[str], settings: Mapping[str, Any]) -> tu
     return Path(parser.get_parsed_content("ckpt_path")), Path(parser.get_parsed_content("eval_dir"))
 
 
+def _bundle_config(config_files: Sequence[str], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The merged, unparsed bundle config of the folds: ``config_files`` in order, then ``overrides``."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(c) for c in config_files])
+    parser.update(dict(overrides))
+    return parser.get()
+
+
+def _sha256(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_settings(
+    config_files: Sequence[str],
+    overrides: Mapping[str, Any],
+    k: int,
+    seed: int,
+    val_fraction: float,
+    positive: int,
+    init_from: str | None = None,
+    source_sha256: str | None = None,
+) -> dict[str, Any]:
+    """The settings that decide a fold's result, with their hash ``settings_sha256``.
+
+    The hash covers the *content* of the merged bundle config (``config_files`` merged in order, then
+    ``overrides``; ``bundle_config_sha256``), so an edited config file counts as a change and an override equal to
+    the config's own value does not; the runner's ``k``, ``seed``, ``val_fraction``, ``positive``; and, for double
+    transfer learning, the source run and its own hash. The data are not in it: a changed table changes the
+    folds' splits, which the runner compares separately.
+    """
+    settings = {
+        "k": int(k),
+        "seed": int(seed),
+        "val_fraction": float(val_fraction),
+        "positive": int(positive),
+        "config_files": [str(c) for c in config_files],
+        "overrides": json.loads(json.dumps(dict(overrides), default=str)),
+        "bundle_config_sha256": _sha256(_bundle_config(config_files, overrides)),
+        "init_from": init_from,
+        "source_settings_sha256": source_sha256,
+    }
+    hashed = {key: value for key, value in settings.items() if key not in ("config_files", "overrides")}
+    return {**settings, "settings_sha256": _sha256(hashed)}
+
+
+def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """What differs between two :func:`run_settings`, e.g. ``"overrides.epochs: 1 -> 2; seed: 0 -> 1"``."""
+    keys = ["k", "seed", "val_fraction", "positive", "init_from", "source_settings_sha256"]
+    changed = [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in keys if old.get(key) != new.get(key)]
+    before, after = old.get("overrides") or {}, new.get("overrides") or {}
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) != after.get(key):
+            changed.append(f"overrides.{key}: {before.get(key, '(unset)')!r} -> {after.get(key, '(unset)')!r}")
+    if old.get("bundle_config_sha256") != new.get("bundle_config_sha256") and not changed:
+        changed.append(f"the content of the bundle config(s) {new.get('config_files')}")
+    if "settings_sha256" not in old:
+        changed.append("(the earlier run recorded no settings hash)")
+    return "; ".join(changed) or "the settings hash"
+
+
 def run_fold(
     config_files: Sequence[str],
     out_dir: Path,
@@ -207,13 +281,16 @@ def run_cross_validation(
     meta_file: str | None = None,
     logging_file: str | None = None,
     progress: bool = True,
+    retrain_changed: bool = False,
+    explain: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Subject-wise k-fold cross-validation of the bundle on a labelled scan table (see the module docstring).
 
     Args:
         table: one row per scan with ``subject``, ``session``, ``image``, ``label`` (e.g.
             :func:`axial_monai.data.clinica.clinica_task_table`).
-        output_dir: where every fold and the summary tables go; a rerun skips the folds that have ``done.json``.
+        output_dir: where every fold and the summary tables go; a rerun with the same settings skips the folds
+            that have ``done.json``.
         k: number of folds.
         seed: seed of the fold assignment and of the validation splits (the bundle's own ``seed`` is separate).
         config_files: bundle config(s) merged in order (default ``bundle/configs/train.json``).
@@ -227,13 +304,17 @@ def run_cross_validation(
         positive: index of the positive class for the scores (default: ``overrides["positive_class"]`` or 1).
         meta_file, logging_file: passed to ``ConfigWorkflow`` (default: next to the first config).
         progress: show a progress bar over folds.
+        retrain_changed: when ``output_dir`` holds a run with other settings (:func:`run_settings`), train its
+            finished folds again with the new ones instead of refusing.
+        explain: if not None, explain each fold's test scans with its model (``explain.json`` settings such as
+            ``{"methods": ["attention", "smoothgrad"]}``) and write ``explain_stability.csv``.
 
     Returns:
         the summary: ``level``, ``metric``, ``mean``, ``sd``, ``n_folds``.
 
     Raises:
-        SettingsError: bad arguments, or (with ``init_from``) a test subject seen by the source model of the same
-            fold.
+        SettingsError: bad arguments; ``output_dir`` holding a run with other settings (unless
+            ``retrain_changed``); or (with ``init_from``) a test subject seen by the source model of the same fold.
         InputError: a table without the needed columns, or subject leakage between the splits of a fold.
         FileNotFoundError: missing images, configs, or ``init_from`` files.
         RuntimeError: a finished fold whose datalist differs from the one computed now, or a fold that did not
@@ -252,9 +333,8 @@ def run_cross_validation(
     positive = int(overrides.get("positive_class", 1) if positive is None else positive)
     _check_scans(table)
     out = Path(output_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
 
-    fixed, source, source_configs, source_overrides = None, None, config_files, overrides
+    fixed, source, source_configs, source_overrides, source_sha256 = None, None, config_files, overrides, None
     if init_from is not None:
         source = Path(init_from).resolve()
         fixed, source_settings = _read_source(source)
@@ -263,35 +343,76 @@ def run_cross_validation(
         if all(os.path.isfile(c) for c in source_settings.get("config_files") or ()):
             source_configs = source_settings["config_files"]
             source_overrides = source_settings.get("overrides") or {}
+        source_sha256 = source_settings.get("settings_sha256")
+    settings = run_settings(
+        config_files,
+        overrides,
+        k,
+        seed,
+        val_fraction,
+        positive,
+        None if source is None else str(source),
+        source_sha256,
+    )
+    digest = settings["settings_sha256"]
     folds = assign_folds([table, *assign_with], k, seed, fixed=fixed)
-    assignment = folds.reset_index()
-    write_csv(out / _ASSIGNMENT, assignment)
-    settings = {
-        "k": k,
-        "seed": seed,
-        "val_fraction": val_fraction,
-        "config_files": config_files,
-        "overrides": overrides,
-        "init_from": None if source is None else str(source),
-        "n_scans": int(len(table)),
-        "n_subjects": int(table["subject"].nunique()),
-    }
-    write_json(out / _SETTINGS, settings)
+
+    # every fold's split, checked for leakage and against the finished folds, before anything is written
+    datalists, retrain = [], []
+    for fold in range(k):
+        splits = split_fold(table, folds, fold, val_fraction, seed)
+        check_no_leakage(splits, fold=fold)
+        datalist = {name: table_to_items(splits[name]) for name in SPLITS}
+        datalists.append(datalist)
+        directory = fold_dir(out, fold)
+        datalist_path, done_path = directory / _DATALIST, directory / _DONE
+        if not done_path.is_file():
+            continue
+        done = json.loads(done_path.read_text())
+        if done.get("settings_sha256") != digest:
+            if not retrain_changed:
+                raise SettingsError(
+                    f"Fold {fold} of {out} was trained with other settings than this run "
+                    f"({_changes(done.get('settings') or {}, settings)}). A fold is never reused with other "
+                    "settings: use a new output_dir, or pass retrain_changed=True (command line: "
+                    "--retrain_changed) to train the changed folds again."
+                )
+            retrain.append(fold)
+        elif not datalist_path.is_file() or json.loads(datalist_path.read_text()) != datalist:
+            raise RuntimeError(
+                f"{done_path} exists, but {datalist_path} differs from this run's split of fold {fold} (other "
+                "table, k, seed or val_fraction?). Use a new output_dir, or delete the fold to retrain it."
+            )
+
+    out.mkdir(parents=True, exist_ok=True)
+    settings_path = out / _SETTINGS
+    if settings_path.is_file():
+        previous = json.loads(settings_path.read_text())
+        if previous.get("settings_sha256") != digest:
+            if not retrain_changed:
+                raise SettingsError(
+                    f"{settings_path} holds the settings of a run with other settings than this one "
+                    f"({_changes(previous, settings)}); it is not replaced: use a new output_dir, or pass "
+                    "retrain_changed=True (command line: --retrain_changed) to train the changed folds again."
+                )
+            kept = out / f"crossval-{str(previous.get('settings_sha256'))[:12]}.json"
+            settings_path.replace(kept)
+            logger.warning(
+                f"Settings changed ({_changes(previous, settings)}): folds {retrain} are trained again; "
+                f"the earlier settings are kept in {kept}."
+            )
+    write_csv(out / _ASSIGNMENT, folds.reset_index())
+    write_json(settings_path, {**settings, "n_scans": int(len(table)), "n_subjects": int(table["subject"].nunique())})
 
     rows, tested = [], []
     bar = tqdm(range(k), desc="cross-validation", unit="fold", disable=not progress)
     for fold in bar:
-        splits = split_fold(table, folds, fold, val_fraction, seed)
-        check_no_leakage(splits, fold=fold)
-        datalist = {name: table_to_items(splits[name]) for name in SPLITS}
+        datalist = datalists[fold]
         directory = fold_dir(out, fold)
         datalist_path, done_path = directory / _DATALIST, directory / _DONE
+        if fold in retrain:
+            done_path.unlink()  # a fold that is being retrained is not finished
         if done_path.is_file():
-            if not datalist_path.is_file() or json.loads(datalist_path.read_text()) != datalist:
-                raise RuntimeError(
-                    f"{done_path} exists, but {datalist_path} differs from this run's split of fold {fold} (other "
-                    "table, k, seed or val_fraction?). Use a new output_dir, or delete the fold to retrain it."
-                )
             bar.set_postfix_str(f"fold {fold} done, skipped")
             record = json.loads(done_path.read_text())
             rows += _fold_rows(fold, record["scores"])
@@ -320,11 +441,23 @@ def run_cross_validation(
         joined = join_predictions(eval_dir / "predictions.csv", datalist["test"])
         scores = level_scores(joined, positive)
         tested.append((fold, joined))
-        record = {"fold": fold, "init_ckpt": init_ckpt, "positive": positive, "scores": scores}
-        record["predictions"] = joined.to_dict("records")  # the fold's share of the pooled predictions.csv
+        record = {
+            "fold": fold,
+            "init_ckpt": init_ckpt,
+            "positive": positive,
+            "scores": scores,
+            "settings_sha256": digest,
+            "settings": settings,
+            "predictions": joined.to_dict("records"),  # the fold's share of the pooled predictions.csv
+        }
         write_json(done_path, record)
         bar.set_postfix_str(f"fold {fold}: done")
         rows += _fold_rows(fold, scores)
+
+    if explain is not None:
+        for fold in range(k):
+            explain_fold(fold_dir(out, fold), config_files, overrides, explain, meta_file, logging_file)
+        explanation_stability(out, list(range(k)))
 
     table_folds = pd.DataFrame(rows, columns=["fold", "level", "n_scans", "n_subjects", *METRICS])
     write_csv(out / "folds.csv", table_folds)

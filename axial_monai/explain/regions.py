@@ -25,6 +25,7 @@ __all__ = [
     "region_relevance",
     "rank_of",
     "cohort_region_table",
+    "RegionTableAccumulator",
 ]
 
 #: Columns of :func:`region_metrics` (``volume_mm3`` is appended when a voxel volume is given).
@@ -256,3 +257,75 @@ def cohort_region_table(per_scan: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         ["V", "mass_share", "n_scans", "index"], ascending=[False, False, False, True], kind="stable"
     )
     return table.reset_index(drop=True)
+
+
+class RegionTableAccumulator:
+    """Streaming :func:`cohort_region_table`: per-region sums over scans, so per-scan tables need not stay in memory.
+
+    ``add`` one per-scan :func:`region_metrics` table at a time (then drop it, or keep it on disk); ``table()``
+    gives exactly what :func:`cohort_region_table` gives for the same tables. ``merge`` adds another accumulator
+    (e.g. gathered from other DDP ranks). The state is a few numbers per region, whatever the number of scans.
+    """
+
+    _VALUES = ("V", "P", "mass_share", "volume_mm3")
+
+    def __init__(self) -> None:
+        self.n_scans = 0
+        self.sums: dict[int, dict[str, float]] = {}
+        self.names: dict[int, str] = {}
+        self.all_have_mm3 = True
+        self.any_rows = False
+
+    def add(self, table: pd.DataFrame, scan: str = "scan") -> None:
+        """Count one scan whose region table is ``table`` (empty: a scan with no region)."""
+        self.n_scans += 1
+        if len(table) == 0:
+            return
+        absent = [c for c in ("index", "name", "V", "P", "mass_share") if c not in table.columns]
+        if absent:
+            raise ValueError(f"The region table of scan {scan!r} lacks the columns {absent}.")
+        self.any_rows = True
+        self.all_have_mm3 &= "volume_mm3" in table.columns
+        seen = set()
+        for row in table.to_dict("records"):
+            index = int(row["index"])
+            entry = self.sums.setdefault(index, {k: 0.0 for k in (*self._VALUES, "n_scans")})
+            self.names.setdefault(index, str(row["name"]))
+            for key in self._VALUES:
+                value = row.get(key, 0.0)
+                entry[key] += 0.0 if pd.isna(value) else float(value)
+            if index not in seen:
+                entry["n_scans"] += 1
+                seen.add(index)
+
+    def merge(self, other: RegionTableAccumulator) -> None:
+        """Add the scans of ``other``."""
+        self.n_scans += other.n_scans
+        self.any_rows |= other.any_rows
+        self.all_have_mm3 &= other.all_have_mm3
+        for index, values in other.sums.items():
+            entry = self.sums.setdefault(index, {k: 0.0 for k in (*self._VALUES, "n_scans")})
+            for key, value in values.items():
+                entry[key] += value
+            self.names.setdefault(index, other.names[index])
+
+    def table(self) -> pd.DataFrame:
+        """The cohort table (see :func:`cohort_region_table`)."""
+        with_mm3 = self.any_rows and self.all_have_mm3
+        columns = COHORT_COLUMNS + (["volume_mm3"] if with_mm3 else [])
+        if not self.sums:
+            return pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
+        n = self.n_scans
+        rows = []
+        for index in sorted(self.sums):
+            entry = self.sums[index]
+            row = {"index": index, "name": self.names[index], "n_scans": int(entry["n_scans"])}
+            row.update({k: entry[k] / n for k in ("V", "P", "mass_share")})
+            row["scan_fraction"] = entry["n_scans"] / n
+            if with_mm3:
+                row["volume_mm3"] = entry["volume_mm3"] / n
+            rows.append(row)
+        table = pd.DataFrame(rows)[columns].sort_values(
+            ["V", "mass_share", "n_scans", "index"], ascending=[False, False, False, True], kind="stable"
+        )
+        return table.reset_index(drop=True)

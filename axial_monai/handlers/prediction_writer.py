@@ -25,6 +25,10 @@ class PredictionWriter:
     Attach to a MONAI evaluator whose postprocessing turns ``pred`` into class probabilities ``(C,)``. Under
     DDP, rows from every rank are gathered and rank 0 writes the file.
 
+    Every scan must be predicted once: a scan seen twice (a ``DistributedSampler`` with ``even_divisible=True``
+    pads the shards with repeated scans; or a datalist that lists a file twice) stops the run with a
+    ``RuntimeError`` naming the files, instead of a file whose rows silently differ from the scored predictions.
+
     Args:
         save_dir: output directory.
         class_names: names of the C classes, in index order.
@@ -60,7 +64,13 @@ class PredictionWriter:
             return
         prob_cols = [f"prob_{c}" for c in self.class_names]
         cols = ["file", *prob_cols, "label", "subject", "session"]
-        df = pd.DataFrame([r.split("\t") for r in rows], columns=cols).drop_duplicates("file")
+        df = pd.DataFrame([r.split("\t") for r in rows], columns=cols)
+        repeated = df["file"][df["file"].duplicated()].unique().tolist()
+        if repeated:
+            raise RuntimeError(
+                f"{len(repeated)} scan(s) were predicted more than once, e.g. {repeated[:3]}: evaluate each scan once "
+                "(under DDP use a DistributedSampler with even_divisible=False; list each file once in the datalist)."
+            )
         probs = df[prob_cols].astype(float)
         df[prob_cols] = probs
         df.insert(len(prob_cols) + 1, "pred", probs.to_numpy().argmax(1))

@@ -21,6 +21,7 @@ _LAZY = {
     "preprocess_bids": "pipeline",
     "preprocess_t1w": "pipeline",
     "read_t1w": "pipeline",
+    "ants_environment": "pipeline",
     "resolve_transform": "pipeline",
     "DEFAULT_TEMPLATE": "templates",
     "TEMPLATES": "templates",

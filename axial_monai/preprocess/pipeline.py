@@ -43,6 +43,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ __all__ = [
     "resolve_transform",
     "read_t1w",
     "preprocess_t1w",
+    "ants_environment",
     "PreprocessSummary",
     "preprocess_bids",
 ]
@@ -317,8 +319,9 @@ def _init_worker(threads: int, seed: int | None) -> None:
 
 
 @contextlib.contextmanager
-def _ants_environment(threads: int | None, seed: int | None) -> Iterator[None]:
-    """Set ITK threads / ANTs seed in this process for an in-process run, restoring the environment after."""
+def ants_environment(threads: int | None, seed: int | None) -> Iterator[None]:
+    """Set ITK threads / ANTs seed in this process for an in-process run (``None``: leave as is), restoring the
+    environment after."""
     names = {"ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": threads, "ANTS_RANDOM_SEED": seed}
     saved = {name: os.environ.get(name) for name in names}
     try:
@@ -353,12 +356,68 @@ def _log_to_file(path: Path) -> Iterator[None]:
 
 def _crash_record(job: _Job, err: BaseException) -> dict[str, Any]:
     message = _one_line(
-        f"{job.scan.path}: the worker process died ({type(err).__name__}: {err}); a crash in ITK/ANTs or running "
-        "out of memory while this or another scan ran; it will be retried on the next run"
+        f"{job.scan.path}: the worker process died while it processed this scan alone ({type(err).__name__}: "
+        f"{err}): a crash in ITK/ANTs, running out of memory or a kill; it will be retried on the next run"
     )
     record = job.qc_record(status="failed", error=message)
     write_json(job.record, record)
     return record
+
+
+def _pool(n_proc: int, threads: int, seed: int | None) -> cf.ProcessPoolExecutor:
+    return cf.ProcessPoolExecutor(
+        max_workers=n_proc,
+        mp_context=multiprocessing.get_context("spawn"),  # fork after ITK threads started is unsafe
+        initializer=_init_worker,
+        initargs=(threads, seed),
+    )
+
+
+def _run_alone(job: _Job, threads: int, seed: int | None) -> dict[str, Any]:
+    """Run one job in a worker of its own: if that worker dies, this job is the one that killed it."""
+    with _pool(1, threads, seed) as pool:
+        try:
+            return pool.submit(_run_job, job).result()
+        except BrokenProcessPool as err:
+            return _crash_record(job, err)
+
+
+def _run_in_pool(jobs: list[_Job], n_proc: int, threads: int, seed: int | None, done) -> None:
+    """Run ``jobs`` in ``n_proc`` spawned workers; call ``done(record)`` for each as it finishes.
+
+    A worker that dies (killed, out of memory, a crash in ITK) breaks the whole pool and fails every job in
+    flight, not only its own. So no more than ``n_proc`` jobs are in flight at a time: after a crash, the jobs
+    that were in flight are run again one by one, each in a worker of its own, and a job whose own worker dies gets
+    a "died" QC record; the jobs not yet started go on in a fresh pool. One bad scan never stops the others.
+    """
+    queue = list(jobs)
+    while queue:
+        lost: list[_Job] = []
+        with _pool(min(n_proc, len(queue)), threads, seed) as pool:
+            running: dict[cf.Future, _Job] = {}
+            try:
+                while (queue or running) and not lost:
+                    while queue and len(running) < n_proc:
+                        job = queue.pop(0)
+                        running[pool.submit(_run_job, job)] = job
+                    finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                    for future in finished:
+                        job = running.pop(future)
+                        try:
+                            done(future.result())
+                        except BrokenProcessPool:
+                            lost.append(job)
+                # a broken pool fails the other jobs in flight too (unless they had just finished)
+                for future, job in running.items():
+                    try:
+                        done(future.result())
+                    except BrokenProcessPool:
+                        lost.append(job)
+            except KeyboardInterrupt:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+        for job in lost:
+            done(_run_alone(job, threads, seed))
 
 
 def preprocess_bids(
@@ -405,7 +464,9 @@ def preprocess_bids(
         n_proc: worker processes (1: run in this process).
         threads_per_worker: ITK threads per worker; default ``cpu_count // n_proc`` (at least 1).
         shard: ``"i/n"`` to process only the i-th of n deterministic parts of the sorted scan list.
-        seed: ``ANTS_RANDOM_SEED`` for the registrations (``None``: ANTs' default).
+        seed: ``ANTS_RANDOM_SEED`` for the registrations (``None``: not seeded, every run differs). A rerun with
+            the same seed gives identical outputs when ITK runs one thread per worker (``threads_per_worker=1``,
+            e.g. ``n_proc`` = cores); with more threads, ITK's parallel sums vary in their last digits.
         progress: show a tqdm progress bar.
 
     Returns:
@@ -486,30 +547,17 @@ def preprocess_bids(
 
         with tqdm(total=len(todo), desc=f"preprocess {shard or ''}".strip(), unit="scan", disable=not progress) as bar:
             if n_proc == 1 or len(todo) <= 1:
-                with _ants_environment(threads_per_worker, seed):
+                with ants_environment(threads_per_worker, seed):
                     for job in todo:
                         handle(_run_job(job))
                         bar.update()
             elif todo:
-                context = multiprocessing.get_context("spawn")  # fork after ITK threads started is unsafe
-                with cf.ProcessPoolExecutor(
-                    max_workers=min(n_proc, len(todo)),
-                    mp_context=context,
-                    initializer=_init_worker,
-                    initargs=(threads, seed),
-                ) as pool:
-                    futures = {pool.submit(_run_job, job): job for job in todo}
-                    try:
-                        for future in cf.as_completed(futures):
-                            try:
-                                record = future.result()
-                            except Exception as err:  # BrokenProcessPool: a worker died
-                                record = _crash_record(futures[future], err)
-                            handle(record)
-                            bar.update()
-                    except KeyboardInterrupt:
-                        pool.shutdown(wait=False, cancel_futures=True)
-                        raise
+
+                def done(record: dict[str, Any]) -> None:
+                    handle(record)
+                    bar.update()
+
+                _run_in_pool(todo, n_proc, threads, seed, done)
         summary.qc_path = str(layout.qc_table)
         collect_qc(layout.root, write=True)
         logger.info(

@@ -30,13 +30,16 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import ants
 import numpy as np
 from scipy import ndimage
 
 from axial_monai.derivatives import space_label
 from axial_monai.errors import InputError, SettingsError
+
+if TYPE_CHECKING:  # ANTs is imported where images are read: the names and files above are needed without it
+    import ants
 
 __all__ = ["TEMPLATES", "DEFAULT_TEMPLATE", "Template", "template_file", "load_template"]
 
@@ -132,6 +135,8 @@ def load_template(
     space_label(label)
     if resolution is not None and not float(resolution) > 0:
         raise SettingsError(f"resolution must be a positive voxel size in mm or None, not {resolution!r}.")
+
+    import ants
 
     image = ants.image_read(str(path), pixeltype="float")
     if mask is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import importlib.resources
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ import pandas as pd
 from axial_monai.io import write_text
 from axial_monai.metrics import METRICS
 from axial_monai.report import figures
-from axial_monai.report.runs import Evaluation, RunContents, find_run_contents, read_scalars
+from axial_monai.report.runs import Evaluation, Explanations, RunContents, find_run_contents, read_scalars
 from axial_monai.scores import baseline_scans, level_intervals
 
 __all__ = ["METRIC_LABELS", "build_report", "write_report"]
@@ -204,17 +204,18 @@ def _csv_table(path: Path, rows: int, caption: str) -> dict:
     return {"kind": "table", "caption": caption, "columns": list(table.columns), "rows": cells}
 
 
-def _attention_table(scans: Sequence[Path], cohort: Path | None) -> pd.DataFrame:
+def _attention_table(explain: Explanations) -> pd.DataFrame:
     groups = {}
-    if cohort is not None and (cohort / "explanations.csv").is_file():
-        explained = pd.read_csv(cohort / "explanations.csv")
+    if explain.cohort is not None and (explain.cohort / "explanations.csv").is_file():
+        explained = pd.read_csv(explain.cohort / "explanations.csv")
         if {"scan", "pred_label"} <= set(explained.columns):
             groups = dict(zip(explained["scan"].astype(str), "predicted " + explained["pred_label"].astype(str)))
     frames = []
-    for scan in scans:
+    for scan in explain.scans:
         table = pd.read_csv(scan / "attention.csv")
+        sid = explain.scan_id(scan)
         if {"plane", "slice", "attention"} <= set(table.columns):  # other layouts are left to their own figures
-            frames.append(table.assign(scan=scan.name, group=groups.get(scan.name, "all scans")))
+            frames.append(table.assign(scan=sid, group=groups.get(sid, "all scans")))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -229,7 +230,7 @@ def _anatomy(anatomy: str | None):
 def _explain_blocks(contents: RunContents, max_scans: int, anatomy: str | None) -> list[dict]:
     explain = contents.explanations
     blocks: list[dict] = [{"kind": "text", "text": f"{len(explain.scans)} explained scans in {explain.folder}."}]
-    table = _attention_table(explain.scans, explain.cohort) if explain.scans else pd.DataFrame()
+    table = _attention_table(explain) if explain.scans else pd.DataFrame()
     if len(table):
         png = figures.attention_figure(table, "slice attention per plane (mean ± sd over scans)")
         blocks.append(
@@ -252,7 +253,8 @@ def _explain_blocks(contents: RunContents, max_scans: int, anatomy: str | None) 
                 continue
             blocks.append(_csv_table(path, 10, f"cohort/{path.name} (first 10 rows)"))
     for scan in explain.scans[:max_scans]:
-        items = [{"png": _file_png(p), "caption": f"{scan.name}/{p.name}"} for p in sorted(scan.glob("*.png"))]
+        sid = explain.scan_id(scan)
+        items = [{"png": _file_png(p), "caption": f"{sid}/{p.name}"} for p in sorted(scan.glob("*.png"))]
         rows = []
         for path in sorted(scan.glob("regions_*.csv")):
             top = pd.read_csv(path).head(5)
@@ -261,7 +263,7 @@ def _explain_blocks(contents: RunContents, max_scans: int, anatomy: str | None) 
         blocks.append(
             {
                 "kind": "scan",
-                "title": scan.name,
+                "title": sid,
                 "items": items,
                 "table": {"columns": ["map", "top regions"], "rows": rows},
             }

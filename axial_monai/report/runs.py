@@ -64,6 +64,10 @@ class Explanations:
     scans: list[Path]
     cohort: Path | None
 
+    def scan_id(self, scan: Path) -> str:
+        """The id of a per-scan folder: its path below the explain folder (``sub-01/ses-M000``, ``a/T1``, ...)."""
+        return scan.relative_to(self.folder).as_posix()
+
 
 @dataclass
 class RunContents:
@@ -163,7 +167,9 @@ def read_crossval(folder: Path) -> CrossValidation:
 
 def _explain_folder(folder: Path) -> Explanations | None:
     for candidate in (folder / "explain", folder):
-        scans = sorted(p.parent for p in candidate.glob("*/attention.csv") if p.parent.name != "cohort")
+        # scan ids may hold "/" (subject/session, a/T1): per-scan folders are found at any depth
+        found = candidate.rglob("attention.csv") if candidate.is_dir() else []
+        scans = sorted(p.parent for p in found if p.relative_to(candidate).parts[0] != "cohort")
         cohort = candidate / "cohort"
         if scans or cohort.is_dir():
             return Explanations(candidate, scans, cohort if cohort.is_dir() else None)

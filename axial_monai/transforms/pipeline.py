@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from monai.transforms import Compose, LoadImaged, Orientationd
 
+from axial_monai.input_check import InputCheck
+
 from .intensity import RobustNormalizeIntensityd
 from .validation import CheckVolumed
 
@@ -17,6 +19,7 @@ def load_volume(
     intensity: str = "percentile",
     spatial_shape: Sequence[int] | None = None,
     pixdim: Sequence[float] | None = None,
+    check: InputCheck | None = None,
 ) -> Compose:
     """Load a NIfTI volume as a RAS, channel-first MetaTensor ``(1, X, Y, Z)``, check it and normalise it.
 
@@ -32,12 +35,13 @@ def load_volume(
         intensity: "percentile" (to [0, 1]; networks use ``normalize="imagenet"``) or "zscore" (``"none"``).
         spatial_shape: expected grid ``(X, Y, Z)`` in voxels, or None.
         pixdim: expected voxel size in mm, or None.
+        check: a trained run's input check (grid, brain-extracted; ``RunSettings.input_check()``), or None.
     """
     return Compose(
         [
             LoadImaged(keys, ensure_channel_first=True, image_only=True),
             Orientationd(keys, axcodes="RAS"),
-            CheckVolumed(keys, spatial_shape=spatial_shape, pixdim=pixdim),
+            CheckVolumed(keys, spatial_shape=spatial_shape, pixdim=pixdim, check=check),
             RobustNormalizeIntensityd(keys, mode=intensity),
         ]
     )

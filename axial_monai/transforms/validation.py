@@ -11,6 +11,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
 from axial_monai.errors import InputError
+from axial_monai.input_check import InputCheck
 
 from .intensity import source_name
 
@@ -24,17 +25,24 @@ class CheckVolume(Transform):
         spatial_shape: expected ``(X, Y, Z)`` in voxels, or None to accept any.
         pixdim: expected voxel size ``(sx, sy, sz)`` in mm (from the MetaTensor affine), or None.
         atol: tolerance on the voxel size, in mm.
+        check: a model's :class:`~axial_monai.input_check.InputCheck` (its grid, and "brain-extracted" when it has
+            a brain mask), applied to the RAS volume; the way the configs check scans against the trained run.
 
     Raises:
         InputError: naming the source file and what is wrong with it.
     """
 
     def __init__(
-        self, spatial_shape: Sequence[int] | None = None, pixdim: Sequence[float] | None = None, atol: float = 1e-2
+        self,
+        spatial_shape: Sequence[int] | None = None,
+        pixdim: Sequence[float] | None = None,
+        atol: float = 1e-2,
+        check: InputCheck | None = None,
     ) -> None:
         self.spatial_shape = None if spatial_shape is None else tuple(int(s) for s in spatial_shape)
         self.pixdim = None if pixdim is None else tuple(float(p) for p in pixdim)
         self.atol = atol
+        self.check = check
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         name = source_name(img)
@@ -52,6 +60,11 @@ class CheckVolume(Transform):
             spacing = np.sqrt((np.asarray(img.affine, dtype=float)[:3, :3] ** 2).sum(0))
             if not np.allclose(spacing, self.pixdim, atol=self.atol):
                 raise InputError(f"{name}: expected voxel size {self.pixdim} mm, got {tuple(spacing.round(3))} mm.")
+        if self.check is not None:
+            affine = np.asarray(img.affine, dtype=float) if isinstance(img, MetaTensor) else np.eye(4)
+            problem = self.check.check_volume(np.asarray(img[0].detach().cpu()), affine, name)
+            if problem:
+                raise InputError(f"{name} {problem}.")
         return img
 
 
@@ -64,10 +77,11 @@ class CheckVolumed(MapTransform):
         spatial_shape: Sequence[int] | None = None,
         pixdim: Sequence[float] | None = None,
         atol: float = 1e-2,
+        check: InputCheck | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.checker = CheckVolume(spatial_shape=spatial_shape, pixdim=pixdim, atol=atol)
+        self.checker = CheckVolume(spatial_shape=spatial_shape, pixdim=pixdim, atol=atol, check=check)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)

@@ -1,0 +1,415 @@
+"""Predictions (and explanations) for raw T1 scans in one call: preprocess what needs it, then run the bundle.
+
+:func:`predict_scans` is what ``axial-monai predict SCAN... --model RUN_OR_BUNDLE`` does:
+
+1. The model is a trained run (its folder or ``models/model.pt``: the run settings give the input grid, template
+   and brain mask) or an exported bundle (``configs/inference.json``, ``models/template.nii.gz``,
+   ``models/brain_mask.nii.gz``).
+2. Each scan (NIfTI files or folders of them, not BIDS) is checked with the model's
+   :class:`~axial_monai.input_check.InputCheck`. A scan that passes (already on the model's grid and
+   brain-extracted) is used as it is. Any other is preprocessed with the code of :mod:`axial_monai.preprocess`
+   (:func:`~axial_monai.preprocess.pipeline.read_t1w`, then
+   :func:`~axial_monai.preprocess.pipeline.preprocess_t1w`: N4, registration to the model's template, its brain
+   mask), straight onto the model's grid. Results are cached by the SHA-256 of the input file and of the
+   preprocessing settings (template included) in ``<cache>/predict/``, so a second call reuses them.
+3. The bundle's inference config (with ``explain=True``, inference + explain) runs once on all usable scans through
+   ``monai.bundle.ConfigWorkflow``; the equivalent ``python -m monai.bundle run`` line is printed first.
+4. Per scan, in ``<out>/<scan id>/``: ``prediction.json`` (probabilities per class, predicted class, input and
+   preprocessed file, preprocessing metrics), ``overview.png`` (the scan, with the attention-weighted CAM when
+   explained) and, with ``explain``, the maps and region tables of
+   :class:`~axial_monai.handlers.InterpretabilityHandler`. ``<out>/predictions.csv`` has every scan,
+   ``<out>/skipped.csv`` those that could not be used, one line each saying why.
+
+Scans of an exported bundle run with the bundle's configs and this installation's ``axial_monai`` code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+import axial_monai
+from axial_monai.configs import config_path
+from axial_monai.data.datalist import SKIPPED_COLUMNS, check_nifti_header, expand_inputs, scan_ids
+from axial_monai.errors import InputError, SettingsError
+from axial_monai.input_check import InputCheck
+from axial_monai.io import atomic_path, write_csv, write_json, write_nifti
+from axial_monai.run_settings import RunSettings
+
+__all__ = ["PredictModel", "Prediction", "resolve_model", "prepare_scan", "predict_scans"]
+
+logger = logging.getLogger(__name__)
+
+#: below this similarity to the template (squared correlation in the brain) the registration likely failed.
+MIN_SIMILARITY_CC = 0.3
+
+
+@dataclass
+class PredictModel:
+    """A model to predict with, and what its inputs must be.
+
+    Attributes:
+        kind: ``"run"`` or ``"bundle"``.
+        path: the run's checkpoint or the bundle folder.
+        check: the model's input check.
+        template, brain_mask: NIfTI files of the registration template and its brain mask on the input grid.
+        class_names: class names in label order.
+        config_files: the inference config (the explain config is added for explanations).
+        explain_config: the explain config merged over it.
+        overrides: bundle settings that point the configs at this model.
+        meta_file, logging_file: the bundle's metadata and logging config.
+    """
+
+    kind: str
+    path: Path
+    check: InputCheck
+    template: Path
+    brain_mask: Path
+    class_names: list[str]
+    config_files: list[str]
+    explain_config: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    meta_file: str | None = None
+    logging_file: str | None = None
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 of the template and brain mask (voxels and affines): what the preprocessing depends on."""
+        digest = hashlib.sha256()
+        for path in (self.template, self.brain_mask):
+            digest.update(np.asarray(nib.load(path).dataobj).tobytes())
+            digest.update(np.asarray(nib.load(path).affine).tobytes())
+        return digest.hexdigest()
+
+
+@dataclass
+class Prediction:
+    """The outcome for one scan: its prediction, or why it was skipped."""
+
+    scan: str
+    scan_id: str
+    image: str | None = None
+    preprocessed: bool = False
+    cached: bool = False
+    metrics: dict[str, float] = field(default_factory=dict)
+    probabilities: dict[str, float] = field(default_factory=dict)
+    predicted: str | None = None
+    problem: str | None = None
+    warning: str | None = None
+
+
+def _sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_model(model: str | os.PathLike, cache_dir: Path) -> PredictModel:
+    """The :class:`PredictModel` of a run folder, a checkpoint or an exported bundle folder.
+
+    Raises:
+        FileNotFoundError: if ``model`` is none of them.
+        InputError: for a checkpoint without run settings.
+    """
+    path = Path(model).resolve()
+    if (path / "configs" / "inference.json").is_file() and (path / "models" / "model.pt").is_file():
+        configs = path / "configs"
+        mask = path / "models" / "brain_mask.nii.gz"
+        meta = json.loads((configs / "metadata.json").read_text())
+        channels = meta["network_data_format"]["outputs"]["pred"]["channel_def"]
+        return PredictModel(
+            kind="bundle",
+            path=path,
+            check=InputCheck.from_mask_file(mask, model=str(model)),
+            template=path / "models" / "template.nii.gz",
+            brain_mask=mask,
+            class_names=[channels[str(i)] for i in range(len(channels))],
+            config_files=[str(configs / "inference.json")],
+            explain_config=str(configs / "explain.json"),
+            overrides={"bundle_root": str(path)},
+            meta_file=str(configs / "metadata.json"),
+            logging_file=str(configs / "logging.conf"),
+        )
+    settings = RunSettings.load(path)
+    # the template and mask as NIfTI files for ANTs, once per run (keyed by their content)
+    template, mask = settings.template_image(), settings.mask_image()
+    key = hashlib.sha256(np.asarray(settings.template).tobytes() + np.asarray(settings.brain_mask).tobytes())
+    folder = cache_dir / "templates" / key.hexdigest()[:16]
+    for name, image in (("template.nii.gz", template), ("brain_mask.nii.gz", mask)):
+        if not (folder / name).is_file():
+            write_nifti(folder / name, image)
+    return PredictModel(
+        kind="run",
+        path=Path(settings.source),
+        check=settings.input_check(model=str(model)),
+        template=folder / "template.nii.gz",
+        brain_mask=folder / "brain_mask.nii.gz",
+        class_names=list(settings.class_names),
+        config_files=[str(config_path("inference"))],
+        explain_config=str(config_path("explain")),
+        overrides={"ckpt_path": str(settings.source)},
+        meta_file=str(config_path("metadata")),
+        logging_file=str(config_path("logging.conf")),
+    )
+
+
+def prepare_scan(
+    path: str,
+    model: PredictModel,
+    cache_dir: Path,
+    transform: str = "SyNQuick",
+    n4: bool = True,
+    registration_kwargs: Mapping[str, Any] | None = None,
+    n4_kwargs: Mapping[str, Any] | None = None,
+    resolution: float | None = 1.0,
+    seed: int = 42,
+) -> tuple[str, bool, bool, dict[str, float]]:
+    """The file to feed the model for the scan ``path``: itself if the model accepts it, else its preprocessed copy.
+
+    Preprocessing is :func:`~axial_monai.preprocess.pipeline.preprocess_t1w` with the model's template. On a model
+    grid coarser than ``resolution`` mm, the registration runs on the template resampled to ``resolution`` and the
+    result is resampled to the model's grid and masked by its brain mask: the registration types of ANTs (their
+    shrink factors, up to 8) are made for about 1 mm voxels, and fail on a 2-3 mm template (e.g. SyNQuick on the
+    2 mm demo grid gives half the similarity to the template that it gives at 1.5 mm).
+
+    Returns:
+        ``(image path, preprocessed, taken from the cache, preprocessing metrics)``.
+
+    Raises:
+        InputError: if the scan cannot be read or its preprocessed copy is still not usable.
+    """
+    unreadable = check_nifti_header(path)
+    if unreadable:
+        raise InputError(f"{path}: {unreadable}")
+    problem = model.check(path)
+    if problem is None:
+        return path, False, False, {}
+    coarse = resolution is not None and min(model.check.grid.spacing) > 1.01 * float(resolution)
+    settings = {
+        "template": model.fingerprint,
+        "resolution": float(resolution) if coarse else None,
+        "transform": transform,
+        "n4": bool(n4),
+        "registration_kwargs": dict(registration_kwargs or {}),
+        "n4_kwargs": dict(n4_kwargs or {}),
+        "seed": seed,
+        "axial_monai": axial_monai.__version__,
+    }
+    key = hashlib.sha256((_sha256(path) + json.dumps(settings, sort_keys=True, default=str)).encode()).hexdigest()
+    target = cache_dir / "predict" / f"{key[:32]}.nii.gz"
+    record = target.with_suffix("").with_suffix(".json")
+    if target.is_file() and record.is_file():
+        return str(target), True, True, json.loads(record.read_text())["metrics"]
+
+    import ants
+
+    from axial_monai.preprocess.pipeline import ants_environment, preprocess_t1w, read_t1w
+    from axial_monai.preprocess.templates import load_template
+
+    logger.info(f"{path}: {problem.split(';')[0]}; preprocessing it (N4, {transform} registration, brain mask)")
+    start = time.perf_counter()
+    template = load_template(
+        str(model.template), mask=str(model.brain_mask), space="model", resolution=settings["resolution"]
+    )
+    with ants_environment(None, seed):
+        brain, metrics = preprocess_t1w(
+            read_t1w(path),
+            template,
+            transform=transform,
+            n4=n4,
+            registration_kwargs=dict(registration_kwargs or {}),
+            n4_kwargs=dict(n4_kwargs or {}),
+        )
+    if coarse:  # back onto the model's grid; the background stays exactly 0
+        grid = ants.image_read(str(model.brain_mask), pixeltype="float")
+        brain = ants.resample_image_to_target(brain, grid, interp_type="linear") * grid
+    metrics["seconds"] = round(time.perf_counter() - start, 1)
+    with atomic_path(target, suffix=".nii.gz") as tmp:
+        ants.image_write(brain, str(tmp))
+    write_json(record, {"source": str(path), "settings": settings, "metrics": metrics})
+    still = model.check(str(target))
+    if still:
+        raise InputError(f"{path}: after preprocessing, the scan {still.split(';')[0]}")
+    return str(target), True, False, metrics
+
+
+def _overview(prediction: Prediction, folder: Path, explained: bool) -> None:
+    from axial_monai.explain.plots import plot_overlay
+
+    anatomy = nib.load(prediction.image)
+    cam = folder / "attention_cam.nii.gz"
+    empty = nib.Nifti1Image(np.zeros(anatomy.shape[:3], np.float32), anatomy.affine)
+    overlay = nib.load(cam) if explained and cam.is_file() else empty
+    probability = prediction.probabilities.get(prediction.predicted or "", float("nan"))
+    title = f"{prediction.scan_id}: {prediction.predicted} ({probability:.2f})"
+    plot_overlay(anatomy, overlay, folder / "overview.png", title=title)
+
+
+def predict_scans(
+    scans: Sequence[str | os.PathLike],
+    model: str | os.PathLike,
+    out: str | os.PathLike = "predictions",
+    explain: bool = False,
+    transform: str = "SyNQuick",
+    n4: bool = True,
+    registration_kwargs: Mapping[str, Any] | None = None,
+    n4_kwargs: Mapping[str, Any] | None = None,
+    resolution: float | None = 1.0,
+    cache_dir: str | os.PathLike | None = None,
+    num_workers: int = 0,
+    bundle_overrides: Mapping[str, Any] | None = None,
+    echo: Any = print,
+) -> list[Prediction]:
+    """Predict (and with ``explain``, explain) raw or preprocessed T1 scans with a run or an exported bundle.
+
+    Args:
+        scans: NIfTI files or folders of them (searched recursively).
+        model: a run folder, its ``models/model.pt`` or an exported bundle folder.
+        out: output folder (see the module docstring).
+        explain: also write the maps and region tables.
+        transform: registration of the preprocessing (``SyNQuick``, ``SyN``, ``Affine``, ``Rigid`` or an ANTsPy
+            type).
+        n4: N4 bias-field correction before registration.
+        registration_kwargs, n4_kwargs: more ANTsPy arguments (e.g. fewer iterations for a quick look).
+        resolution: voxel size in mm the registration runs at on a coarser model grid (:func:`prepare_scan`);
+            ``None``: on the model's grid.
+        cache_dir: where preprocessed scans are kept (default ``$AXIAL_MONAI_CACHE`` or ``~/.cache/axial_monai``).
+        num_workers: data loader workers of the bundle run.
+        bundle_overrides: more bundle settings (e.g. ``{"atlas": ..., "cams": ["gradcam"]}``).
+        echo: where the one-line messages go (``print``).
+
+    Returns:
+        one :class:`Prediction` per scan, in input order.
+
+    Raises:
+        SettingsError: if no scan is given.
+        FileNotFoundError: if the model cannot be found.
+    """
+    from axial_monai.data.demo import default_cache_root
+
+    if not scans:
+        raise SettingsError("Give at least one scan: a NIfTI file or a folder of them.")
+    out = Path(out).resolve()
+    cache = Path(cache_dir).resolve() if cache_dir else default_cache_root()
+    resolved = resolve_model(model, cache)
+    items = expand_inputs([os.fspath(s) for s in scans])
+    if not items:
+        raise InputError(f"No NIfTI file found in {[os.fspath(s) for s in scans]}.")
+    results = [Prediction(scan=item["image"], scan_id=sid) for item, sid in zip(items, scan_ids(items), strict=True)]
+    for result in results:
+        if not os.path.isfile(result.scan):
+            result.problem = "does not exist"
+            continue
+        try:
+            image, preprocessed, cached, metrics = prepare_scan(
+                result.scan, resolved, cache, transform, n4, registration_kwargs, n4_kwargs, resolution
+            )
+        except (InputError, RuntimeError, ValueError) as err:  # one scan's failure; the others go on
+            result.problem = str(err).removeprefix(f"{result.scan}: ")
+            echo(f"skipped {result.scan}: {result.problem}")
+            continue
+        result.image, result.preprocessed, result.cached, result.metrics = image, preprocessed, cached, metrics
+        if metrics.get("similarity_cc", 1.0) < MIN_SIMILARITY_CC:
+            result.warning = (
+                f"low similarity to the template after registration (cc {metrics['similarity_cc']:.2f} < "
+                f"{MIN_SIMILARITY_CC}): check {image}"
+            )
+        if not preprocessed:
+            echo(f"{result.scan}: already on the model's grid and brain-extracted, used as it is")
+        else:
+            echo(f"{result.scan}: preprocessed " + ("(from the cache)" if cached else f"in {metrics['seconds']} s"))
+
+    usable = [r for r in results if r.image is not None]
+    if usable:
+        _run_bundle(resolved, usable, out, explain, num_workers, bundle_overrides or {}, echo)
+        predictions = pd.read_csv(out / "predictions.csv").set_index("file")
+        for result in usable:
+            if result.image not in predictions.index:
+                result.problem = "not predicted (see skipped.csv)"
+                continue
+            row = predictions.loc[result.image]
+            result.probabilities = {c: float(row[f"prob_{c}"]) for c in resolved.class_names}
+            result.predicted = str(row["pred_label"])
+            folder = out / result.scan_id
+            write_json(
+                folder / "prediction.json",
+                {
+                    "scan": result.scan,
+                    "input": result.image,
+                    "preprocessed": result.preprocessed,
+                    "preprocessing": result.metrics,
+                    "model": str(resolved.path),
+                    "class_names": resolved.class_names,
+                    "probabilities": result.probabilities,
+                    "prediction": result.predicted,
+                    "warning": result.warning,
+                },
+            )
+            _overview(result, folder, explain)
+            echo(f"{result.scan_id}: {result.predicted} ({result.probabilities[result.predicted]:.3f}) -> {folder}")
+    skipped = pd.DataFrame(
+        [{"file": r.scan, "problem": r.problem} for r in results if r.problem], columns=list(SKIPPED_COLUMNS)
+    )
+    write_csv(out / "skipped.csv", skipped)
+    return results
+
+
+def _run_bundle(
+    model: PredictModel,
+    usable: Sequence[Prediction],
+    out: Path,
+    explain: bool,
+    num_workers: int,
+    extra: Mapping[str, Any],
+    echo: Any,
+) -> None:
+    from monai.bundle import ConfigWorkflow
+
+    from axial_monai.commandline import bundle_command
+
+    datalist = out / "predict_datalist.json"
+    items = [{"image": r.image, "scan_id": r.scan_id, "source": r.scan} for r in usable]
+    write_json(datalist, {"predict": items})
+    files = model.config_files + ([model.explain_config] if explain else [])
+    settings = {
+        **model.overrides,
+        "input": str(datalist),
+        "datalist_key": "predict",
+        "output_dir": str(out),
+        "pred_dir": str(out),
+        "num_workers": num_workers,
+        **({"explain_dir": str(out)} if explain else {}),
+        **extra,
+    }
+    line = bundle_command(
+        "explaining" if explain else "inferring",
+        files,
+        settings,
+        meta_file=model.meta_file,
+        logging_file=model.logging_file,
+    )
+    echo(f"running the bundle; the same as:\n  {line}")
+    workflow = ConfigWorkflow(
+        config_file=files if len(files) > 1 else files[0],
+        meta_file=model.meta_file,
+        logging_file=model.logging_file,
+        workflow_type="infer",
+        **settings,
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()

@@ -1,0 +1,642 @@
+"""Run settings: what a trained network is and what it accepts, saved inside its checkpoint.
+
+Training saves one checkpoint ``models/model.pt`` that holds two entries (MONAI's ``CheckpointSaver`` with
+``save_dict={"model": network, "run": run_settings}``, written atomically by ignite's ``DiskSaver``)::
+
+    {"model": <state dict of the network>, "run": <RunSettings.state_dict(): plain data and two small tensors>}
+
+Both load with ``torch.load(path, weights_only=True)``, so a ``model.pt`` copied on its own still says what it is.
+The settings are (:meth:`RunSettings.state_dict`):
+
+* ``network``: the class (``axial_monai.networks.axialnet.AxialNet``) and every constructor argument, as the
+  config resolved them (``backbone``, ``plane``, ``num_slices``, ``image_size``, slice ``normalize``, ...);
+* ``class_names`` (label order), ``positive_class``, ``task`` and the volume ``intensity`` mode;
+* ``grid``: the RAS shape, voxel size, orientation and affine of the training images, read from their NIfTI
+  headers (:func:`axial_monai.input_check.read_grid`), and the ``template`` they were registered to, resampled to
+  that grid (uint8 intensities and a bit-packed brain mask: 1.3 MB for the 2 mm demo grid, 10 MB at 1 mm): the
+  brain-extracted check of new scans and the registration target of ``axial-monai predict``;
+* ``data``: the training ``dataset_dir`` and ``datalist`` (the defaults of evaluation and inference);
+* ``versions`` of the packages that made the run.
+
+Why inside the checkpoint rather than a JSON sidecar: one file cannot lose its half, be paired with another run's
+weights, or be overwritten separately; ignite/MONAI checkpoint handlers already save and load dicts of several
+entries; and ``weights_only=True`` still applies (no pickled objects). A checkpoint that has no settings (made
+before they existed) is refused with what to do (:func:`attach_run_settings` or retraining).
+
+Evaluation, inference and explanation build the network from the settings (:meth:`RunSettings.build_network`);
+a setting given explicitly that contradicts the run is a :class:`~axial_monai.errors.SettingsError` naming both
+values (:meth:`RunSettings.check_given`); a null setting means "the run's".
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import importlib
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import nibabel.processing
+import numpy as np
+import torch
+from scipy import ndimage
+from torch import nn
+
+from axial_monai.data.datalist import load_split
+from axial_monai.derivatives import DerivativesLayout
+from axial_monai.errors import InputError, SettingsError
+from axial_monai.geometry import plane_index
+from axial_monai.input_check import Grid, InputCheck, read_grid
+
+__all__ = [
+    "FORMAT",
+    "MODEL_KEY",
+    "RUN_KEY",
+    "NETWORK_MODULES",
+    "RunSettings",
+    "load_run_settings",
+    "load_weights",
+    "read_checkpoint",
+    "check_weights",
+    "weights_mismatch",
+    "attach_run_settings",
+]
+
+logger = logging.getLogger(__name__)
+
+#: version of the layout of the saved settings.
+FORMAT = 1
+#: checkpoint entries: the network's state dict and the run settings.
+MODEL_KEY, RUN_KEY = "model", "run"
+#: a checkpoint may only name network classes from these packages (nothing else is imported or called).
+NETWORK_MODULES = ("axial_monai.networks", "monai.networks")
+#: packages whose versions a run records.
+_PACKAGES = ("axial-monai", "monai", "torch", "torchvision", "pytorch-ignite", "numpy", "nibabel")
+#: settings compared with the run by value that are not network arguments.
+_RUN_LEVEL = ("class_names", "positive_class", "intensity")
+#: network arguments that only matter for training: the checkpoint holds every weight.
+_TRAINING_ONLY = ("pretrained", "freeze")
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _plain(value: Any, name: str) -> Any:
+    """``value`` as JSON-like plain data (tuples become lists), or a SettingsError naming ``name``."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v, name) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, name) for k, v in value.items()}
+    raise SettingsError(
+        f"The network setting {name} is a {type(value).__name__}; run settings hold plain values only "
+        "(numbers, strings, lists)."
+    )
+
+
+def _network_spec(network: Any) -> tuple[str, dict[str, Any]]:
+    """Class path and keyword arguments of a network recipe: ``functools.partial`` (``_mode_: "callable"``)."""
+    if not isinstance(network, functools.partial) or not isinstance(network.func, type):
+        raise SettingsError(
+            "network must be the network's recipe: a partial of its class with every constructor argument "
+            '(in a config: "network_spec" with "_mode_": "callable"), not '
+            f"{type(network).__name__}."
+        )
+    if network.args:
+        raise SettingsError(f"network settings must be keyword arguments, not positional {network.args}.")
+    target = f"{network.func.__module__}.{network.func.__qualname__}"
+    return target, {k: _plain(v, k) for k, v in network.keywords.items()}
+
+
+def _network_class(target: str) -> type[nn.Module]:
+    """The network class a checkpoint names; only classes of :data:`NETWORK_MODULES` are imported."""
+    if not any(target.startswith(prefix + ".") for prefix in NETWORK_MODULES):
+        raise InputError(
+            f"The run settings name the network {target!r}; only classes of {list(NETWORK_MODULES)} are built."
+        )
+    module_name, _, name = target.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as err:
+        raise InputError(f"The network {target!r} of the run settings cannot be found ({err}).") from None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise InputError(f"{target!r} of the run settings is not a network class.")
+    return cls
+
+
+def _pack_mask(mask: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.packbits(np.asarray(mask, dtype=bool).ravel()))
+
+
+def _unpack_mask(packed: torch.Tensor, shape: Sequence[int]) -> np.ndarray:
+    count = int(np.prod(shape))
+    return np.unpackbits(packed.numpy())[:count].reshape(tuple(shape)).astype(bool)
+
+
+def _to_uint8(image: np.ndarray) -> torch.Tensor:
+    image = np.nan_to_num(np.asarray(image, dtype=np.float32))
+    top = float(np.percentile(image[image > 0], 99.9)) if (image > 0).any() else 1.0
+    return torch.from_numpy(np.clip(np.round(image / top * 255.0), 0, 255).astype(np.uint8))
+
+
+def _support(image: np.ndarray) -> np.ndarray:
+    """Brain mask of a brain-only template: its non-zero support with holes filled."""
+    return ndimage.binary_fill_holes(np.asarray(image) > 1e-6)
+
+
+def _on_grid(image: nib.spatialimages.SpatialImage, grid: Grid, order: int) -> np.ndarray:
+    """``image`` resampled onto ``grid`` in world coordinates (``order`` 1 linear, 0 nearest), RAS array."""
+    affine = np.asarray(grid.affine)
+    if image.shape[:3] == grid.shape and np.allclose(image.affine, affine, atol=1e-4):
+        return np.asarray(image.dataobj, dtype=np.float32).reshape(grid.shape)
+    target = (grid.shape, affine)
+    return np.asarray(nibabel.processing.resample_from_to(image, target, order=order).dataobj, dtype=np.float32)
+
+
+def _qc_template(image_path: str) -> tuple[str, str | None] | None:
+    """The template and mask the preprocessing registered ``image_path`` to, from its QC record, if there is one."""
+    path = Path(image_path)
+    if len(path.parents) < 4:
+        return None
+    record_path = DerivativesLayout(path.parents[3]).record_path(path)
+    if not record_path.is_file():
+        return None
+    settings = json.loads(record_path.read_text()).get("settings") or {}
+    return (settings["template"], settings.get("template_mask")) if settings.get("template") else None
+
+
+def _template_file(template: str) -> str:
+    """A shipped template name (``MNI152NLin2009cAsym``, ...) or a NIfTI path, as a path."""
+    from axial_monai.preprocess.templates import TEMPLATES, template_file
+
+    if template in TEMPLATES:
+        return str(template_file(template))
+    if not os.path.isfile(template):
+        raise FileNotFoundError(
+            f"template {template!r} is neither a shipped template ({sorted(TEMPLATES)}) nor a file."
+        )
+    return str(template)
+
+
+def _training_template(
+    template: str | None, template_mask: str | None, dataset_dir: str | None, first_image: str
+) -> tuple[str, str | None]:
+    """Which template the training images are registered to: given, the demo cohort's, the preprocessing's, or
+    the shipped default."""
+    if template:
+        return _template_file(template), template_mask
+    if dataset_dir and os.path.isfile(os.path.join(dataset_dir, "template.nii.gz")):
+        return os.path.join(dataset_dir, "template.nii.gz"), None
+    found = _qc_template(first_image)
+    if found is not None:
+        return _template_file(found[0]), found[1]
+    from axial_monai.preprocess.templates import DEFAULT_TEMPLATE
+
+    logger.warning(
+        f"No template given, none next to the data and no preprocessing record of {first_image}: the run records "
+        f"the shipped {DEFAULT_TEMPLATE} template. Set `template` if the images are registered to another one."
+    )
+    return _template_file(DEFAULT_TEMPLATE), None
+
+
+def _common_grid(items: Sequence[Mapping]) -> Grid:
+    """The one grid of all training images (headers only), or an InputError naming the first image off it."""
+    if not items:
+        raise InputError("The training split is empty: there is no grid to record.")
+    first = str(items[0]["image"])
+    grid = read_grid(first)
+    for item in items[1:]:
+        problem = grid.mismatch(read_grid(str(item["image"])))
+        if problem:
+            raise InputError(
+                f"The training images are not on one grid: {item['image']} {problem}, the grid of {first}. "
+                "Preprocess all scans to one template (python -m axial_monai.preprocess) before training."
+            )
+    return grid
+
+
+@dataclass
+class RunSettings:
+    """The settings of a trained run (see the module docstring for what each means).
+
+    Build one with :meth:`for_training` (the training config does) or :meth:`load` (from a checkpoint). It has
+    ``state_dict``/``load_state_dict``, so checkpoint handlers save and load it next to the network.
+    """
+
+    network: str = ""
+    network_kwargs: dict[str, Any] = field(default_factory=dict)
+    class_names: list[str] = field(default_factory=list)
+    positive_class: int = 1
+    intensity: str = "percentile"
+    grid: Grid | None = None
+    template: np.ndarray | None = None
+    brain_mask: np.ndarray | None = None
+    template_source: str = ""
+    dataset_dir: str | None = None
+    datalist: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+    source: str | None = None
+    recipe: Any = field(default=None, repr=False)
+
+    # --- building -------------------------------------------------------------------------------------------
+
+    @classmethod
+    def for_training(
+        cls,
+        network: functools.partial,
+        class_names: Sequence[str],
+        positive_class: int = 1,
+        intensity: str = "percentile",
+        dataset_dir: str | None = None,
+        datalist: str | None = None,
+        template: str | None = None,
+        template_mask: str | None = None,
+        split: str = "training",
+    ) -> RunSettings:
+        """The settings of a run about to train.
+
+        Args:
+            network: the network recipe, a partial of its class with all keyword arguments (``network_spec``).
+            class_names: class names in label order.
+            positive_class: index of the positive class of the metrics.
+            intensity: volume intensity mode of ``load_volume`` (``percentile`` or ``zscore``).
+            dataset_dir, datalist: the training data; the grid is read from the ``split`` items' headers.
+            template: the template the images are registered to (shipped name or path); None: the demo cohort's
+                ``template.nii.gz``, else the one in the preprocessing QC records of the images, else the shipped
+                default.
+            template_mask: brain mask of a template given by path (default: its non-zero support).
+            split: the datalist split whose images define the grid.
+
+        Raises:
+            SettingsError: for a network that is not a recipe or class names that do not fit ``positive_class``.
+            InputError: if the training images are not on one grid.
+        """
+        target, kwargs = _network_spec(network)
+        names = [str(c) for c in class_names]
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise SettingsError(f"class_names must be at least two distinct names, not {list(class_names)}.")
+        if not 0 <= int(positive_class) < len(names):
+            raise SettingsError(f"positive_class must index class_names {names}, not {positive_class}.")
+        if "num_classes" in kwargs and kwargs["num_classes"] != len(names):
+            raise SettingsError(f"num_classes={kwargs['num_classes']} but class_names has {len(names)}: {names}.")
+        datalist_path = os.path.abspath(datalist or os.path.join(str(dataset_dir), "datalist.json"))
+        items = load_split(str(dataset_dir), split, datalist_path)
+        grid = _common_grid(items)
+        template_path, mask_path = _training_template(template, template_mask, dataset_dir, str(items[0]["image"]))
+        template_image = nib.load(template_path)
+        mask = _support(template_image.get_fdata()) if mask_path is None else np.asarray(nib.load(mask_path).dataobj)
+        mask_image = nib.Nifti1Image(
+            (np.asarray(mask, dtype=np.float32) > 0.5).astype(np.float32), template_image.affine
+        )
+        brain = _on_grid(mask_image, grid, 0) > 0.5
+        if not brain.any():
+            raise InputError(f"The template {template_path} does not overlap the training images' {grid.describe()}.")
+        image = _on_grid(template_image, grid, 1)
+        return cls(
+            network=target,
+            network_kwargs=kwargs,
+            class_names=names,
+            positive_class=int(positive_class),
+            intensity=str(intensity),
+            grid=grid,
+            template=_to_uint8(image).numpy(),
+            brain_mask=brain,
+            template_source=template_path,
+            dataset_dir=None if dataset_dir is None else os.path.abspath(str(dataset_dir)),
+            datalist=datalist_path,
+            versions=_versions(),
+            created=datetime.datetime.now().isoformat(timespec="seconds"),
+            recipe=network,
+        )
+
+    def build_network(self) -> nn.Module:
+        """The network, freshly initialised: from the recipe while training, else from the saved class and
+        arguments with ``pretrained="none"`` (the checkpoint holds every weight; nothing is downloaded)."""
+        if self.recipe is not None:
+            return self.recipe()
+        return self.saved_network()
+
+    def saved_network(self) -> nn.Module:
+        """The network from the saved class and arguments, with ``pretrained="none"``."""
+        kwargs = {k: ("none" if k == "pretrained" else v) for k, v in self.network_kwargs.items()}
+        return _network_class(self.network)(**kwargs)
+
+    # --- saving and loading ---------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data (and two uint8 tensors) that ``torch.load(..., weights_only=True)`` reads back."""
+        if self.grid is None:
+            raise SettingsError("These run settings have no grid: build them with RunSettings.for_training.")
+        return {
+            "format": FORMAT,
+            "network": {"class": self.network, "kwargs": dict(self.network_kwargs)},
+            "class_names": list(self.class_names),
+            "positive_class": self.positive_class,
+            "task": self.task,
+            "intensity": self.intensity,
+            "grid": self.grid.to_dict(),
+            "template": {
+                "source": self.template_source,
+                "image": torch.as_tensor(self.template),
+                "mask": _pack_mask(self.brain_mask),
+            },
+            "data": {"dataset_dir": self.dataset_dir, "datalist": self.datalist},
+            "versions": dict(self.versions),
+            "created": self.created,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Set these settings from :meth:`state_dict` output."""
+        if int(state.get("format", 0)) > FORMAT:
+            raise InputError(
+                f"These run settings have format {state['format']}; this axial-monai reads format {FORMAT} and "
+                "older: update axial-monai."
+            )
+        grid = Grid.from_dict(state["grid"])
+        self.network = str(state["network"]["class"])
+        self.network_kwargs = dict(state["network"]["kwargs"])
+        self.class_names = [str(c) for c in state["class_names"]]
+        self.positive_class = int(state["positive_class"])
+        self.intensity = str(state["intensity"])
+        self.grid = grid
+        self.template = np.asarray(state["template"]["image"]).reshape(grid.shape)
+        self.brain_mask = _unpack_mask(state["template"]["mask"], grid.shape)
+        self.template_source = str(state["template"].get("source", ""))
+        self.dataset_dir = state["data"].get("dataset_dir")
+        self.datalist = state["data"].get("datalist")
+        self.versions = dict(state.get("versions") or {})
+        self.created = str(state.get("created", ""))
+        self.recipe = None
+
+    @classmethod
+    def load(cls, ckpt_path: str | os.PathLike) -> RunSettings:
+        """The settings saved in a checkpoint (``ckpt_path``: ``models/model.pt``, or the run folder itself).
+
+        Raises:
+            FileNotFoundError: if there is no checkpoint.
+            InputError: if it cannot be read or has no run settings (with what to do).
+        """
+        path = _checkpoint_path(ckpt_path)
+        checkpoint = read_checkpoint(path)
+        if not isinstance(checkpoint.get(RUN_KEY), Mapping):
+            raise InputError(
+                f"{path} holds network weights only, without the run settings that training now saves with them "
+                "(network, slices, image size, classes, input grid). Retrain it with this version, or attach the "
+                "settings it was trained with: axial_monai.run_settings.attach_run_settings"
+                f"('{path}', config_files=[the training configs], <the training overrides>)."
+            )
+        settings = cls()
+        try:
+            settings.load_state_dict(checkpoint[RUN_KEY])
+        except (KeyError, TypeError, ValueError) as err:
+            if isinstance(err, InputError):
+                raise
+            raise InputError(f"The run settings in {path} are damaged ({type(err).__name__}: {err}).") from None
+        settings.source = str(path)
+        return settings
+
+    # --- using ----------------------------------------------------------------------------------------------
+
+    @property
+    def task(self) -> str:
+        """E.g. ``"AD vs CN"``: the positive class against the others."""
+        others = [c for i, c in enumerate(self.class_names) if i != self.positive_class]
+        return f"{self.class_names[self.positive_class]} vs {' / '.join(others)}"
+
+    @property
+    def run_dir(self) -> str | None:
+        """The run folder of a loaded checkpoint (``<run>/models/model.pt`` -> ``<run>``), or its folder."""
+        if self.source is None:
+            return None
+        folder = Path(self.source).resolve().parent
+        return str(folder.parent if folder.name == "models" else folder)
+
+    def check_given(self, given: Mapping[str, Any] | None) -> RunSettings:
+        """Refuse settings given explicitly that contradict the run; ``None`` values mean "the run's".
+
+        Args:
+            given: setting name -> value, e.g. ``{"num_slices": 24, "plane": None}``. Names are network arguments
+                (``backbone``, ``plane``, ``num_slices``, ``image_size``, ``dropout``, ...) or ``class_names``,
+                ``positive_class``, ``intensity``.
+
+        Returns:
+            these settings (for chaining in configs).
+
+        Raises:
+            SettingsError: one line naming the setting, the given value and the run's value.
+        """
+        for name, value in (given or {}).items():
+            if value is None:
+                continue
+            if name in _RUN_LEVEL:
+                expected = getattr(self, name)
+            elif name in self.network_kwargs:
+                expected = self.network_kwargs[name]
+            else:
+                cls = self.network.rpartition(".")[2]
+                raise SettingsError(
+                    f"{name}={value!r} was given, but the run's network {cls} has no setting {name!r} "
+                    f"(its settings: {sorted(self.network_kwargs)}); leave {name} unset (null)."
+                )
+            if name in _TRAINING_ONLY:
+                continue  # no effect on a trained network: every weight comes from the checkpoint
+            if not _same(name, value, expected):
+                raise SettingsError(
+                    f"{name}={value!r} contradicts the run {self.source or ''}: it was trained with "
+                    f"{name}={expected!r}. Leave {name} unset (null) to use the run's value, or use a run trained "
+                    "with the value you want."
+                )
+        return self
+
+    def input_check(self, brain_extracted: bool = True, model: str | None = None, **kwargs: Any) -> InputCheck:
+        """The :class:`~axial_monai.input_check.InputCheck` of this run's inputs.
+
+        Args:
+            brain_extracted: also check "brain-extracted" against the template brain mask.
+            model: how the run is named in the suggested command (default: the run folder).
+            kwargs: ``max_outside``, ``dilation_mm`` of :class:`InputCheck`.
+        """
+        mask = self.brain_mask if brain_extracted else None
+        return InputCheck(self.grid, mask, model=model or self.run_dir, **kwargs)
+
+    def template_image(self) -> nib.Nifti1Image:
+        """The template on the run's grid (float32, 0 to about 1)."""
+        return nib.Nifti1Image(np.asarray(self.template, np.float32) / 255.0, np.asarray(self.grid.affine))
+
+    def mask_image(self) -> nib.Nifti1Image:
+        """The template brain mask on the run's grid (uint8)."""
+        return nib.Nifti1Image(np.asarray(self.brain_mask, np.uint8), np.asarray(self.grid.affine))
+
+    def split_items(self, split: str = "test") -> list[dict]:
+        """The items of one split of the run's datalist (absolute paths): the default scans of inference.
+
+        Raises:
+            FileNotFoundError: if the run's datalist is gone (then give the scans explicitly).
+        """
+        if not self.datalist or not os.path.isfile(self.datalist):
+            raise FileNotFoundError(
+                f"No scans given, and the datalist of the run ({self.datalist}) does not exist here: pass the scans "
+                "to run on (--input FOLDER, files or a datalist JSON)."
+            )
+        return load_split(str(self.dataset_dir), split, self.datalist)
+
+    def datalist_for(self, dataset_dir: str | None) -> str:
+        """The datalist to evaluate on: the run's for its own ``dataset_dir``, else ``<dataset_dir>/datalist.json``."""
+        if dataset_dir is None or (
+            self.dataset_dir is not None and os.path.abspath(dataset_dir) == os.path.abspath(self.dataset_dir)
+        ):
+            if self.datalist is None:
+                raise FileNotFoundError("The run settings name no datalist: give dataset_dir and datalist.")
+            return self.datalist
+        return os.path.join(dataset_dir, "datalist.json")
+
+    def summary(self) -> dict[str, Any]:
+        """The settings as JSON-ready plain data (no template arrays): for logs, metadata and reports."""
+        state = self.state_dict()
+        state["template"] = {"source": self.template_source}
+        return state
+
+
+def _same(name: str, value: Any, expected: Any) -> bool:
+    if name == "plane":
+        return plane_index(value) == plane_index(expected)
+    if name == "num_slices" and isinstance(expected, list) and not isinstance(value, list | tuple):
+        return [int(value)] * len(expected) == [int(v) for v in expected]
+    if isinstance(expected, list) or isinstance(value, list | tuple):
+        return [str(v) for v in value] == [str(v) for v in expected] if len(value) == len(expected) else False
+    if isinstance(expected, float) or isinstance(value, float):
+        return float(value) == float(expected)
+    return value == expected
+
+
+def _checkpoint_path(ckpt_path: str | os.PathLike) -> Path:
+    path = Path(ckpt_path)
+    if path.is_dir():
+        path = path / "models" / "model.pt" if (path / "models" / "model.pt").is_file() else path / "model.pt"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No checkpoint at {ckpt_path}: give the run folder (the output_dir of training) or its models/model.pt."
+        )
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint as saved by training: ``{"model": state dict, "run": settings}`` or a plain state dict
+    (returned as ``{"model": state dict}``); read with ``weights_only=True``.
+
+    Raises:
+        InputError: if the file cannot be read or holds no state dict.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip and torch errors all mean "not a readable checkpoint"
+        raise InputError(f"Cannot read the checkpoint {path}: {type(err).__name__}: {err}") from None
+    if not isinstance(state, Mapping):
+        raise InputError(f"The checkpoint {path} holds a {type(state).__name__}, not a dict of weights.")
+    if not isinstance(state.get(MODEL_KEY), Mapping):
+        state = {MODEL_KEY: state}
+    return dict(state)
+
+
+def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The network weights (state dict) of a checkpoint in either format (see :func:`read_checkpoint`)."""
+    return dict(read_checkpoint(_checkpoint_path(path))[MODEL_KEY])
+
+
+def load_run_settings(ckpt_path: str | os.PathLike, given: Mapping[str, Any] | None = None) -> RunSettings:
+    """The run settings of a checkpoint, after checking the explicitly ``given`` settings against them and the
+    checkpoint's weights against the network they describe.
+
+    The configs call this (``run_settings`` of ``inference.json`` and ``evaluate.json``) and build the network with
+    :meth:`RunSettings.build_network`.
+
+    Raises:
+        SettingsError: a given setting contradicts the run (one line, both values).
+        InputError: no settings in the checkpoint, or weights that do not fit (one line naming the backbone).
+    """
+    settings = RunSettings.load(ckpt_path).check_given(given)
+    check_weights(settings, load_weights(settings.source))
+    return settings
+
+
+def weights_mismatch(network: nn.Module, state: Mapping[str, torch.Tensor]) -> tuple[int, str] | None:
+    """``(number of differing tensors, first one)`` between a network and a state dict, or ``None`` if they fit."""
+    own = {k: tuple(v.shape) for k, v in network.state_dict().items()}
+    theirs = {k.removeprefix("module."): tuple(v.shape) for k, v in state.items()}
+    differing = [k for k in own if own[k] != theirs.get(k)] + [k for k in theirs if k not in own]
+    return (len(differing), differing[0]) if differing else None
+
+
+def check_weights(settings: RunSettings, state: Mapping[str, torch.Tensor]) -> None:
+    """Check that ``state`` fits the network of ``settings``, built on the ``meta`` device (no memory, no time).
+
+    Raises:
+        InputError: one line naming the network and its backbone, never a list of state-dict keys.
+    """
+    with torch.device("meta"):
+        network = settings.saved_network()
+    mismatch = weights_mismatch(network, state)
+    if mismatch is not None:
+        kwargs = settings.network_kwargs
+        described = ", ".join(f"{k}={kwargs[k]!r}" for k in ("backbone", "num_classes") if k in kwargs)
+        raise InputError(
+            f"The weights in {settings.source} do not fit the run's network "
+            f"{settings.network.rpartition('.')[2]}({described}): {mismatch[0]} tensors differ (first: "
+            f"{mismatch[1]}); they were trained with another backbone or network than its settings say."
+        )
+
+
+def attach_run_settings(
+    ckpt_path: str | os.PathLike,
+    out_path: str | os.PathLike | None = None,
+    config_files: str | Sequence[str] | None = None,
+    **overrides: Any,
+) -> Path:
+    """Give a weights-only checkpoint (made before run settings existed) the settings it was trained with.
+
+    The training config(s) are parsed with ``overrides`` exactly as training parses them, their ``run_settings``
+    is built (grid from the datalist's training images, template, network recipe), the weights must fit the network
+    it describes, and ``{"model": weights, "run": settings}`` is written atomically.
+
+    Args:
+        ckpt_path: the old checkpoint (``models/model.pt``).
+        out_path: where to write (default: over ``ckpt_path``).
+        config_files: the training configs in merge order (default: the shipped ``train.json``).
+        overrides: the training overrides it was made with, e.g. ``dataset_dir="/data/adni", num_slices=80``.
+
+    Returns:
+        the written path.
+    """
+    from monai.bundle import ConfigParser
+
+    from axial_monai.configs import config_path
+    from axial_monai.io import save_checkpoint
+
+    files = [str(config_path("train"))] if config_files is None else config_files
+    parser = ConfigParser()
+    parser.read_config([files] if isinstance(files, str | os.PathLike) else [str(f) for f in files])
+    parser.update(overrides)
+    settings = parser.get_parsed_content("run_settings")
+    settings.source = str(ckpt_path)
+    weights = load_weights(ckpt_path)
+    check_weights(settings, weights)
+    target = Path(out_path or ckpt_path)
+    save_checkpoint(target, {MODEL_KEY: weights, RUN_KEY: settings.state_dict()})
+    return target

@@ -1,0 +1,235 @@
+"""Run settings saved with the weights: evaluation, inference and explanation rebuild the trained network from them.
+
+One tiny run is trained with settings that all differ from the configs' defaults (axial plane, 6 slices, 32 px,
+classes sMCI/pMCI); the default evaluate, inference and explain configs then get nothing but the run folder.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from bundle_utils import run, workflow
+from ignite.engine import Engine, Events
+from monai.handlers import CheckpointSaver
+
+from axial_monai.errors import InputError, SettingsError
+from axial_monai.handlers import AtomicCheckpointSaver
+from axial_monai.networks import AxialNet
+from axial_monai.run_settings import RunSettings, attach_run_settings, load_run_settings, load_weights
+from axial_monai.transforms import load_volume
+
+#: every network setting differs from train.json's defaults (plane 1, 24 slices, 64 px, CN/AD)
+RUN = {"plane": 2, "num_slices": 6, "image_size": 32, "class_names": ["sMCI", "pMCI"]}
+LOADER = {"num_workers": 0}
+
+
+def _root_error(err: BaseException) -> BaseException:
+    """The first error of a chain (monai.bundle wraps errors raised while a config is parsed)."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return err
+
+
+@pytest.fixture(scope="module")
+def mci_run(tiny_cohort, tmp_path_factory):
+    out = tmp_path_factory.mktemp("mci-run")
+    run(workflow(["train"], dataset_dir=tiny_cohort, output_dir=str(out), epochs=1, batch_size=2, **RUN, **LOADER))
+    return out
+
+
+def _test_items(cohort: str) -> list[dict]:
+    items = json.loads((Path(cohort) / "datalist.json").read_text())["test"]
+    return [{**item, "image": str(Path(cohort) / item["image"])} for item in items]
+
+
+def _reference_probabilities(run_dir: Path, image: str) -> np.ndarray:
+    """Softmax of the network built by hand with the run's settings, on one scan loaded as the configs load it."""
+    net = AxialNet(num_classes=2, backbone="resnet18", plane=2, num_slices=6, image_size=32, freeze=0.0).eval()
+    net.load_state_dict(load_weights(run_dir / "models" / "model.pt"))
+    volume = load_volume("image", intensity="percentile")({"image": image})["image"]
+    with torch.no_grad():
+        return torch.softmax(net(volume.as_tensor()[None]), 1)[0].numpy()
+
+
+def test_checkpoint_carries_the_run_settings(mci_run, tiny_cohort):
+    checkpoint = torch.load(mci_run / "models" / "model.pt", weights_only=True)  # plain data only
+    assert set(checkpoint) == {"model", "run"}
+    settings = checkpoint["run"]
+    assert settings["network"]["class"] == "axial_monai.networks.axialnet.AxialNet"
+    kwargs = settings["network"]["kwargs"]
+    assert {k: kwargs[k] for k in ("plane", "num_slices", "image_size")} == {
+        "plane": 2,
+        "num_slices": 6,
+        "image_size": 32,
+    }
+    assert kwargs["backbone"] == "resnet18" and kwargs["normalize"] == "imagenet" and kwargs["num_classes"] == 2
+    assert settings["class_names"] == ["sMCI", "pMCI"] and settings["task"] == "pMCI vs sMCI"
+    assert settings["intensity"] == "percentile"
+    manifest = json.loads((Path(tiny_cohort) / "cohort.json").read_text())
+    assert settings["grid"]["shape"] == manifest["shape"]  # read from the training images' headers
+    np.testing.assert_allclose(settings["grid"]["affine"], manifest["affine"])
+    assert settings["grid"]["orientation"] == "RAS" and settings["grid"]["spacing"] == [3.0, 3.0, 3.0]
+    assert settings["template"]["source"] == str(Path(tiny_cohort) / "template.nii.gz")
+    assert tuple(settings["template"]["image"].shape) == tuple(manifest["shape"])
+    assert {"torch", "monai", "axial-monai"} <= set(settings["versions"])
+    restored = RunSettings.load(mci_run)
+    assert restored.brain_mask.shape == tuple(manifest["shape"]) and 0.1 < restored.brain_mask.mean() < 0.9
+
+
+def test_evaluate_inference_and_explain_use_the_run(mci_run, tiny_cohort):
+    shutil.rmtree(mci_run / "eval-test")
+    run(workflow(["train", "evaluate"], output_dir=str(mci_run), **LOADER))
+    run(workflow(["inference"], "infer", output_dir=str(mci_run), **LOADER))
+    atlas = {
+        "atlas": str(Path(tiny_cohort) / "atlas.nii.gz"),
+        "atlas_labels": str(Path(tiny_cohort) / "atlas_labels.csv"),
+    }
+    run(
+        workflow(
+            ["inference", "explain"], "infer", output_dir=str(mci_run), cams=["gradcam"], plots=False, **atlas, **LOADER
+        )
+    )
+
+    items = _test_items(tiny_cohort)
+    evaluated = pd.read_csv(mci_run / "eval-test" / "predictions.csv").set_index("file")
+    inferred = pd.read_csv(mci_run / "inference" / "predictions.csv").set_index("file")
+    explained = pd.read_csv(mci_run / "explain" / "cohort" / "explanations.csv")
+    for table in (evaluated, inferred, explained):
+        assert {"prob_sMCI", "prob_pMCI"} <= set(table.columns) and "prob_AD" not in table.columns
+        assert set(table["pred_label"]) <= {"sMCI", "pMCI"}
+    assert sorted(evaluated.index) == sorted(inferred.index) == sorted(i["image"] for i in items)
+    columns = ["prob_sMCI", "prob_pMCI"]
+    np.testing.assert_allclose(evaluated.loc[inferred.index, columns], inferred[columns], atol=1e-5)
+    for item in items[:3]:  # the network the configs built is the trained one: same probabilities by hand
+        expected = _reference_probabilities(mci_run, item["image"])
+        np.testing.assert_allclose(inferred.loc[item["image"], columns].to_numpy(float), expected, atol=1e-5)
+        sid = Path(item["image"]).name.removesuffix(".nii.gz")
+        row = explained.set_index("scan").loc[sid]
+        np.testing.assert_allclose(row[columns].to_numpy(float), expected, atol=1e-4)
+        attention = pd.read_csv(mci_run / "explain" / sid / "attention.csv")
+        assert attention["plane"].unique().tolist() == [2] and len(attention) == 6  # the axial plane, 6 slices
+
+
+def test_explicit_setting_that_contradicts_the_run_is_refused(mci_run):
+    with pytest.raises(RuntimeError) as caught:
+        run(workflow(["inference"], "infer", output_dir=str(mci_run), num_slices=24, **LOADER))
+    err = _root_error(caught.value)
+    assert isinstance(err, SettingsError)
+    assert "num_slices=24" in str(err) and "num_slices=6" in str(err) and "\n" not in str(err)
+    with pytest.raises(RuntimeError) as caught:  # evaluation checks the same way
+        run(workflow(["train", "evaluate"], output_dir=str(mci_run), class_names=["CN", "AD"], **LOADER))
+    assert "class_names=['CN', 'AD']" in str(_root_error(caught.value))
+    # an explicit value that agrees with the run is fine; so is plane given by name
+    settings = load_run_settings(mci_run / "models" / "model.pt", {"num_slices": 6, "plane": "axial", "backbone": None})
+    assert settings.network_kwargs["plane"] == 2
+
+
+def test_backbone_mismatch_is_one_line_naming_the_backbone(mci_run, tmp_path):
+    with pytest.raises(RuntimeError) as caught:
+        run(workflow(["inference"], "infer", output_dir=str(mci_run), backbone="resnet34", **LOADER))
+    message = str(_root_error(caught.value))
+    assert "backbone='resnet34'" in message and "backbone='resnet18'" in message and "\n" not in message
+    # weights of another backbone under this run's settings (a damaged or hand-made file): one line, no key lists
+    checkpoint = torch.load(mci_run / "models" / "model.pt", weights_only=True)
+    other = AxialNet(backbone="resnet34", plane=2, num_slices=6, image_size=32, freeze=0.0)
+    torch.save({"model": other.state_dict(), "run": checkpoint["run"]}, tmp_path / "model.pt")
+    with pytest.raises(InputError) as caught:
+        load_run_settings(tmp_path / "model.pt")
+    message = str(caught.value)
+    assert "backbone='resnet18'" in message and "another backbone" in message and "\n" not in message
+    assert "Missing key" not in message and "Unexpected key" not in message
+
+
+def test_a_copied_checkpoint_alone_is_enough(mci_run, tiny_cohort, tmp_path):
+    copy = tmp_path / "shared" / "model.pt"
+    copy.parent.mkdir()
+    shutil.copy(mci_run / "models" / "model.pt", copy)
+    scans = [item["image"] for item in _test_items(tiny_cohort)[:2]]
+    out = tmp_path / "out"
+    run(workflow(["inference"], "infer", ckpt_path=str(copy), output_dir=str(out), input=scans, **LOADER))
+    preds = pd.read_csv(out / "inference" / "predictions.csv").set_index("file")
+    reference = pd.read_csv(mci_run / "inference" / "predictions.csv").set_index("file")
+    np.testing.assert_allclose(
+        preds[["prob_sMCI", "prob_pMCI"]], reference.loc[preds.index, ["prob_sMCI", "prob_pMCI"]]
+    )
+
+
+def test_weights_only_checkpoint_is_refused_then_attached(mci_run, tiny_cohort, tmp_path):
+    legacy = tmp_path / "models" / "model.pt"
+    legacy.parent.mkdir()
+    torch.save(load_weights(mci_run), legacy)  # what training saved before run settings existed
+    with pytest.raises(RuntimeError) as caught:
+        run(workflow(["inference"], "infer", output_dir=str(tmp_path), **LOADER))
+    message = str(_root_error(caught.value))
+    assert "without the run settings" in message and "attach_run_settings" in message and "Retrain" in message
+    attach_run_settings(legacy, dataset_dir=tiny_cohort, **RUN)
+    attached = RunSettings.load(legacy)
+    assert attached.network_kwargs == RunSettings.load(mci_run).network_kwargs
+    with pytest.raises(InputError, match="another backbone"):  # settings that do not fit the weights
+        attach_run_settings(legacy, tmp_path / "wrong.pt", dataset_dir=tiny_cohort, **{**RUN, "backbone": "resnet34"})
+
+
+def test_training_refuses_images_on_several_grids(tiny_cohort, tmp_path):
+    import nibabel as nib
+
+    items = _test_items(tiny_cohort)[:2]
+    moved = nib.load(items[1]["image"])
+    shifted = moved.affine.copy()
+    shifted[:3, 3] += 6.0  # two voxels
+    nib.save(nib.Nifti1Image(np.asarray(moved.dataobj), shifted), tmp_path / "shifted.nii.gz")
+    datalist = {"training": [items[0], {**items[1], "image": str(tmp_path / "shifted.nii.gz")}]}
+    (tmp_path / "datalist.json").write_text(json.dumps(datalist))
+    recipe = functools.partial(AxialNet, num_classes=2, backbone="resnet18")
+    with pytest.raises(InputError, match=r"not on one grid: .*shifted\.nii\.gz.*shifted by"):
+        RunSettings.for_training(
+            recipe, ["CN", "AD"], dataset_dir=str(tmp_path), datalist=str(tmp_path / "datalist.json")
+        )
+
+
+@pytest.mark.parametrize("saver_class", [AtomicCheckpointSaver, CheckpointSaver])
+def test_checkpoint_is_replaced_atomically(saver_class, tmp_path, monkeypatch):
+    """A crash while the new best checkpoint is written leaves the previous one whole; MONAI's own saver (the
+    control) deletes the old file first and writes in place, so the same crash leaves a broken ``model.pt``."""
+    net = torch.nn.Linear(2, 2)
+    scores = {1: 0.5, 2: 0.9}
+
+    def step(engine, batch):
+        if engine.state.epoch == 2:
+            with torch.no_grad():
+                net.weight.add_(1.0)
+
+    engine = Engine(step)
+
+    @engine.on(Events.EPOCH_COMPLETED)
+    def _metric(e):
+        e.state.key_metric_name = "mcc"
+        e.state.metrics = {"mcc": scores[e.state.epoch]}
+
+    saver_class(str(tmp_path), {"model": net}, save_key_metric=True, key_metric_filename="model.pt").attach(engine)
+    first = {k: v.clone() for k, v in net.state_dict().items()}
+    real_save, calls = torch.save, []
+
+    def crash_on_second_save(obj, f, *args, **kwargs):
+        calls.append(f)
+        if len(calls) == 2:
+            Path(f).write_bytes(b"half a checkpoint")
+            raise OSError("disk full")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", crash_on_second_save)
+    with pytest.raises(OSError, match="disk full"):
+        engine.run([0], max_epochs=2)
+    if saver_class is CheckpointSaver:
+        with pytest.raises(Exception):  # noqa: B017 - whatever torch raises on a truncated file
+            torch.load(tmp_path / "model.pt", weights_only=True)
+        return
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert all(torch.equal(saved[k], first[k]) for k in first)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # the temporary file is gone
