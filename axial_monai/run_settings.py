@@ -55,6 +55,7 @@ from axial_monai.derivatives import DerivativesLayout
 from axial_monai.errors import InputError, SettingsError
 from axial_monai.geometry import plane_index
 from axial_monai.input_check import Grid, InputCheck, read_grid
+from axial_monai.io import load_checkpoint
 
 __all__ = [
     "FORMAT",
@@ -542,12 +543,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     (returned as ``{"model": state dict}``); read with ``weights_only=True``.
 
     Raises:
-        InputError: if the file cannot be read or holds no state dict.
+        InputError: if the file carries a pickled object (refused, never run), cannot be read or holds no state
+            dict (:func:`axial_monai.io.load_checkpoint`).
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle, zip and torch errors all mean "not a readable checkpoint"
-        raise InputError(f"Cannot read the checkpoint {path}: {type(err).__name__}: {err}") from None
+    state = load_checkpoint(path)
     if not isinstance(state, Mapping):
         raise InputError(f"The checkpoint {path} holds a {type(state).__name__}, not a dict of weights.")
     if not isinstance(state.get(MODEL_KEY), Mapping):
