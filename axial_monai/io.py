@@ -1,14 +1,10 @@
-"""File input/output of axial-monai: atomic writers, NaN-safe JSON, the NIfTI file stem and the safe checkpoint reader.
+"""File output of axial-monai: atomic writers, NaN-safe JSON and the NIfTI file stem.
 
 Every writer here goes through :func:`atomic_path`: the content is written to a hidden temporary file in the
 target's folder (``.<name>.<random>.tmp<suffix>``) and then moved onto the target with ``os.replace``, which is
 atomic on POSIX. A killed process therefore leaves either the old file or the new one under the target name,
 never a half-written file, and readers (a resumed run, another shard, another rank) never see a partial file.
 Parent folders are created.
-
-Checkpoints are read only by :func:`load_checkpoint`: ``torch.load(..., weights_only=True)``, so a file that carries
-a pickled Python object (anything but tensors and plain containers) is refused with one line naming the file and
-the object, and the object's code never runs.
 
 Example:
     >>> write_json("out/metrics.json", {"auc": float("nan")})   # written as {"auc": null}
@@ -22,8 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
-import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -35,7 +29,6 @@ __all__ = [
     "atomic_path",
     "json_safe",
     "json_text",
-    "load_checkpoint",
     "nifti_stem",
     "save_checkpoint",
     "write_csv",
@@ -162,56 +155,10 @@ def write_png(path: str | os.PathLike, figure: Any, **kwargs: Any) -> None:
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
     """Save a checkpoint (a state dict, or a dict of state dicts) with ``torch.save`` to ``path`` atomically.
 
-    Read it back with ``torch.load(path, weights_only=True)``: only tensors and plain containers are stored.
+    Read it back with :func:`axial_monai.networks.checkpoints.load_checkpoint` (``weights_only=True``): only
+    tensors and plain containers are stored.
     """
     import torch  # imported here: preprocessing and table code need no torch
 
     with atomic_path(path) as tmp:
         torch.save(dict(state), tmp)
-
-
-def load_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> Any:
-    """Read a checkpoint written with ``torch.save`` safely: ``torch.load(path, map_location="cpu",
-    weights_only=True)``. Nothing in the file is executed.
-
-    Args:
-        path: the checkpoint file.
-        what: what the file is, for the message (e.g. ``"pretrained weights"``).
-
-    Returns:
-        what the file holds (tensors in plain containers), on the CPU.
-
-    Raises:
-        InputError: one line naming the file: it carries a pickled Python object (refused, never unpickled), or it
-            is not a readable checkpoint (not a torch file, truncated).
-    """
-    import torch
-
-    from axial_monai.errors import InputError
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        # a pickled object needs a global (a class or function) that the weights-only unpickler refuses to import;
-        # anything else ("invalid load key", "Unsupported operand") is a damaged or foreign file
-        found = re.search(r"GLOBAL ([\w.]+)", str(err))
-        if found is None:
-            raise _unreadable(what, path, err) from None
-        carried = f"a pickled Python object ({found.group(1)})"
-        raise InputError(
-            f"The {what} {path} carries {carried} and is refused: checkpoints are read with weights_only=True and "
-            "may hold only tensors and plain data, because unpickling runs code. Do not load it unless you trust "
-            "its source; save only its weights (a state dict of tensors) from a trusted copy, or retrain."
-        ) from None
-    except Exception as err:  # zip, EOF and torch errors all mean "not a readable checkpoint"
-        raise _unreadable(what, path, err) from None
-
-
-def _unreadable(what: str, path: str | os.PathLike, err: Exception) -> ValueError:
-    from axial_monai.errors import InputError
-
-    detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    return InputError(
-        f"Cannot read the {what} {path}: it is not a torch checkpoint or it is damaged "
-        f"({type(err).__name__}: {detail}). Give the models/model.pt written by training."
-    )

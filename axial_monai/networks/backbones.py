@@ -14,7 +14,8 @@ import torchvision
 from torch import nn
 
 from axial_monai.errors import InputError, SettingsError
-from axial_monai.io import load_checkpoint
+
+from .checkpoints import load_checkpoint
 
 __all__ = ["BACKBONES", "Backbone", "build_backbone", "configure_backbones", "freeze_layers", "layers"]
 

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from axial_monai.errors import InputError, SettingsError
-from axial_monai.io import load_checkpoint
 
 from .backbones import Backbone, freeze_layers
+from .checkpoints import load_checkpoint
 
 __all__ = ["init_from_checkpoint"]
 
