@@ -250,10 +250,11 @@ def prepare_scan(
 
 
 def _overview(prediction: Prediction, folder: Path, explained: bool) -> None:
+    from axial_monai.explain import DEFAULT_METHOD
     from axial_monai.explain.plots import plot_overlay
 
     anatomy = nib.load(prediction.image)
-    cam = folder / "attention_cam.nii.gz"
+    cam = folder / f"{DEFAULT_METHOD}.nii.gz"  # the default voxel map of explain.json
     empty = nib.Nifti1Image(np.zeros(anatomy.shape[:3], np.float32), anatomy.affine)
     overlay = nib.load(cam) if explained and cam.is_file() else empty
     probability = prediction.probabilities.get(prediction.predicted or "", float("nan"))
@@ -291,7 +292,7 @@ def predict_scans(
             ``None``: on the model's grid.
         cache_dir: where preprocessed scans are kept (default ``$AXIAL_MONAI_CACHE`` or ``~/.cache/axial_monai``).
         num_workers: data loader workers of the bundle run.
-        bundle_overrides: more bundle settings (e.g. ``{"atlas": ..., "cams": ["gradcam"]}``).
+        bundle_overrides: more bundle settings (e.g. ``{"atlas": ..., "methods": ["attention", "gradcam"]}``).
         echo: where the one-line messages go (``print``).
 
     Returns:

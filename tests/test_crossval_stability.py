@@ -44,7 +44,7 @@ def test_each_fold_explains_its_test_scans_and_the_rankings_are_compared(tmp_pat
     for fold in range(3):
         test_scans = json.loads((out / f"fold-{fold}" / "datalist.json").read_text())["test"]
         rows = pd.read_csv(out / f"fold-{fold}" / "explain" / "cohort" / "explanations.csv")
-        assert sorted(rows["scan"]) == sorted(Path(i["image"]).name.replace(".nii.gz", "") for i in test_scans)
+        assert sorted(rows["scan"]) == sorted(f"{i['subject']}/{i['session']}" for i in test_scans)  # unique ids
         relevance = pd.read_csv(out / f"fold-{fold}" / "explain" / "cohort" / "relevance_smoothgrad_all.csv")
         assert set(relevance["name"]) <= {f"octant_{i}" for i in range(1, 9)}
     stability = pd.read_csv(out / STABILITY_FILE)

@@ -115,8 +115,9 @@ def test_other_methods_through_the_bundle(trained_demo, tiny_cohort, tmp_path):
     assert (tmp_path / "explain" / "cohort" / "gradcam_all.nii.gz").is_file()
 
 
-def test_empty_method_list_is_refused_before_any_scan(tiny_cohort, tmp_path):
-    wf = workflow(["inference", "explain"], "infer", dataset_dir=tiny_cohort, output_dir=str(tmp_path), methods=[])
+def test_empty_method_list_is_refused_before_any_scan(trained_demo, tiny_cohort, tmp_path):
+    ckpt = str(Path(trained_demo) / "models" / "model.pt")
+    wf = workflow(["inference", "explain"], "infer", ckpt_path=ckpt, output_dir=str(tmp_path), methods=[])
     with pytest.raises(RuntimeError) as failure:  # monai.bundle wraps the handler's ValueError
         run(wf)
     assert isinstance(failure.value.__cause__, ValueError)

@@ -155,7 +155,9 @@ def test_explain_json_uses_the_default_methods():
 
 
 def test_the_model_learned_the_planted_atrophy(explained):
-    assert explained["measured"]["test_accuracy"] >= THRESHOLDS["test_accuracy"], explained["measured"]
+    # threshold-free: the maps explain the ranking of the scans; at 0.5 the small model's accuracy moved between
+    # 0.7 and 1.0 over seeds 0-4 while its AUC stayed 1.0 (benchmarks/results/explain_groundtruth/ci.csv)
+    assert explained["measured"]["test_auc"] >= THRESHOLDS["test_auc"], explained["measured"]
 
 
 def test_default_map_points_at_the_atrophy_of_heldout_ad_subjects(explained):

@@ -17,6 +17,7 @@ import pytest
 from bundle_utils import run, workflow
 
 from axial_monai.errors import InputError
+from axial_monai.explain import DEFAULT_METHOD
 from axial_monai.input_check import PREPROCESS_FIRST, Grid, InputCheck, outside_brain_share, read_grid
 from axial_monai.run_settings import RunSettings
 from axial_monai.transforms import CheckVolumed, load_volume
@@ -113,7 +114,7 @@ def test_inference_and_explain_skip_unusable_scans_and_run_the_others(
         "atlas": str(Path(tiny_cohort) / "atlas.nii.gz"),
         "atlas_labels": str(Path(tiny_cohort) / "atlas_labels.csv"),
     }
-    run(workflow(["inference", "explain"], "infer", num_workers=0, cams=["gradcam"], plots=False, **atlas, **settings_))
+    run(workflow(["inference", "explain"], "infer", num_workers=0, plots=False, **atlas, **settings_))
 
     preds = pd.read_csv(out / "inference" / "predictions.csv")
     assert sorted(preds["file"]) == [str(scans / "a" / "T1.nii.gz"), str(scans / "b" / "T1.nii.gz")]
@@ -132,7 +133,7 @@ def test_inference_and_explain_skip_unusable_scans_and_run_the_others(
     explained = pd.read_csv(out / "explain" / "cohort" / "explanations.csv")
     assert sorted(explained["scan"]) == ["a/T1", "b/T1"]
     for sid in ("a/T1", "b/T1"):
-        assert (out / "explain" / sid / "attention_cam.nii.gz").is_file()
+        assert (out / "explain" / sid / f"{DEFAULT_METHOD}.nii.gz").is_file()
 
 
 def test_no_usable_scan_is_an_error_naming_the_skipped_list(trained_demo, colin27, tmp_path):

@@ -20,6 +20,7 @@ from scipy.spatial.transform import Rotation
 
 import axial_monai.preprocess.pipeline as pipeline
 from axial_monai import cli
+from axial_monai.explain import DEFAULT_METHOD, DEFAULT_METHODS
 from axial_monai.run_settings import RunSettings
 
 COLIN = Path("/usr/share/mricron/templates/ch2.nii.gz")
@@ -74,11 +75,11 @@ def test_predict_on_a_raw_head_in_one_command(predicted, trained_demo, capsys):
     preprocessed = nib.load(head["input"])
     assert preprocessed.shape == settings.grid.shape
     np.testing.assert_allclose(preprocessed.affine, settings.grid.affine, atol=1e-4)
-    for name in ("attention", "gradcam", "attention_cam"):
+    for name in DEFAULT_METHODS:  # explain.json's maps
         cam = nib.load(out / "colin27_moved" / f"{name}.nii.gz")
         assert cam.shape == settings.grid.shape and cam.get_fdata().max() > 0
         np.testing.assert_allclose(cam.affine, settings.grid.affine, atol=1e-4)
-    regions = pd.read_csv(out / "colin27_moved" / "regions_attention_cam.csv")
+    regions = pd.read_csv(out / "colin27_moved" / f"regions_{DEFAULT_METHOD}.csv")
     assert len(regions) > 0 and {"name", "V", "mean", "mass_share"} <= set(regions.columns)
     assert (out / "colin27_moved" / "overview.png").stat().st_size > 10_000
 

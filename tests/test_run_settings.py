@@ -85,7 +85,8 @@ def test_checkpoint_carries_the_run_settings(mci_run, tiny_cohort):
 
 def test_evaluate_inference_and_explain_use_the_run(mci_run, tiny_cohort):
     shutil.rmtree(mci_run / "eval-test")
-    run(workflow(["train", "evaluate"], output_dir=str(mci_run), **LOADER))
+    # no volume cache: its default uint8 storage rounds the normalised intensities, inference reads them exactly
+    run(workflow(["train", "evaluate"], output_dir=str(mci_run), cache="none", **LOADER))
     run(workflow(["inference"], "infer", output_dir=str(mci_run), **LOADER))
     atlas = {
         "atlas": str(Path(tiny_cohort) / "atlas.nii.gz"),
@@ -93,7 +94,13 @@ def test_evaluate_inference_and_explain_use_the_run(mci_run, tiny_cohort):
     }
     run(
         workflow(
-            ["inference", "explain"], "infer", output_dir=str(mci_run), cams=["gradcam"], plots=False, **atlas, **LOADER
+            ["inference", "explain"],
+            "infer",
+            output_dir=str(mci_run),
+            methods=["attention", "gradcam"],
+            plots=False,
+            **atlas,
+            **LOADER,
         )
     )
 
@@ -157,8 +164,8 @@ def test_a_copied_checkpoint_alone_is_enough(mci_run, tiny_cohort, tmp_path):
     preds = pd.read_csv(out / "inference" / "predictions.csv").set_index("file")
     reference = pd.read_csv(mci_run / "inference" / "predictions.csv").set_index("file")
     np.testing.assert_allclose(
-        preds[["prob_sMCI", "prob_pMCI"]], reference.loc[preds.index, ["prob_sMCI", "prob_pMCI"]]
-    )
+        preds[["prob_sMCI", "prob_pMCI"]], reference.loc[preds.index, ["prob_sMCI", "prob_pMCI"]], rtol=0, atol=1e-6
+    )  # other batches (2 of the scans here, all of them there): float rounding of the batched convolutions only
 
 
 def test_weights_only_checkpoint_is_refused_then_attached(mci_run, tiny_cohort, tmp_path):

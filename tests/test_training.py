@@ -23,6 +23,7 @@ from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser
 
 from axial_monai.configs import config_path
+from axial_monai.run_settings import load_weights
 
 #: a planted val_mcc per validation: best at epoch 2, worse at epoch 3 -> with patience 1 training stops after 3
 PLANTED = (0.2, 0.7, 0.5, 0.9, 0.9)
@@ -107,7 +108,7 @@ def test_learning_rate_follows_the_cosine_formula_epoch_by_epoch(runs):
 
 def test_checkpoint_holds_the_weights_of_the_best_validation_epoch(runs):
     run = runs[0]
-    saved = torch.load(run["out"] / "models" / "model.pt", weights_only=True)
+    saved = load_weights(run["out"] / "models" / "model.pt")
     best = max(range(len(run["val"].scores)), key=lambda i: run["val"].scores[i])
     assert best == 1  # epoch 2 of the planted sequence
     for epoch, weights in enumerate(run["val"].weights):
@@ -120,7 +121,7 @@ def test_two_seeded_runs_give_identical_weights_and_predictions(runs):
     for a, b in zip(first["val"].weights, second["val"].weights, strict=True):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert first["val"].computed == second["val"].computed
-    saved = [torch.load(r["out"] / "models" / "model.pt", weights_only=True) for r in runs]
+    saved = [load_weights(r["out"] / "models" / "model.pt") for r in runs]
     assert all(torch.equal(saved[0][k], saved[1][k]) for k in saved[0])
     predictions = [pd.read_csv(r["out"] / "eval-test" / "predictions.csv") for r in runs]
     pd.testing.assert_frame_equal(predictions[0], predictions[1], check_exact=True)

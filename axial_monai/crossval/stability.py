@@ -75,6 +75,9 @@ def explain_fold(
         input=str(fold_dir / "datalist.json"),
         datalist_key="test",
         ckpt_path=str(fold_dir / "models" / "model.pt"),
+        # the fold's own test scans, checked as its training checked them (grid; brain extraction is the
+        # cross-validation's input contract, not re-tested here)
+        input_check="$@run_settings.input_check(brain_extracted=False)",
     )
     configs = explain_config_files(train_config_files)
     workflow = ConfigWorkflow(

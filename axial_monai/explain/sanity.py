@@ -37,7 +37,10 @@ def randomization_stages(network: nn.Module) -> list[str]:
     stages: list[str] = []
 
     def visit(module: nn.Module, prefix: str) -> None:
-        for name, child in reversed(_param_children(module)):
+        children = list(reversed(_param_children(module)))
+        if not prefix:  # the output side first, whatever order the modules were registered in (SliceNet: head first)
+            children.sort(key=lambda item: {"head": 0, "attention": 1}.get(item[0], 2))
+        for name, child in children:
             full = f"{prefix}{name}"
             kids = _param_children(child)
             if isinstance(child, nn.Sequential | nn.ModuleList):
