@@ -12,8 +12,9 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-__all__ = ["CONFIG_DIR", "config_path"]
+__all__ = ["CONFIG_DIR", "config_path", "flag"]
 
 _INSTALLED = Path(__file__).resolve().parent / "_bundle_configs"
 _REPOSITORY = Path(__file__).resolve().parents[1] / "bundle" / "configs"
@@ -37,3 +38,23 @@ def config_path(name: str) -> Path:
         available = sorted(p.name for p in CONFIG_DIR.glob("*")) if CONFIG_DIR.is_dir() else []
         raise FileNotFoundError(f"No shipped config {file_name!r} in {CONFIG_DIR}; available: {available}.")
     return path
+
+
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+
+
+def flag(value: Any, name: str) -> bool:
+    """A yes/no bundle setting as a bool: ``python -m monai.bundle run ... --resume true`` passes the string
+    ``"true"`` (python-fire keeps lower-case words as strings), and ``bool("false")`` would be True.
+
+    Raises:
+        SettingsError: for anything but a bool, 0/1 or true/false/yes/no (any case).
+    """
+    from axial_monai.errors import SettingsError
+
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise SettingsError(f"{name} must be true or false, not {value!r}.")

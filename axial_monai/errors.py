@@ -19,7 +19,7 @@ Both classes derive from ``ValueError``, so ``except ValueError`` keeps catching
 
 from __future__ import annotations
 
-__all__ = ["InputError", "SettingsError"]
+__all__ = ["InputError", "SettingsError", "one_line"]
 
 
 class InputError(ValueError):
@@ -28,3 +28,10 @@ class InputError(ValueError):
 
 class SettingsError(ValueError):
     """An option has an invalid value or contradicts another option."""
+
+
+def one_line(err: BaseException) -> str:
+    """``"<type>: <message>"`` of an exception raised by a library, on one line (nibabel, zlib and torch messages
+    span several), for the messages of this package that quote it."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__

@@ -32,7 +32,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from axial_monai.errors import InputError
+from axial_monai.errors import InputError, one_line
 
 __all__ = [
     "PREPROCESS_FIRST",
@@ -41,6 +41,8 @@ __all__ = [
     "ras_volume",
     "dilated_mask",
     "outside_brain_share",
+    "affine_problem",
+    "volume_problem",
     "InputCheck",
 ]
 
@@ -124,6 +126,35 @@ def _ras(shape: Sequence[int], affine: np.ndarray) -> tuple[np.ndarray, tuple[in
     return ornt, tuple(ras_shape), affine @ nib.orientations.inv_ornt_aff(ornt, shape)
 
 
+def affine_problem(affine: Any) -> str | None:
+    """What is wrong with a voxel-to-world ``affine`` (not finite, or singular: the header's sform/qform do not map
+    the voxels to a 3D grid), or ``None``."""
+    matrix = np.asarray(affine, dtype=float)
+    if matrix.shape != (4, 4) or not np.isfinite(matrix).all():
+        return f"has an affine that is not a finite 4x4 matrix ({matrix.round(3).tolist()}); fix its header"
+    spacing = np.sqrt((matrix[:3, :3] ** 2).sum(0))
+    if spacing.min() <= 0 or abs(np.linalg.det(matrix[:3, :3] / spacing)) < 1e-6:
+        return (
+            f"has a singular affine (voxel axes {matrix[:3, :3].round(3).tolist()}): its header's sform/qform do not "
+            "describe a 3D grid; fix the header (e.g. with the scanner's conversion tool) and preprocess it again"
+        )
+    return None
+
+
+def volume_problem(volume: Any) -> str | None:
+    """What makes a volume's voxels unusable (NaN or infinite values, all voxels 0), or ``None``."""
+    volume = np.asarray(volume)
+    finite = np.isfinite(volume)
+    if not finite.all():
+        return (
+            f"has {int((~finite).sum())} NaN or infinite voxels (of {volume.size}); a failed conversion or "
+            "preprocessing step? Preprocess it again"
+        )
+    if not volume.any():
+        return "is empty (all voxels are 0); a failed preprocessing step? Preprocess it again"
+    return None
+
+
 def _spatial_shape(image: nib.spatialimages.SpatialImage, path: str) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in image.shape)
     if len(shape) == 4 and shape[3] == 1:
@@ -142,8 +173,11 @@ def read_grid(path: str | os.PathLike) -> Grid:
     try:
         image = nib.load(os.fspath(path))
     except Exception as err:  # nibabel raises many kinds for damaged files
-        raise InputError(f"{path}: cannot be read as NIfTI ({type(err).__name__}: {err}).") from None
+        raise InputError(f"{path}: cannot be read as NIfTI ({one_line(err)}).") from None
     shape = _spatial_shape(image, str(path))
+    problem = affine_problem(image.affine)
+    if problem:
+        raise InputError(f"{path}: {problem}.")
     _, ras_shape, ras_affine = _ras(shape, np.asarray(image.affine, dtype=float))
     return Grid.from_affine(ras_shape, ras_affine)
 
@@ -161,7 +195,10 @@ def ras_volume(path: str | os.PathLike) -> tuple[np.ndarray, Grid]:
     except InputError:
         raise
     except Exception as err:
-        raise InputError(f"{path}: cannot be read as NIfTI ({type(err).__name__}: {err}).") from None
+        raise InputError(f"{path}: cannot be read as NIfTI ({one_line(err)}).") from None
+    problem = affine_problem(image.affine)
+    if problem:
+        raise InputError(f"{path}: {problem}.")
     ornt, ras_shape, ras_affine = _ras(shape, np.asarray(image.affine, dtype=float))
     return nib.orientations.apply_orientation(data, ornt), Grid.from_affine(ras_shape, ras_affine)
 
@@ -268,15 +305,16 @@ class InputCheck:
     def check_volume(self, volume: np.ndarray, affine: Any, path: str | os.PathLike | None = None) -> str | None:
         """The problem of a loaded RAS ``volume`` (``(X, Y, Z)``) with ``affine``, or ``None``."""
         volume = np.asarray(volume)
-        return self.grid_problem(Grid.from_affine(volume.shape, affine), path) or self.brain_problem(volume, path)
+        grid_problem = affine_problem(affine) or self.grid_problem(Grid.from_affine(volume.shape, affine), path)
+        return grid_problem or volume_problem(volume) or self.brain_problem(volume, path)
 
     def __call__(self, path: str | os.PathLike) -> str | None:
         """The problem of the NIfTI file ``path``, or ``None``: the header first, the voxels only if that passes."""
         try:
             problem = self.grid_problem(read_grid(path), path)
             if problem is None and self.allowed is not None:
-                volume, _ = ras_volume(path)
-                problem = self.brain_problem(volume, path)
+                volume, _ = ras_volume(path)  # reading the voxels also finds damaged data behind a fine header
+                problem = volume_problem(volume) or self.brain_problem(volume, path)
         except InputError as err:
             return str(err).removeprefix(f"{path}: ").rstrip(".")
         return problem

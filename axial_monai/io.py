@@ -155,7 +155,8 @@ def write_png(path: str | os.PathLike, figure: Any, **kwargs: Any) -> None:
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
     """Save a checkpoint (a state dict, or a dict of state dicts) with ``torch.save`` to ``path`` atomically.
 
-    Read it back with ``torch.load(path, weights_only=True)``: only tensors and plain containers are stored.
+    Read it back with :func:`axial_monai.networks.checkpoints.load_checkpoint` (``weights_only=True``): only
+    tensors and plain containers are stored.
     """
     import torch  # imported here: preprocessing and table code need no torch
 

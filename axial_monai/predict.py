@@ -46,7 +46,7 @@ from axial_monai.data.datalist import SKIPPED_COLUMNS, check_nifti_header, expan
 from axial_monai.errors import InputError, SettingsError
 from axial_monai.input_check import InputCheck
 from axial_monai.io import atomic_path, write_csv, write_json, write_nifti
-from axial_monai.run_settings import RunSettings
+from axial_monai.run_settings import RunSettings, load_weights
 
 __all__ = ["PredictModel", "Prediction", "resolve_model", "prepare_scan", "predict_scans"]
 
@@ -123,12 +123,14 @@ def resolve_model(model: str | os.PathLike, cache_dir: Path) -> PredictModel:
 
     Raises:
         FileNotFoundError: if ``model`` is none of them.
-        InputError: for a checkpoint without run settings.
+        InputError: for a checkpoint without run settings, one that carries pickled objects or cannot be read.
     """
     path = Path(model).resolve()
     if (path / "configs" / "inference.json").is_file() and (path / "models" / "model.pt").is_file():
         configs = path / "configs"
         mask = path / "models" / "brain_mask.nii.gz"
+        # refuse a checkpoint that carries pickled objects (or is unreadable) before any scan is preprocessed
+        load_weights(path / "models" / "model.pt")
         meta = json.loads((configs / "metadata.json").read_text())
         channels = meta["network_data_format"]["outputs"]["pred"]["channel_def"]
         return PredictModel(

@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import platform
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,11 +51,12 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from axial_monai.data.datalist import load_split
+from axial_monai.data.datalist import check_nifti_header, load_split
 from axial_monai.derivatives import DerivativesLayout
 from axial_monai.errors import InputError, SettingsError
 from axial_monai.geometry import plane_index
 from axial_monai.input_check import Grid, InputCheck, read_grid
+from axial_monai.networks.checkpoints import load_checkpoint
 
 __all__ = [
     "FORMAT",
@@ -215,20 +217,61 @@ def _training_template(
     return _template_file(DEFAULT_TEMPLATE), None
 
 
-def _common_grid(items: Sequence[Mapping]) -> Grid:
-    """The one grid of all training images (headers only), or an InputError naming the first image off it."""
-    if not items:
-        raise InputError("The training split is empty: there is no grid to record.")
-    first = str(items[0]["image"])
-    grid = read_grid(first)
-    for item in items[1:]:
-        problem = grid.mismatch(read_grid(str(item["image"])))
+def _common_grid(items: Sequence[Mapping], where: str, drop: bool = False) -> tuple[Grid, list[Mapping]]:
+    """The one grid of the training images (headers only) and the items on it.
+
+    The grid is the most common one among the readable images. Images that are missing, unreadable, not one 3D
+    volume, with a singular affine (:func:`~axial_monai.data.datalist.check_nifti_header`) or off the grid are
+    refused together in one message that lists them all, or with ``drop`` left out with a warning each. (Damaged
+    voxel data behind a fine header shows when the volumes are loaded: the training dataset lists those together.)
+    """
+    bad, readable = [], []
+    for item in items:
+        path = str(item["image"])
+        problem = "does not exist" if not os.path.isfile(path) else check_nifti_header(path)
         if problem:
-            raise InputError(
-                f"The training images are not on one grid: {item['image']} {problem}, the grid of {first}. "
-                "Preprocess all scans to one template (python -m axial_monai.preprocess) before training."
+            bad.append(f"{path} {problem}")
+        else:
+            readable.append(item)
+    grids = [read_grid(str(item["image"])) for item in readable]
+    if not grids:
+        raise InputError(f"No image of {where} is usable: {'; '.join(bad)}.")
+    # group by shape and affine to 0.1 um (a float rounding apart is the same grid)
+    keys = [(g.shape, tuple(np.round(np.asarray(g.affine), 4).ravel())) for g in grids]
+    index = keys.index(Counter(keys).most_common(1)[0][0])
+    grid, first = grids[index], str(readable[index]["image"])
+    problems = [grid.mismatch(g) for g in grids]
+    bad += [
+        f"{item['image']} {p} (not on one grid with {first}, the most common grid)"
+        for item, p in zip(readable, problems, strict=True)
+        if p is not None
+    ]
+    if bad and not drop:
+        raise InputError(
+            f"{len(bad)} of the {len(items)} images of {where} are unusable: {'; '.join(bad)}. Fix or remove them "
+            "(preprocess all scans to one template: python -m axial_monai.preprocess), or set drop_bad_items to "
+            "true to leave them out."
+        )
+    for line in bad:
+        logger.warning(f"Leaving out an image of {where}: {line}.")
+    return grid, [item for item, p in zip(readable, problems, strict=True) if p is None]
+
+
+def _slice_problem(grid: Grid, kwargs: Mapping[str, Any]) -> str | None:
+    """Why the images of ``grid`` cannot give the network's ``num_slices`` slices along its plane(s), or None."""
+    if "plane" not in kwargs or "num_slices" not in kwargs:
+        return None
+    planes = kwargs["plane"] if isinstance(kwargs["plane"], list | tuple) else [kwargs["plane"]]
+    counts = kwargs["num_slices"] if isinstance(kwargs["num_slices"], list | tuple) else [kwargs["num_slices"]]
+    counts = counts * len(planes) if len(counts) == 1 else counts
+    for plane, count in zip(planes, counts, strict=False):
+        depth = grid.shape[plane_index(plane)]
+        if int(count) > depth:
+            return (
+                f"have {depth} voxels along plane {plane!r} ({grid.describe()}), fewer than num_slices={count}: "
+                f"lower num_slices to at most {depth} or preprocess to a finer grid"
             )
-    return grid
+    return None
 
 
 @dataclass
@@ -269,6 +312,7 @@ class RunSettings:
         template: str | None = None,
         template_mask: str | None = None,
         split: str = "training",
+        drop_bad_items: bool = False,
     ) -> RunSettings:
         """The settings of a run about to train.
 
@@ -283,10 +327,13 @@ class RunSettings:
                 default.
             template_mask: brain mask of a template given by path (default: its non-zero support).
             split: the datalist split whose images define the grid.
+            drop_bad_items: leave out training images that are missing, unreadable or off the common grid (with a
+                warning each) instead of refusing them all in one message.
 
         Raises:
             SettingsError: for a network that is not a recipe or class names that do not fit ``positive_class``.
-            InputError: if the training images are not on one grid.
+            InputError: if training images are missing, unreadable or not on one grid (all listed at once), or
+                have fewer voxels along the plane than ``num_slices``.
         """
         target, kwargs = _network_spec(network)
         names = [str(c) for c in class_names]
@@ -297,8 +344,12 @@ class RunSettings:
         if "num_classes" in kwargs and kwargs["num_classes"] != len(names):
             raise SettingsError(f"num_classes={kwargs['num_classes']} but class_names has {len(names)}: {names}.")
         datalist_path = os.path.abspath(datalist or os.path.join(str(dataset_dir), "datalist.json"))
+        where = f"the {split} split of {datalist_path}"
         items = load_split(str(dataset_dir), split, datalist_path)
-        grid = _common_grid(items)
+        grid, items = _common_grid(items, where, drop=drop_bad_items)
+        problem = _slice_problem(grid, kwargs)
+        if problem:
+            raise InputError(f"The training images of {datalist_path} (e.g. {items[0]['image']}) {problem}.")
         template_path, mask_path = _training_template(template, template_mask, dataset_dir, str(items[0]["image"]))
         template_image = nib.load(template_path)
         mask = _support(template_image.get_fdata()) if mask_path is None else np.asarray(nib.load(mask_path).dataobj)
@@ -542,12 +593,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     (returned as ``{"model": state dict}``); read with ``weights_only=True``.
 
     Raises:
-        InputError: if the file cannot be read or holds no state dict.
+        InputError: if the file carries a pickled object (refused, never run), cannot be read or holds no state
+            dict (:func:`axial_monai.networks.checkpoints.load_checkpoint`).
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle, zip and torch errors all mean "not a readable checkpoint"
-        raise InputError(f"Cannot read the checkpoint {path}: {type(err).__name__}: {err}") from None
+    state = load_checkpoint(path)
     if not isinstance(state, Mapping):
         raise InputError(f"The checkpoint {path} holds a {type(state).__name__}, not a dict of weights.")
     if not isinstance(state.get(MODEL_KEY), Mapping):

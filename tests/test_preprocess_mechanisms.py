@@ -1,5 +1,6 @@
 """Preprocessing mechanisms at work (axial_monai.preprocess): N4 removes a planted bias field, a seeded rerun is
-identical, an LPS-stored copy of a scan comes out like its RAS twin, and a killed worker costs only its own scan.
+identical, an LPS-stored copy of a scan comes out like its RAS twin, a killed worker costs only its own scan, and a
+run killed with kill -9 mid-scan resumes without redoing finished scans.
 
 The scans are the fixture's deformed 4 mm copies of the shipped MNI template (``bids_fixture.synthetic_t1w``);
 registrations are short affine ones, run in spawned worker processes with one ITK thread each (reproducible).
@@ -7,6 +8,12 @@ registrations are short affine ones, run in spawned worker processes with one IT
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -128,3 +135,46 @@ def test_n4_removes_a_planted_bias_field():
         slopes[n4] = np.polyfit(log_field[inside], log_ratio, 1)[0]
     assert slopes[False] > 0.8, slopes  # the planted field is in the output without N4
     assert slopes[True] < 0.4, slopes  # N4 removes most of it
+
+
+def _done(out: Path) -> dict[str, int]:
+    """Output file -> modification time (ns) of every scan whose QC record says ok."""
+    records = [json.loads(p.read_text()) for p in sorted((pipeline_dir(out) / "qc").glob("*.json"))]
+    return {r["output_path"]: os.stat(r["output_path"]).st_mtime_ns for r in records if r.get("status") == "ok"}
+
+
+def test_preprocessing_killed_mid_scan_resumes_without_redoing_finished_scans(tmp_path):
+    """kill -9 of the whole preprocessing (main process and workers) while a scan is being registered: the rerun
+    skips the finished scans (their files untouched) and redoes the interrupted one; nothing partial counts."""
+    bids = _write_tree(tmp_path / "bids")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "axial_monai.preprocess", str(bids), str(out), "--n_proc", "1"]
+    for key in ("resolution", "transform", "threads_per_worker", "seed"):
+        command += [f"--{key}", str(FAST[key])]
+    for key in ("registration_kwargs", "n4_kwargs"):
+        command += [f"--{key}", json.dumps(FAST[key])]
+    command += ["--progress", "False"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline and not (out.exists() and _done(out)):
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # the session started above: this run's main process and its workers
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    done = _done(out)
+    assert 1 <= len(done) < len(SUBJECTS)  # killed after the first scan, before the last
+
+    rerun = preprocess_bids(bids, out, **FAST)
+    assert (rerun.skipped, rerun.succeeded, rerun.failed) == (len(done), len(SUBJECTS) - len(done), 0)
+    after = _done(out)
+    assert len(after) == len(SUBJECTS)
+    assert {k: after[k] for k in done} == done  # finished scans were not redone
+    assert not list(pipeline_dir(out).rglob(".*.tmp*"))  # no partial file left behind
+    for path in after:
+        assert nib.load(path).get_fdata().any()  # every counted output is a complete image

@@ -194,7 +194,7 @@ def test_training_refuses_images_on_several_grids(tiny_cohort, tmp_path):
     datalist = {"training": [items[0], {**items[1], "image": str(tmp_path / "shifted.nii.gz")}]}
     (tmp_path / "datalist.json").write_text(json.dumps(datalist))
     recipe = functools.partial(AxialNet, num_classes=2, backbone="resnet18")
-    with pytest.raises(InputError, match=r"not on one grid: .*shifted\.nii\.gz.*shifted by"):
+    with pytest.raises(InputError, match=r"unusable: .*shifted\.nii\.gz.*shifted by.*not on one grid"):
         RunSettings.for_training(
             recipe, ["CN", "AD"], dataset_dir=str(tmp_path), datalist=str(tmp_path / "datalist.json")
         )

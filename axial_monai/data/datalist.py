@@ -14,11 +14,13 @@ import nibabel as nib
 import pandas as pd
 from monai.data import load_decathlon_datalist
 
-from axial_monai.errors import InputError
+from axial_monai.errors import InputError, one_line
+from axial_monai.input_check import affine_problem
 from axial_monai.io import NIFTI_SUFFIXES, nifti_stem, write_csv
 
 __all__ = [
     "load_split",
+    "check_items",
     "expand_inputs",
     "inference_datalist",
     "check_nifti_header",
@@ -33,44 +35,144 @@ SKIPPED_COLUMNS = ("file", "problem")
 logger = logging.getLogger(__name__)
 
 
-def load_split(dataset_dir: str, split: str, datalist: str | None = None) -> list[dict]:
+def load_split(
+    dataset_dir: str,
+    split: str,
+    datalist: str | None = None,
+    keys: Sequence[str] = ("image",),
+    num_classes: int | None = None,
+) -> list[dict]:
     """Items of one split (``"training"``, ``"validation"``, ``"test"``) of a datalist JSON.
 
     Args:
         dataset_dir: base directory of relative image paths.
         split: key of the split in the datalist.
         datalist: JSON path; default ``<dataset_dir>/datalist.json``.
+        keys: keys every item must have (training and evaluation: ``("image", "label")``).
+        num_classes: if given, every ``label`` must be a class index ``0 .. num_classes - 1``.
 
     Returns:
         list of dicts with absolute ``image`` paths (and the other keys of the datalist).
+
+    Raises:
+        FileNotFoundError: if the datalist does not exist.
+        InputError: if it cannot be read, has no such split or an empty one, or if items lack a key, have an
+            unknown label or list the same image twice: one message naming the datalist, the split and every such
+            item (1-based position in the split).
     """
     path = datalist or os.path.join(dataset_dir, "datalist.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Datalist {path} does not exist; set dataset_dir or datalist to your data.")
-    with open(path) as f:
-        keys = list(json.load(f))
-    if split not in keys:
-        raise InputError(f"Datalist {path} has no split {split!r}; it has {keys}.")
+    try:
+        with open(path) as f:
+            content = json.load(f)
+    except (OSError, ValueError) as err:
+        raise InputError(f"Cannot read the datalist {path} as JSON ({one_line(err)}).") from None
+    if not isinstance(content, Mapping):
+        raise InputError(f"Datalist {path} must be a JSON object of splits, not a {type(content).__name__}.")
+    if split not in content:
+        raise InputError(f"Datalist {path} has no split {split!r}; it has {list(content)}.")
+    if not isinstance(content[split], list) or not all(isinstance(i, Mapping) for i in content[split]):
+        raise InputError(f"Split {split!r} of {path} must be a list of items ({{'image': ..., 'label': ...}}).")
+    if not content[split]:
+        raise InputError(f"Split {split!r} of {path} is empty; add items or use another split.")
     items = load_decathlon_datalist(path, is_segmentation=False, data_list_key=split, base_dir=dataset_dir)
-    if not items:
-        raise InputError(f"Split {split!r} of {path} is empty.")
+    problems = _item_problems(items, keys, num_classes)
+    if problems:
+        raise InputError(
+            f"Datalist {path}, split {split!r}: {len(problems)} bad item(s): {'; '.join(problems)}. Fix the datalist."
+        )
     return items
 
 
-def check_nifti_header(path: str) -> str | None:
-    """Return what is wrong with a NIfTI file's header (unreadable, not one 3D volume), or None if fine.
+def _item_problems(items: Sequence[Mapping], keys: Sequence[str], num_classes: int | None) -> list[str]:
+    """One line per item that lacks a key, has an unknown label or repeats an image (1-based positions)."""
+    problems = []
+    first: dict[str, int] = {}
+    for n, item in enumerate(items, start=1):
+        missing = [k for k in keys if item.get(k) in (None, "")]
+        if missing:
+            problems.append(f"item {n} has no {' and no '.join(repr(k) for k in missing)} ({dict(item)})")
+        label = item.get("label")
+        if num_classes is not None and label is not None:
+            if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < num_classes:
+                problems.append(
+                    f"item {n} ({item.get('image')}) has label {label!r}, not a class index 0..{num_classes - 1}"
+                )
+        image = item.get("image")
+        if image:
+            image = os.path.normpath(str(image))
+            if image in first:
+                problems.append(f"item {n} repeats item {first[image]} ({image})")
+            else:
+                first[image] = n
+    return problems
 
-    Only the header is read, so this is cheap; a file whose data is corrupt is caught when it is loaded.
+
+def check_items(
+    items: Sequence[Mapping],
+    where: str,
+    check: Callable[[str], str | None] | None = None,
+    drop: bool = False,
+) -> list[dict]:
+    """Check the image files of datalist items (exist, readable NIfTI header, one 3D volume, non-singular affine,
+    and ``check``, e.g. the run's grid) and refuse them all at once, or drop the bad ones.
+
+    Training calls this on its splits (``drop_bad_items`` in ``train.json``), so a datalist with several bad files
+    costs one run to find them all, not one run per file.
+
+    Args:
+        items: datalist items with an ``image`` path.
+        where: what the items are, for the message (e.g. ``"the training split of datalist.json"``).
+        check: returns the problem of a file or None (e.g. a run's :class:`~axial_monai.input_check.InputCheck`).
+        drop: leave the bad items out (one warning naming each) instead of raising.
+
+    Returns:
+        the usable items (all of them unless ``drop``).
+
+    Raises:
+        InputError: one line listing every bad item and its problem, unless ``drop``.
+    """
+    good, bad = [], []
+    for item in items:
+        path = str(item["image"])
+        problem = "does not exist" if not os.path.isfile(path) else check_nifti_header(path)
+        if problem is None and check is not None:
+            problem = check(path)
+        if problem:
+            bad.append(f"{path} {problem}")
+        else:
+            good.append(dict(item))
+    if bad and not drop:
+        raise InputError(
+            f"{len(bad)} of the {len(items)} items of {where} are unusable: {'; '.join(bad)}. Fix or remove them, "
+            "or set drop_bad_items to true to leave them out."
+        )
+    for line in bad:
+        logger.warning(f"Leaving out an item of {where}: {line}.")
+    if not good:
+        raise InputError(f"No usable item is left in {where}: {'; '.join(bad)}.")
+    return good
+
+
+def check_nifti_header(path: str) -> str | None:
+    """Return what is wrong with a NIfTI file's header (unreadable, not one 3D volume, singular affine), or None if
+    fine (one line).
+
+    Only the header is read, so this is cheap; a file whose data is corrupt is caught when its voxels are read (the
+    run's :class:`~axial_monai.input_check.InputCheck` reads them).
     """
     try:
-        shape = nib.load(path).shape
+        image = nib.load(path)
     except Exception as err:  # nibabel raises many kinds for damaged files
-        return f"cannot be read as NIfTI ({type(err).__name__}: {err})"
+        return f"cannot be read as NIfTI ({one_line(err)})"
+    shape = image.shape
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
     if len(shape) != 3:
-        return f"is not a single 3D volume (shape {shape})"
-    return None
+        kind = f"a {len(shape)}D image" + (f" of {shape[3]} volumes" if len(shape) == 4 else "")
+        return f"is not a single 3D volume ({kind}, shape {shape}); give one 3D T1 volume per file"
+    return affine_problem(image.affine)
 
 
 def expand_inputs(inputs: str | Sequence[str] | Sequence[Mapping], datalist_key: str = "test") -> list[dict]:

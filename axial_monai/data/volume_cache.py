@@ -42,6 +42,7 @@ from monai.data import Dataset, MetaTensor
 from monai.transforms import Compose, RandomizableTrait
 from tqdm import tqdm
 
+from ..errors import InputError, one_line
 from ..io import atomic_path, write_text
 from ..transforms.compact import COMPACT_DTYPES, compact_volume
 
@@ -232,6 +233,8 @@ class VolumeCacheDataset(Dataset):
         image_key: key of the image path in the items.
         num_workers: threads that decode scans missing from the cache when the dataset is built.
         progress: show a progress bar while building.
+        drop_bad: leave out the scans that cannot be loaded (missing, unreadable, refused by a check of the
+            loading chain), with one warning each; default: one error that lists them all.
 
     Items (``cache`` "disk" or "memory"): the datalist item with ``image_key`` replaced by a MetaTensor
     ``(1, bx, by, bz)`` in ``dtype`` (the scan's crop placed in the cohort box, with the full grid's affine and
@@ -239,7 +242,8 @@ class VolumeCacheDataset(Dataset):
     ``(3,)`` and the scale. With ``cache="none"`` items are what ``transform`` returns.
 
     Raises:
-        ValueError: for a bad setting, a missing or unreadable scan (named), or a random transform.
+        ValueError: for a bad setting or a random transform.
+        InputError: listing every missing, unreadable or refused scan at once (unless ``drop_bad``).
     """
 
     def __init__(
@@ -252,6 +256,7 @@ class VolumeCacheDataset(Dataset):
         image_key: str = "image",
         num_workers: int = 0,
         progress: bool = True,
+        drop_bad: bool = False,
     ) -> None:
         if cache not in CACHE_MODES:
             raise ValueError(f"cache must be one of {CACHE_MODES}, not {cache!r}.")
@@ -268,7 +273,7 @@ class VolumeCacheDataset(Dataset):
             )
         super().__init__(list(data), transform)
         self.cache, self.dtype, self.image_key = cache, dtype, image_key
-        self.num_workers, self.progress = max(0, int(num_workers)), progress
+        self.num_workers, self.progress, self.drop_bad = max(0, int(num_workers)), progress, bool(drop_bad)
         self.store = VolumeStore(cache_dir) if cache == "disk" else None
         self._arrays: dict[int, np.ndarray] = {}
         self._verified: set[int] = set()
@@ -311,7 +316,7 @@ class VolumeCacheDataset(Dataset):
             array, start, scale = compact_volume(image, self.dtype, name=source)
         except Exception as err:
             cause = _root_cause(err)
-            message = str(cause) if source in str(cause) else f"{source}: {type(cause).__name__}: {cause}"
+            message = " ".join(str(cause).split()) if source in str(cause) else f"{source}: {one_line(cause)}"
             raise ValueError(f"Cannot cache {message}") from None
         affine = image.affine if isinstance(image, MetaTensor) else torch.eye(4)
         record = {
@@ -343,30 +348,70 @@ class VolumeCacheDataset(Dataset):
             return None
         return record
 
+    def _try_make(self, index: int) -> dict | ValueError:
+        try:
+            return self._make(index)
+        except ValueError as err:  # a missing, unreadable or unusable scan: collected, reported together
+            return err
+
     def _build(self) -> None:
         n = len(self.data)
-        records: list[dict | None] = [self._valid_record(i, self._expected(i)) for i in range(n)]
-        todo = [i for i in range(n) if records[i] is None]
+        failed: dict[int, str] = {}
+        records: list[dict | None] = []
+        for i in range(n):
+            try:
+                records.append(self._valid_record(i, self._expected(i)))
+            except ValueError as err:  # the file does not exist
+                records.append(None)
+                failed[i] = str(err)
+        todo = [i for i in range(n) if records[i] is None and i not in failed]
         rank, world = _rank_and_world() if self.store is not None else (0, 1)
         mine = todo[rank::world]
         if mine:
             logger.info(f"Caching {len(mine)} of {n} scans ({self.cache}, {self.dtype}).")
             with ThreadPoolExecutor(max(1, self.num_workers)) as pool:
-                made = pool.map(self._make, mine)
+                made = pool.map(self._try_make, mine)
                 for i, record in zip(mine, tqdm(made, total=len(mine), desc="cache", disable=not self.progress)):
-                    records[i] = record
+                    if isinstance(record, ValueError):
+                        failed[i] = str(record)
+                    else:
+                        records[i] = record
         if world > 1:
             torch.distributed.barrier()  # the other ranks' entries are on disk now
             for i in todo:
-                if records[i] is None:
-                    records[i] = self._valid_record(i, self._expected(i)) or self._make(i)
-        self._records = records  # type: ignore[assignment]
+                if records[i] is None and i not in failed:
+                    record = self._valid_record(i, self._expected(i)) or self._try_make(i)
+                    if isinstance(record, ValueError):
+                        failed[i] = str(record)
+                    else:
+                        records[i] = record
+        if failed:
+            self._drop_failed(failed, records)
+        self._records = [r for r in records if r is not None]
         self._boxes = {}
         for r in self._records:
             grid, start = tuple(r["spatial_shape"]), np.asarray(r["start"])
             stop = start + np.asarray(r["shape"][1:])
             lo, hi = self._boxes.get(grid, (start, stop))
             self._boxes[grid] = (tuple(np.minimum(lo, start)), tuple(np.maximum(hi, stop)))
+
+    def _drop_failed(self, failed: Mapping[int, str], records: list[dict | None]) -> None:
+        """Raise one error listing every scan that could not be cached, or (``drop_bad``) leave them out."""
+        lines = [failed[i] for i in sorted(failed)]
+        if not self.drop_bad:
+            raise InputError(
+                f"{len(failed)} of the {len(self.data)} scans cannot be used: {'; '.join(lines)}. Fix or remove "
+                "them, or leave them out with drop_bad=True (drop_bad_items in the bundle)."
+            )
+        for line in lines:
+            logger.warning(f"Leaving out a scan: {line}")
+        keep = [i for i in range(len(self.data)) if i not in failed]
+        if not keep:
+            raise InputError(f"None of the {len(self.data)} scans can be used: {'; '.join(lines)}.")
+        self.data = [self.data[i] for i in keep]
+        self._names = [self._names[i] for i in keep]
+        self._arrays = {new: self._arrays[old] for new, old in enumerate(keep) if old in self._arrays}
+        records[:] = [records[i] for i in keep]
 
     # ---- reading -------------------------------------------------------------------------------------------
     def _array(self, index: int) -> tuple[np.ndarray, dict]:

@@ -3,11 +3,15 @@ from .interpretability import InterpretabilityHandler
 from .metrics_json import MetricsJSONWriter
 from .prediction_writer import PredictionWriter
 from .progress import LossProgressBar
+from .resume import EarlyStopState, RandomStates, TrainingStateLoader
 
 __all__ = [
     "AtomicCheckpointSaver",
+    "EarlyStopState",
     "InterpretabilityHandler",
     "LossProgressBar",
     "MetricsJSONWriter",
     "PredictionWriter",
+    "RandomStates",
+    "TrainingStateLoader",
 ]

@@ -33,12 +33,18 @@ class AtomicCheckpointSaver(CheckpointSaver):
     MONAI's saver writes a fixed-name checkpoint in place, after deleting the previous one (ignite removes the old
     best before saving the new one): a run killed in between leaves no checkpoint or a truncated one. Here the new
     checkpoint is written to a temporary file beside it and renamed over the old one, so ``model.pt`` is always a
-    complete checkpoint (the previous best until the new one is complete). Same arguments as ``CheckpointSaver``.
+    complete checkpoint (the previous best until the new one is complete). Same arguments as ``CheckpointSaver``,
+    and ``interval_filename``: one fixed file for the interval checkpoint (``save_interval``), replaced the same way
+    (the training state of ``train.json``, see :mod:`axial_monai.handlers.resume`).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, interval_filename: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for checkpoint in (self._key_metric_checkpoint, self._final_checkpoint):
             fixed = getattr(getattr(checkpoint, "save_handler", None), "filename", None)
             if fixed is not None:
                 checkpoint.save_handler = _AtomicFileSaver(self.save_dir, fixed)
+        if interval_filename is not None:
+            if self._interval_checkpoint is None:
+                raise ValueError("interval_filename needs save_interval > 0.")
+            self._interval_checkpoint.save_handler = _AtomicFileSaver(self.save_dir, interval_filename)

@@ -15,6 +15,8 @@ from torch import nn
 
 from axial_monai.errors import InputError, SettingsError
 
+from .checkpoints import load_checkpoint
+
 __all__ = ["BACKBONES", "Backbone", "build_backbone", "configure_backbones", "freeze_layers", "layers"]
 
 
@@ -261,10 +263,7 @@ def _imagenet_model(name: str) -> nn.Module:
 def _load_local(model: nn.Module, backbone: Backbone, path: str) -> None:
     if not os.path.isfile(path):
         raise SettingsError(f"pretrained must be 'none', 'imagenet' or an existing file path, not {path!r}.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise InputError(f"Cannot read pretrained weights from {path}: {err}") from None
+    state = load_checkpoint(path, what="pretrained weights")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

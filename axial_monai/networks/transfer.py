@@ -21,6 +21,7 @@ from torch import nn
 from axial_monai.errors import InputError, SettingsError
 
 from .backbones import Backbone, freeze_layers
+from .checkpoints import load_checkpoint
 
 __all__ = ["init_from_checkpoint"]
 
@@ -32,10 +33,7 @@ def _under(key: str, prefixes: Sequence[str]) -> bool:
 def _read_state(path: str) -> dict[str, torch.Tensor]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"The checkpoint {path} to initialise the network from does not exist.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle, zip and torch errors all mean "not a readable state dict"
-        raise InputError(f"Cannot read the checkpoint {path}: {type(err).__name__}: {err}") from None
+    state = load_checkpoint(path, what="checkpoint to initialise the network from")
     # a plain state dict (the bundle's CheckpointSaver with one object) or {"model": ...} / {"state_dict": ...}
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):

@@ -11,7 +11,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
 from axial_monai.errors import InputError
-from axial_monai.input_check import InputCheck
+from axial_monai.input_check import InputCheck, affine_problem, volume_problem
 
 from .intensity import source_name
 
@@ -19,7 +19,8 @@ __all__ = ["CheckVolume", "CheckVolumed"]
 
 
 class CheckVolume(Transform):
-    """Check that an image is one 3D volume ``(1, X, Y, Z)``, optionally on an expected grid.
+    """Check that an image is one 3D volume ``(1, X, Y, Z)`` with a non-singular affine and usable voxels (finite,
+    not all 0), optionally on an expected grid.
 
     Args:
         spatial_shape: expected ``(X, Y, Z)`` in voxels, or None to accept any.
@@ -60,11 +61,14 @@ class CheckVolume(Transform):
             spacing = np.sqrt((np.asarray(img.affine, dtype=float)[:3, :3] ** 2).sum(0))
             if not np.allclose(spacing, self.pixdim, atol=self.atol):
                 raise InputError(f"{name}: expected voxel size {self.pixdim} mm, got {tuple(spacing.round(3))} mm.")
+        affine = np.asarray(img.affine, dtype=float) if isinstance(img, MetaTensor) else np.eye(4)
+        volume = np.asarray(img[0].detach().cpu())
         if self.check is not None:
-            affine = np.asarray(img.affine, dtype=float) if isinstance(img, MetaTensor) else np.eye(4)
-            problem = self.check.check_volume(np.asarray(img[0].detach().cpu()), affine, name)
-            if problem:
-                raise InputError(f"{name} {problem}.")
+            problem = self.check.check_volume(volume, affine, name)
+        else:
+            problem = affine_problem(affine) or volume_problem(volume)
+        if problem:
+            raise InputError(f"{name} {problem}.")
         return img
 
 
