@@ -38,6 +38,7 @@ import torch
 from monai.visualize import GradCAM, GradCAMpp
 from torch import nn
 
+from ..io import nifti_stem
 from .attribution import (
     BASELINES,
     antialias,
@@ -78,13 +79,8 @@ _CAMS = {"gradcam": GradCAM, "gradcampp": GradCAMpp}
 _CAM_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def scan_id(path: str | os.PathLike) -> str:
-    """Output folder name of a scan: its file name without the NIfTI extension."""
-    name = os.path.basename(str(path))
-    for ext in (".nii.gz", ".nii"):
-        if name.endswith(ext):
-            return name[: -len(ext)]
-    return name
+#: output folder name of a scan with no datalist id: its file name without the NIfTI extension
+scan_id = nifti_stem
 
 
 def _baseline_spec(value, name: str):
