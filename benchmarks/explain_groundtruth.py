@@ -134,7 +134,7 @@ def run_cell(task: dict) -> list[dict]:
             strength=CONFIG["strength"][atrophy],
             atrophy=atrophy,
             seed=seed,
-            **CONFIG["cohort"],
+            **{**CONFIG["cohort"], **task["profile"].get("cohort", {})},
         )
     )
     device = task["device"]
@@ -142,7 +142,8 @@ def run_cell(task: dict) -> list[dict]:
         _workflow(
             ["train"], "train", dataset_dir=str(cohort), output_dir=str(work), seed=seed,
             device=f"$torch.device('{device}')",
-            **{**CONFIG["train"], **({"epochs": task["epochs"]} if task["epochs"] else {})},
+            **{**CONFIG["train"], **task["profile"].get("train", {}),
+               **({"epochs": task["epochs"]} if task["epochs"] else {})},
         )  # fmt: skip
     train_s = time.perf_counter() - start
     test = json.loads((work / "eval-test" / "metrics.json").read_text())["metrics"]
@@ -238,6 +239,7 @@ def run_cell(task: dict) -> list[dict]:
                 "train_s": round(train_s, 1),
                 "explain_s": round(explain_s, 1),
                 "device": device,
+                "profile": task["profile_name"],
             }
         )
     return rows
@@ -448,6 +450,10 @@ def main() -> None:
     parser.add_argument("--raw-methods", default="gradient,smoothgrad", help="also scored without anti-aliasing")
     parser.add_argument("--batch-size", type=int, default=8, help="noise/path samples or windows per pass")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--profile", default=None, choices=sorted(CONFIG["profiles"]),
+        help="a larger cohort/training of the matrix (section 'profiles' of the JSON); use its own --out",
+    )  # fmt: skip
     parser.add_argument("--epochs", type=int, default=None, help="override the configured epochs (smoke runs only)")
     parser.add_argument("--ad-subjects", type=int, default=None, help="explain only the first N AD-like subjects")
     parser.add_argument("--workers", type=int, default=1)
@@ -475,7 +481,7 @@ def main() -> None:
     import torch
 
     machine = {"cpu_count": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-               "device": args.device,
+               "device": args.device, "profile": args.profile,
                "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None}  # fmt: skip
 
     if args.ci:
@@ -522,7 +528,8 @@ def main() -> None:
               "occlusion_subjects": args.occlusion_subjects, "detection_config": args.detection_config,
               "raw_methods": [m for m in args.raw_methods.split(",") if m],
               "occlusion_cascade_subjects": args.occlusion_cascade_subjects,
-              "ad_subjects": args.ad_subjects}  # fmt: skip
+              "ad_subjects": args.ad_subjects, "profile_name": args.profile or "ci",
+              "profile": CONFIG["profiles"][args.profile] if args.profile else {}}  # fmt: skip
     tasks = [{**t, **common} for t in tasks]
     print(f"{len(tasks)} task(s) to run in {work}", flush=True)
     start = time.perf_counter()

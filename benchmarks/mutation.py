@@ -154,6 +154,12 @@ def run_group(name: str, group: Group, parent: Path, max_children: int) -> dict:
         counts[value] = counts.get(value, 0) + 1
     killed = sum(counts.get(s, 0) for s in KILLED)
     not_killed = sorted(m for m, s in status.items() if s not in KILLED)
+    per_module = {}  # mutant names start with the module's dotted path (``axial_monai.metrics.x_auc__mutmut_3``)
+    for module in group.modules:
+        prefix = module.removesuffix(".py").replace("/", ".") + "."
+        mine = [s for m, s in status.items() if m.startswith(prefix)]
+        done = sum(s in KILLED for s in mine)
+        per_module[module] = {"total": len(mine), "killed": done, "score": round(done / len(mine), 4) if mine else None}
     return {
         "modules": list(group.modules),
         "tests": list(group.tests),
@@ -161,6 +167,7 @@ def run_group(name: str, group: Group, parent: Path, max_children: int) -> dict:
         "killed": killed,
         "counts": dict(sorted(counts.items())),
         "score": round(killed / len(status), 4),
+        "per_module": per_module,
         "seconds": round(seconds, 1),
         "not_killed": {m: {"status": status[m], "diff": _mutmut(work, "show", m)} for m in not_killed},
     }
@@ -184,7 +191,8 @@ def main() -> None:
             report["groups"][name] = result
             print(
                 f"[{time.strftime('%H:%M:%S')}] {name}: {result['killed']}/{result['total']} killed "
-                f"({100 * result['score']:.1f} %), {result['counts']}, {result['seconds']:.0f} s",
+                f"({100 * result['score']:.1f} %), {result['counts']}, {result['seconds']:.0f} s; per module: "
+                + ", ".join(f"{m} {v['killed']}/{v['total']}" for m, v in result["per_module"].items()),
                 flush=True,
             )
             report.update(

@@ -17,7 +17,9 @@ from axial_monai.run_settings import load_weights
 @pytest.mark.parametrize(
     "amp, expected",
     [(False, None), (None, None), ("none", None), (True, torch.bfloat16), ("auto", torch.bfloat16)]
-    + [("bf16", torch.bfloat16), ("fp16", torch.float16)],
+    + [("bf16", torch.bfloat16), ("fp16", torch.float16)]
+    # what `python -m monai.bundle run ... --amp true|false` passes (python-fire keeps lower-case words as strings)
+    + [("true", torch.bfloat16), ("false", None)],
 )
 def test_autocast_dtype_on_cpu(amp, expected):
     assert autocast_dtype(amp, "cpu") == expected

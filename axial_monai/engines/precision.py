@@ -37,9 +37,10 @@ def autocast_dtype(amp: bool | str | None, device: torch.device | str = "cpu") -
         ValueError: for an unknown setting, or "bf16" on a GPU without bfloat16 support.
     """
     device = torch.device(device)
-    if amp is None or amp is False or (isinstance(amp, str) and amp.lower() in ("none", "fp32", "false", "off")):
+    # `--amp true` on the command line arrives as the string "true" (python-fire keeps lower-case words)
+    if amp is None or amp is False or (isinstance(amp, str) and amp.lower() in ("none", "fp32", "false", "off", "no")):
         return None
-    if amp is True or (isinstance(amp, str) and amp.lower() == "auto"):
+    if amp is True or (isinstance(amp, str) and amp.lower() in ("auto", "true", "on", "yes")):
         if device.type == "cuda" and not torch.cuda.is_bf16_supported():
             return torch.float16
         return torch.bfloat16
