@@ -282,6 +282,11 @@ def inference_config(settings: RunSettings) -> dict[str, Any]:
         "evaluator": shipped["evaluator"],
         "initialize": ["@scripts_on_path", *shipped["initialize"]],
         "run": shipped["run"],
+        # exit status 1 when scans were skipped, as the shipped config (the vendored function: scripts/ on the path)
+        "exit_if_skipped": _vendored(
+            {"_target_": "axial_monai.data.datalist.exit_if_skipped", "_mode_": "callable"}
+        ),
+        "finalize": ["$@exit_if_skipped(@pred_dir)"],
         "inferring": "%run",
     }
     return copy.deepcopy(config)
@@ -384,7 +389,8 @@ Inputs must be brain-extracted T1 volumes registered to `models/template.nii.gz`
 (RAS; see the affine in `docs/run_settings.json`). Intensities are normalised per volume inside the brain
 (`{settings.intensity}`). The bundle checks every scan: a scan on another grid, or with more than 5 % of its
 non-zero voxels more than 6 mm outside `models/brain_mask.nii.gz` (a head with skull), is skipped with one line
-saying why and listed in `<output_dir>/inference/skipped.csv`; the other scans still run.
+saying why and listed in `<output_dir>/inference/skipped.csv`; the other scans still run, and the run then ends
+with exit status 1.
 `axial-monai predict SCAN --model {name}` (from the axial-monai package) preprocesses raw scans (N4, registration
 to `models/template.nii.gz`, brain mask) and runs this bundle.
 

@@ -395,16 +395,18 @@ def test_inference_over_a_folder_predicts_every_good_scan_and_skips_the_bad_one(
     nib.save(nib.load(good[0]), bad)
     bad.write_bytes(bad.read_bytes()[:2000])
     out = tmp_path / "out"
-    run(
-        workflow(
-            ["inference"],
-            "infer",
-            input=str(scans),
-            output_dir=str(out),
-            ckpt_path=str(trained_demo / "models" / "model.pt"),
-            num_workers=0,
+    with pytest.raises(SystemExit) as ended:  # the batch finishes, then reports the skipped scan by its exit status
+        run(
+            workflow(
+                ["inference"],
+                "infer",
+                input=str(scans),
+                output_dir=str(out),
+                ckpt_path=str(trained_demo / "models" / "model.pt"),
+                num_workers=0,
+            )
         )
-    )
+    assert ended.value.code == 1
     predictions = pd.read_csv(out / "inference" / "predictions.csv")
     assert sorted(predictions["file"]) == sorted(str(scans / image.name) for image in good)
     skipped = pd.read_csv(out / "inference" / "skipped.csv")

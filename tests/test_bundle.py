@@ -86,7 +86,9 @@ def test_inference_on_a_folder_skips_bad_files(trained, tiny_cohort, tmp_path):
         ckpt_path=str(trained / "models" / "model.pt"),
         **infer_args,
     )
-    run(wf)
+    with pytest.raises(SystemExit) as ended:  # after the good scans: exit status 1, for job scripts to notice
+        run(wf)
+    assert ended.value.code == 1
     preds = pd.read_csv(tmp_path / "out" / "inference" / "predictions.csv")
     assert len(preds) == len(list((Path(tiny_cohort) / "images").glob("*.nii.gz")))
     assert {"file", "prob_CN", "prob_AD", "pred_label"} <= set(preds.columns)

@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 import torch
 from bundle_utils import run, workflow
+from sklearn.metrics import roc_auc_score
 
 from axial_monai.data import prepare_demo_cohort
 from axial_monai.explain import (
@@ -129,6 +130,11 @@ def explained(tmp_path_factory) -> dict:
         for image, support, volume in images
     ]
     test_metrics = json.loads((out / "eval-test" / "metrics.json").read_text())["metrics"]
+    # the model check uses the subjects the maps are scored on: the 20 held-out ones, not only the 10 of the test split
+    predicted = pd.read_csv(out / "inference" / "predictions.csv").set_index("file")
+    truth = {item["image"]: item["label"] for item in heldout}
+    assert sorted(predicted.index) == sorted(truth), "every held-out scan must be predicted"
+    heldout_auc = roc_auc_score([truth[f] for f in predicted.index], predicted["prob_AD"])
     measured = {
         "seed": SEED,
         "method": DEFAULT_METHOD,
@@ -139,6 +145,7 @@ def explained(tmp_path_factory) -> dict:
         "rand_spearman": float(np.mean(rand)),
         "test_accuracy": test_metrics["accuracy"],
         "test_auc": test_metrics["auc"],
+        "heldout_auc": float(heldout_auc),
         "thresholds": THRESHOLDS,
     }
     measured["auprc_over_prevalence"] = measured["auprc"] / measured["prevalence"]
@@ -155,9 +162,10 @@ def test_explain_json_uses_the_default_methods():
 
 
 def test_the_model_learned_the_planted_atrophy(explained):
-    # threshold-free: the maps explain the ranking of the scans; at 0.5 the small model's accuracy moved between
-    # 0.7 and 1.0 over seeds 0-4 while its AUC stayed 1.0 (benchmarks/results/explain_groundtruth/ci.csv)
-    assert explained["measured"]["test_auc"] >= THRESHOLDS["test_auc"], explained["measured"]
+    # AUC (threshold-free) over the held-out subjects whose maps are scored: with the 10 test subjects alone, the
+    # accuracy moved between 0.7 and 1.0 over seeds and the AUC between 0.84 and 1.0
+    # (benchmarks/results/explain_groundtruth/ci.csv)
+    assert explained["measured"]["heldout_auc"] >= THRESHOLDS["heldout_auc"], explained["measured"]
 
 
 def test_default_map_points_at_the_atrophy_of_heldout_ad_subjects(explained):

@@ -208,9 +208,14 @@ def test_round_trip_in_a_clean_environment(exported, trained_demo, tiny_cohort, 
     audit = tmp_path / "modules.json"
     command = [python, "-m", "monai.bundle", "run", "inferring", "--config_file", "configs/inference.json"]
     command += ["--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf"]
-    command += ["--input", str(new_scan), "--output_dir", str(out)]
+    # a damaged file next to the new scan: skipped, listed, and the run ends with exit status 1 after the good scan
+    broken = new_scan.parent / "broken_T1w.nii.gz"
+    broken.write_bytes(b"not a nifti file")
+    command += ["--input", str(new_scan.parent), "--output_dir", str(out)]
     done = subprocess.run(command, cwd=bundle, env=_env(AXIAL_AUDIT=str(audit)), capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "1 scan(s) were skipped" in done.stdout + done.stderr and "Traceback" not in done.stdout + done.stderr
+    assert pd.read_csv(out / "inference" / "skipped.csv")["file"].tolist() == [str(broken)]
 
     # the predictions equal the original run's on the same scan
     exported_preds = pd.read_csv(out / "inference" / "predictions.csv")

@@ -114,7 +114,9 @@ def test_inference_and_explain_skip_unusable_scans_and_run_the_others(
         "atlas": str(Path(tiny_cohort) / "atlas.nii.gz"),
         "atlas_labels": str(Path(tiny_cohort) / "atlas_labels.csv"),
     }
-    run(workflow(["inference", "explain"], "infer", num_workers=0, plots=False, **atlas, **settings_))
+    with pytest.raises(SystemExit) as ended:  # scans were skipped: exit status 1 once the others are done
+        run(workflow(["inference", "explain"], "infer", num_workers=0, plots=False, **atlas, **settings_))
+    assert ended.value.code == 1
 
     preds = pd.read_csv(out / "inference" / "predictions.csv")
     assert sorted(preds["file"]) == [str(scans / "a" / "T1.nii.gz"), str(scans / "b" / "T1.nii.gz")]

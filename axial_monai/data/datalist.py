@@ -23,6 +23,7 @@ __all__ = [
     "check_items",
     "expand_inputs",
     "inference_datalist",
+    "exit_if_skipped",
     "check_nifti_header",
     "scan_ids",
     "SKIPPED_COLUMNS",
@@ -284,3 +285,19 @@ def inference_datalist(
         listed = f"; see {os.path.join(output_dir, 'skipped.csv')}" if output_dir else ""
         raise InputError(f"No usable scan among the {len(items)} given ({len(skipped)} skipped{listed}).")
     return good
+
+
+def exit_if_skipped(output_dir: str) -> None:
+    """End a batch run with exit status 1 if it skipped any scan (the bundle's ``finalize`` step).
+
+    The other scans have been processed and written by then; the status lets a job script or a scheduler notice
+    that ``<output_dir>/skipped.csv`` lists scans that still need attention.
+
+    Raises:
+        SystemExit: status 1, after one log line, if ``skipped.csv`` has rows.
+    """
+    path = os.path.join(output_dir, "skipped.csv")
+    skipped = pd.read_csv(path) if os.path.isfile(path) else pd.DataFrame()
+    if len(skipped):
+        logger.error(f"{len(skipped)} scan(s) were skipped, listed with the reason in {path}; the others finished.")
+        raise SystemExit(1)
