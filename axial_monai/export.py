@@ -283,9 +283,7 @@ def inference_config(settings: RunSettings) -> dict[str, Any]:
         "initialize": ["@scripts_on_path", *shipped["initialize"]],
         "run": shipped["run"],
         # exit status 1 when scans were skipped, as the shipped config (the vendored function: scripts/ on the path)
-        "exit_if_skipped": _vendored(
-            {"_target_": "axial_monai.data.datalist.exit_if_skipped", "_mode_": "callable"}
-        ),
+        "exit_if_skipped": _vendored({"_target_": "axial_monai.data.datalist.exit_if_skipped", "_mode_": "callable"}),
         "finalize": ["$@exit_if_skipped(@pred_dir)"],
         "inferring": "%run",
     }
