@@ -48,7 +48,7 @@ class Group:
 
 
 GROUPS = {
-    "metrics": Group(("axial_monai/metrics.py",), ("tests/test_metrics.py",)),
+    "metrics": Group(("axial_monai/metrics.py",), ("tests/test_metrics.py", "tests/test_confidence.py")),
     "slicing_geometry": Group(
         ("axial_monai/geometry.py", "axial_monai/networks/slicing.py"),
         (

@@ -415,19 +415,22 @@ def test_inference_over_a_folder_predicts_every_good_scan_and_skips_the_bad_one(
 
 
 def _cohort_copy(tiny_cohort: str, root: Path) -> tuple[Path, list[Path]]:
-    """A copy of the tiny cohort's datalist with three training images broken: one missing, one not NIfTI, one on
-    another grid."""
+    """A copy of the tiny cohort's datalist with four training images broken: one missing, one not NIfTI, one on
+    another grid (all three found from the header), and one with a NaN voxel (found only when the volume loads)."""
     data = json.loads((Path(tiny_cohort) / "datalist.json").read_text())
     root.mkdir()
     for items in data.values():
         for item in items:
             item["image"] = str(Path(tiny_cohort) / item["image"])
-    broken = [root / "gone_T1w.nii.gz", root / "text_T1w.nii.gz", root / "shifted_T1w.nii.gz"]
+    broken = [root / f"{name}_T1w.nii.gz" for name in ("gone", "text", "shifted", "nan")]
     broken[1].write_text("not an image\n")
     image = nib.load(data["training"][2]["image"])
     shifted = image.affine.copy()
     shifted[:3, 3] += 30.0
     nib.save(nib.Nifti1Image(np.asarray(image.dataobj), shifted), broken[2])
+    voxels = np.asarray(image.dataobj, dtype=np.float32).copy()
+    voxels[tuple(s // 2 for s in voxels.shape)] = np.nan
+    nib.save(nib.Nifti1Image(voxels, image.affine), broken[3])
     for n, path in enumerate(broken):
         data["training"][n]["image"] = str(path)
     (root / "datalist.json").write_text(json.dumps(data))
@@ -443,9 +446,11 @@ def test_training_refuses_bad_items_all_at_once_or_drops_them(tiny_cohort, tmp_p
     while err.__cause__ is not None:
         err = err.__cause__
     message = str(err)
-    assert isinstance(err, InputError) and message.startswith("3 of the") and "drop_bad_items" in message
+    # one message: the three refused from their header and the damaged voxel data behind a fine header
+    assert isinstance(err, InputError) and message.startswith("4 of the") and "drop_bad_items" in message
     assert all(str(path) in message for path in broken) and "\n" not in message
     assert "does not exist" in message and "cannot be read as NIfTI" in message and "shifted by" in message
+    assert "NaN or infinite voxels" in message
     assert not (tmp_path / "refused" / "models").exists()
 
     out = tmp_path / "dropped"
@@ -453,7 +458,7 @@ def test_training_refuses_bad_items_all_at_once_or_drops_them(tiny_cohort, tmp_p
     run(wf)
     assert (out / "models" / "model.pt").is_file()
     n_training = len(json.loads(datalist.read_text())["training"])
-    assert len(wf.parser.get_parsed_content("train#dataset")) == n_training - 3  # trained on the others
+    assert len(wf.parser.get_parsed_content("train#dataset")) == n_training - 4  # trained on the others
 
 
 def test_damaged_voxel_data_of_several_training_scans_is_listed_in_one_message(tmp_path):

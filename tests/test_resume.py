@@ -13,12 +13,14 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
 import torch
 
 from axial_monai.configs import config_path
+from axial_monai.handlers import GradScalerState
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 4
@@ -122,3 +124,23 @@ def test_resume_without_a_saved_state_is_refused(tiny_cohort, tmp_path):
     assert done.returncode != 0
     assert "resume is true but there is no training state" in done.stderr
     assert str(tmp_path / "fresh" / "models" / "training_state.pt") in done.stderr
+
+
+def test_grad_scaler_state_carries_the_loss_scale_and_refuses_another_amp_setting():
+    """float16 training: a resumed run goes on with the saved loss scale; a run resumed with amp changed is refused."""
+    saved = types.SimpleNamespace(scaler=torch.amp.GradScaler("cpu", init_scale=512.0, growth_interval=7))
+    state = GradScalerState(saved).state_dict()
+    assert state["scale"] == 512.0 and state["growth_interval"] == 7
+
+    resumed = types.SimpleNamespace(scaler=torch.amp.GradScaler("cpu"))
+    assert resumed.scaler.get_scale() == 2.0**16
+    GradScalerState(resumed).load_state_dict(state)
+    assert resumed.scaler.get_scale() == 512.0 and resumed.scaler.get_growth_interval() == 7
+
+    without = types.SimpleNamespace(scaler=None)  # bfloat16 or float32: no scaler, an empty state
+    assert GradScalerState(without).state_dict() == {}
+    GradScalerState(without).load_state_dict({})
+    with pytest.raises(ValueError, match="resume with the amp setting the run was started with"):
+        GradScalerState(without).load_state_dict(state)
+    with pytest.raises(ValueError, match="a gradient scaler is not saved but used now"):
+        GradScalerState(resumed).load_state_dict({})

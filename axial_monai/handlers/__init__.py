@@ -3,11 +3,12 @@ from .interpretability import InterpretabilityHandler
 from .metrics_json import MetricsJSONWriter
 from .prediction_writer import PredictionWriter
 from .progress import LossProgressBar
-from .resume import EarlyStopState, RandomStates, TrainingStateLoader
+from .resume import EarlyStopState, GradScalerState, RandomStates, TrainingStateLoader
 
 __all__ = [
     "AtomicCheckpointSaver",
     "EarlyStopState",
+    "GradScalerState",
     "InterpretabilityHandler",
     "LossProgressBar",
     "MetricsJSONWriter",

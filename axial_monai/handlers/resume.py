@@ -8,7 +8,8 @@ attached last to the trainer, replaced atomically). It holds, as state dicts tha
 * ``early_stop``: the early-stopping counter and best score (:class:`EarlyStopState`);
 * ``best_checkpoint``: the best-model saver's record of the best ``val_mcc`` so far (ignite ``Checkpoint``);
 * ``random``: the random states of torch (CPU and CUDA), numpy, python and of every random augmentation transform
-  (:class:`RandomStates`).
+  (:class:`RandomStates`);
+* ``grad_scaler``: the loss scale of float16 training (:class:`GradScalerState`; empty without one).
 
 With ``resume`` true, :class:`TrainingStateLoader` (MONAI's ``CheckpointLoader``) loads it when the trainer
 starts, and ignite continues with the next epoch: a killed run resumed this way ends with the same weights and
@@ -28,7 +29,7 @@ from ignite.engine import Engine
 from monai.handlers import CheckpointLoader, EarlyStopHandler
 from monai.transforms import Randomizable
 
-__all__ = ["RandomStates", "EarlyStopState", "TrainingStateLoader"]
+__all__ = ["RandomStates", "EarlyStopState", "GradScalerState", "TrainingStateLoader"]
 
 
 def _randomizables(root: Any) -> list[Randomizable]:
@@ -124,6 +125,36 @@ class EarlyStopState:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._ignite().load_state_dict(state)
+
+
+class GradScalerState:
+    """The gradient scaler of a MONAI trainer (``trainer.scaler``: float16 training only) as a state dict.
+
+    A resumed float16 run goes on with the loss scale it had reached instead of the initial one (which the first
+    iterations would otherwise spend lowering again, skipping their steps). Without a scaler the state is empty.
+    """
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+
+    def _scaler(self) -> Any:
+        scaler = getattr(self.trainer, "scaler", None)
+        return scaler if scaler is not None and scaler.is_enabled() else None  # disabled: float16 off or no CUDA
+
+    def state_dict(self) -> dict[str, Any]:
+        scaler = self._scaler()
+        return dict(scaler.state_dict()) if scaler is not None else {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        scaler = self._scaler()
+        if bool(state) != (scaler is not None):
+            raise ValueError(
+                "The saved training state and this run disagree on float16 training (a gradient scaler is "
+                f"{'saved' if state else 'not saved'} but {'used' if scaler is not None else 'not used'} now): "
+                "resume with the amp setting the run was started with."
+            )
+        if scaler is not None:
+            scaler.load_state_dict(dict(state))
 
 
 class TrainingStateLoader(CheckpointLoader):
