@@ -65,7 +65,7 @@ def test_profile_round_trips_through_the_network_slicer(shape, n, plane):
 
 
 def test_place_profile_rejects_bad_geometry():
-    with pytest.raises(ValueError, match=r"5 slices but 4 slice indices"):
+    with pytest.raises(ValueError, match=r"The profile \(5 values\) has 5 slices but 4 slice indices"):
         place_profile(np.ones(5), 0, range(2, 6), (10, 10, 10))
     with pytest.raises(ValueError, match=r"8\.\.11 .* axis of 10 slices"):
         place_profile(np.ones(4), 1, range(8, 12), (10, 10, 10))
@@ -136,7 +136,7 @@ def test_cohort_map_with_missing_planes_is_constant_along_them():
     two = cohort_attention_map({0: np.eye(4)[1][None], 2: profiles[2]}, indices, shape)
     assert np.unravel_index(np.argmax(two), shape)[::2] == (indices[0][1], indices[2][2])
     assert (two == two[:, :1, :]).all()  # bars: constant along y
-    with pytest.raises(ValueError, match="4 slices but 3 slice indices"):
+    with pytest.raises(ValueError, match=r"The profiles of plane 0 \(2, 4\) has 4 slices but 3 slice indices"):
         cohort_attention_map({0: np.ones((2, 4))}, {0: range(3, 6)}, shape)
 
 
@@ -223,7 +223,7 @@ def test_slice_and_volume_normalisation_differ_as_documented():
     assert (mixed[2] == 0).all() and mixed[3].max() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="normalization"):
         cam_volume(cams, plane, indices, shape, "global")
-    with pytest.raises(ValueError, match="2 slices but 3 slice indices"):
+    with pytest.raises(ValueError, match=r"The CAM stack \(2, 1, 8, 9\) has 2 slices but 3 slice indices"):
         cam_volume(cams, plane, range(3), shape)
 
 
@@ -296,3 +296,131 @@ def test_tri_planar_gradcam_maps_to_the_box():
     box = np.zeros(shape, bool)
     box[np.ix_(*(list(indices[p]) for p in range(3)))] = True
     assert (out[~box] == 0).all()
+
+
+def test_slice_positions_cover_the_whole_axis_and_nothing_past_it():
+    """Index 0 and index ``depth - 1`` are valid slabs; ``depth`` is refused; an axis of one voxel is a volume."""
+    whole = place_profile(np.arange(1.0, 5.0), 0, range(4), (4, 2, 3))  # every slab 0..3 of a 4-voxel axis
+    np.testing.assert_array_equal(whole, np.broadcast_to(np.arange(1.0, 5.0)[:, None, None], (4, 2, 3)))
+    assert whole.dtype == np.float32
+    thin = place_profile(np.array([0.25]), 0, [0], (1, 3, 4))  # a single-slice volume
+    assert thin.shape == (1, 3, 4) and (thin == np.float32(0.25)).all()
+    with pytest.raises(ValueError, match=r"7\.\.10 .* axis of 10 slices"):
+        place_profile(np.ones(4), 1, range(7, 11), (10, 10, 10))  # one past the end
+    # no slices at all: a zero map, not an indexing error
+    empty = place_profile(np.zeros(0), 2, [], (3, 4, 5))
+    assert empty.shape == (3, 4, 5) and empty.dtype == np.float32 and not empty.any()
+
+
+@pytest.mark.parametrize("bad", [(10, 10), (10, 0, 10), (10, 10, 10, 1)])
+def test_spatial_shape_must_be_three_positive_sizes(bad):
+    with pytest.raises(ValueError, match=r"three positive sizes"):
+        place_profile(np.ones(2), 0, [3, 4], bad)
+
+
+@pytest.mark.parametrize("profile", [np.ones((2, 4)), np.ones((1, 1, 4)), np.ones((4, 1))])
+def test_a_profile_is_one_vector_or_a_batch_of_one(profile):
+    """Two scans' profiles (or a profile with extra axes) are refused, not flattened into one long profile."""
+    with pytest.raises(ValueError, match=r"must have shape \(N,\) or \(1, N\)"):
+        place_profile(profile, 0, range(3, 7), (10, 10, 10))
+
+
+def test_integer_cams_are_resized_as_floats_and_placed_in_float32():
+    """A (2, 2) CAM of columns 0 and 4, resized bilinearly (align_corners=False) to (4, 4), gives 0, 1, 3, 4."""
+    cams = np.zeros((2, 2, 2), np.int64)
+    cams[0, :, 1] = 4  # slice 0: left column 0, right column 4; slice 1: all zero
+    vol = cam_volume(cams, 0, [0, 2], (3, 4, 4))  # slices at x = 0 (the first slab) and x = 2
+    assert vol.dtype == np.float32 and vol.shape == (3, 4, 4)
+    # output pixel centres map to input columns -0.25 (clamped to 0), 0.25, 0.75, 1.25 (clamped to 1)
+    np.testing.assert_array_equal(vol[0], np.tile(np.array([0.0, 0.25, 0.75, 1.0], np.float32), (4, 1)))
+    assert not vol[1].any() and not vol[2].any()
+    same_size = cam_volume(np.ones((1, 1, 3, 4), np.float64) * np.arange(4.0), 2, [1], (3, 4, 2), "slice")
+    assert same_size.dtype == np.float32
+    np.testing.assert_array_equal(same_size[:, :, 1], np.tile(np.array([0, 1 / 3, 2 / 3, 1], np.float32), (3, 1)))
+    assert not same_size[:, :, 0].any()
+
+
+def test_cams_with_channels_are_refused():
+    with pytest.raises(ValueError, match=r"cams must have shape \(N, h, w\) or \(N, 1, h, w\), not \(2, 2, 3, 3\)"):
+        cam_volume(np.ones((2, 2, 3, 3)), 0, [1, 2], (4, 5, 5))
+
+
+def test_attention_weighted_cam_normalises_over_the_volume_by_default():
+    shape, plane, indices = (6, 8, 9), 0, range(2, 4)
+    cams = np.zeros((2, 8, 9), np.float32)
+    cams[0, 2, 3], cams[1, 5, 5] = 10.0, 1.0  # slice 1 is ten times weaker
+    weighted = attention_weighted_cam(cams, np.array([0.5, 0.8]), plane, indices, shape)
+    assert weighted.dtype == np.float32
+    assert weighted[2, 2, 3] == np.float32(0.5) and weighted[3, 5, 5] == np.float32(0.1) * np.float32(0.8)
+    assert np.count_nonzero(weighted) == 2
+
+
+def test_split_cams_allows_an_empty_plane_and_refuses_a_negative_count():
+    cams = torch.arange(6.0).reshape(6, 1, 1, 1)
+    parts = split_cams(cams, [0, 2, 4])
+    assert [tuple(p.shape) for p in parts] == [(0, 1, 1, 1), (2, 1, 1, 1), (4, 1, 1, 1)]
+    assert parts[1].ravel().tolist() == [0.0, 1.0] and parts[2].ravel().tolist() == [2.0, 3.0, 4.0, 5.0]
+    with pytest.raises(ValueError, match=r"num_slices \[-1, 3, 4\] \(sum 6\)"):
+        split_cams(cams, [-1, 3, 4])
+
+
+def test_minmax_works_in_float64_and_returns_float32():
+    # half precision input (e.g. AMP CAMs): 1/3 in float16 arithmetic would be 0.33325
+    half = minmax(np.array([0.0, 1.0, 3.0], np.float16))
+    assert half.dtype == np.float32
+    np.testing.assert_array_equal(half, np.array([0.0, 1 / 3, 1.0], np.float32))
+    # a float64 input is not rounded to float32 first (that would make it constant)
+    fine = minmax(np.array([1.0, 1.0 + 2.0**-30, 1.0 + 2.0**-29]))
+    np.testing.assert_array_equal(fine, np.array([0.0, 0.5, 1.0], np.float32))
+    assert fine.dtype == np.float32
+    for constant in (np.array([5.0]), np.full((2, 3), 7.0)):  # one value, many equal values: zeros
+        out = minmax(constant)
+        assert out.dtype == np.float32 and out.shape == constant.shape and not out.any()
+    empty = minmax(np.zeros((0, 3)))
+    assert empty.shape == (0, 3) and empty.dtype == np.float32
+
+
+def test_cohort_map_accepts_a_vector_a_batch_list_and_half_precision():
+    shape, indices = (6, 5, 7), {2: [2, 3, 4]}
+    one_scan = cohort_attention_map({2: np.array([0.2, 0.6, 0.4])}, indices, shape)  # one (N,) vector = one scan
+    assert one_scan.dtype == np.float32
+    np.testing.assert_allclose(one_scan[:, :, 2:5], np.broadcast_to([0.0, 1.0, 0.5], (6, 5, 3)), atol=1e-6)
+    assert not one_scan[:, :, [0, 1, 5, 6]].any()
+    # a list of (1, N) outputs, as ``net.plane_attention`` returns them: mean [0.3, 0.7, 0.3]
+    batches = [torch.tensor([[0.2, 0.6, 0.4]]), torch.tensor([[0.4, 0.8, 0.2]])]
+    np.testing.assert_allclose(cohort_attention_map({2: batches}, indices, shape)[0, 0, 2:5], [0, 1, 0], atol=1e-6)
+    # float16 scans are averaged in float64: mean [0, 1.5, 1024.5] (1024.5 is not a float16)
+    scans = np.array([[0.0, 1.0, 1024.0], [0.0, 2.0, 1025.0]], np.float16)
+    expected = np.array([0.0, 1.5 / 1024.5, 1.0], np.float32)
+    for given in (scans, list(scans)):
+        np.testing.assert_array_equal(cohort_attention_map({2: given}, indices, shape)[3, 1, 2:5], expected)
+
+
+@pytest.mark.parametrize("profile", [[], np.zeros((0, 3)), np.ones((2, 3, 1))])
+def test_cohort_map_refuses_profiles_without_scans_or_of_the_wrong_rank(profile):
+    with pytest.raises(ValueError, match=r"profiles\[1\] must have shape \(S, N\) with at least one scan"):
+        cohort_attention_map({1: profile}, {1: [1, 2, 3]}, (4, 5, 6))
+
+
+def test_mean_map_accumulates_in_float64_without_touching_its_inputs(tmp_path):
+    big = np.full((2, 2, 2), 2.0**24 + 1)  # float64; 2**24 + 1 is not a float32
+    minus = torch.full((2, 2, 2), -(2.0**24), dtype=torch.float64)
+    kept = big.copy()
+    mean = mean_map([big, minus])
+    assert mean.dtype == np.float32
+    np.testing.assert_array_equal(mean, np.float32(0.5))  # float32 accumulation would give 0
+    np.testing.assert_array_equal(big, kept)  # the running sum is a copy, not the caller's first map
+    # a scaled integer NIfTI on disk is read with its scaling: raw * 0.5 + 1
+    raw = np.arange(8, dtype=np.int16).reshape(2, 2, 2)
+    image = nib.Nifti1Image(raw, np.eye(4))
+    image.header.set_slope_inter(0.5, 1.0)
+    nib.save(image, tmp_path / "scaled.nii")
+    np.testing.assert_array_equal(mean_map([tmp_path / "scaled.nii", np.zeros((2, 2, 2))]), (raw * 0.5 + 1.0) / 2)
+
+
+def test_explainable_mri_is_float32_template_plus_scaled_map():
+    template = np.array([0.0, 2.0, 4.0]).reshape(1, 1, 3)  # float64 anatomy -> [0, 0.5, 1]
+    cmap = np.array([0.1, 0.0, 0.0]).reshape(1, 1, 3)
+    mri = explainable_mri(template, cmap)
+    assert mri.dtype == np.float32
+    np.testing.assert_allclose(mri.ravel(), [1.0, 0.5, 1.0], rtol=1e-6)
