@@ -424,3 +424,10 @@ def test_explainable_mri_is_float32_template_plus_scaled_map():
     mri = explainable_mri(template, cmap)
     assert mri.dtype == np.float32
     np.testing.assert_allclose(mri.ravel(), [1.0, 0.5, 1.0], rtol=1e-6)
+
+
+def test_bfloat16_maps_are_accepted():
+    """A map computed under bf16 autocast (numpy has no bfloat16): rescaled like its float32 copy."""
+    values = torch.tensor([[0.0, 2.0], [4.0, 8.0]], dtype=torch.bfloat16)
+    np.testing.assert_array_equal(minmax(values), [[0.0, 0.25], [0.5, 1.0]])
+    assert minmax(values).dtype == np.float32

@@ -52,7 +52,10 @@ ArrayLike = np.ndarray | torch.Tensor
 def _to_numpy(value: ArrayLike | Sequence[float], dtype=np.float32) -> np.ndarray:
     """A numpy copy-free view (where possible) of a numpy array, a torch tensor (any device) or a sequence."""
     if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        if value.dtype == torch.bfloat16:  # numpy has no bfloat16 (maps of a network run under bf16 autocast)
+            value = value.float()
+        value = value.numpy()
     return np.asarray(value, dtype=dtype)
 
 
