@@ -55,7 +55,7 @@ from axial_monai.data.datalist import check_nifti_header, load_split
 from axial_monai.derivatives import DerivativesLayout
 from axial_monai.errors import InputError, SettingsError
 from axial_monai.geometry import plane_index
-from axial_monai.input_check import Grid, InputCheck, read_grid
+from axial_monai.input_check import Grid, InputCheck, ras_volume, read_grid, volume_problem
 from axial_monai.networks.checkpoints import load_checkpoint
 
 __all__ = [
@@ -217,13 +217,30 @@ def _training_template(
     return _template_file(DEFAULT_TEMPLATE), None
 
 
+def _voxel_problems(items: Sequence[Mapping]) -> list[str]:
+    """One line per image whose voxel data is damaged, NaN/infinite or all zero (reads every volume)."""
+    problems = []
+    for item in items:
+        try:
+            volume, _ = ras_volume(str(item["image"]))
+        except InputError as err:
+            problems.append(" ".join(str(err).split()).rstrip("."))
+            continue
+        problem = volume_problem(volume)
+        if problem:
+            problems.append(f"{item['image']} {problem}")
+    return problems
+
+
 def _common_grid(items: Sequence[Mapping], where: str, drop: bool = False) -> tuple[Grid, list[Mapping]]:
     """The one grid of the training images (headers only) and the items on it.
 
     The grid is the most common one among the readable images. Images that are missing, unreadable, not one 3D
     volume, with a singular affine (:func:`~axial_monai.data.datalist.check_nifti_header`) or off the grid are
-    refused together in one message that lists them all, or with ``drop`` left out with a warning each. (Damaged
-    voxel data behind a fine header shows when the volumes are loaded: the training dataset lists those together.)
+    refused together in one message that lists them all, or with ``drop`` left out with a warning each. Damaged
+    voxel data behind a fine header (cut short, NaN, all zero) shows only when a volume is read, which the training
+    dataset does next and reports together; when the headers already refuse the split, the voxels of the other
+    images are read first, so that the one message lists those too.
     """
     bad, readable = [], []
     for item in items:
@@ -247,6 +264,7 @@ def _common_grid(items: Sequence[Mapping], where: str, drop: bool = False) -> tu
         if p is not None
     ]
     if bad and not drop:
+        bad += _voxel_problems([item for item, p in zip(readable, problems, strict=True) if p is None])
         raise InputError(
             f"{len(bad)} of the {len(items)} images of {where} are unusable: {'; '.join(bad)}. Fix or remove them "
             "(preprocess all scans to one template: python -m axial_monai.preprocess), or set drop_bad_items to "
