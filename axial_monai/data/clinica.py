@@ -6,8 +6,9 @@ Tasks (labels per scan; positive class = 1):
 * ``"pMCIvsSMCI"``: every MCI session at month ``m`` whose subject has a session at exactly ``m + horizon``
   months (default 36, as in AXIAL): AD there -> pMCI (1), MCI there -> sMCI (0). A missing follow-up session,
   CN or an unknown diagnosis at follow-up -> left out. Months come from the session ids (``ses-M000``,
-  ``ses-M012``, ... also ``ses-M12``). Labels are computed on the full longitudinal table, before any split; a
-  subject may contribute several scans, even with different labels.
+  ``ses-M012``, ... also ``ses-M12``; one month written both ways in a subject is refused). Labels are computed
+  on the full longitudinal table, before any split; a subject may contribute several scans, even with different
+  labels.
 
 Diagnoses (``diagnosis`` column of ``sessions.tsv``) must be ``CN``, ``MCI`` or ``AD`` (any case) or missing
 (``n/a``). Any other value (ADNIMERGE writes ``Dementia``) is refused with the file and line, never silently dropped;
@@ -228,8 +229,9 @@ def load_clinica_table(
 
     Raises:
         FileNotFoundError: if ``participants.tsv`` or a subject's sessions file is missing.
-        InputError: if a required column is missing, or a diagnosis is not CN, MCI, AD or missing after
-            ``diagnosis_map`` (the message names the file and lines).
+        InputError: if a required column is missing, a subject, session or month is listed twice (``ses-M48`` and
+            ``ses-M048``), or a diagnosis is not CN, MCI, AD or missing after ``diagnosis_map`` (the message names
+            the file and lines).
     """
     participants = read_participants(bids_dir).set_index("participant_id", drop=False)
     frames = []
