@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pandas as pd
 import pytest
 from bids_fixture import CORRUPT, bids_tree_placeholder  # noqa: F401  (pytest fixture)
@@ -14,6 +18,7 @@ from axial_monai.data.clinica import (
     clinica_task_table,
     label_sessions,
     load_clinica_table,
+    normalize_diagnoses,
     session_month,
     to_datalist,
 )
@@ -133,7 +138,7 @@ def test_derivative_images(bids_tree_placeholder, tmp_path):  # noqa: F811
     # the space filter finds the same files; another space finds none
     pmci = clinica_task_table(bids_tree_placeholder.root, "pMCIvsSMCI", derivatives_dir=deriv, space=space)
     assert all(row.image == made[(row.subject, row.session)] for row in pmci.itertuples(index=False))
-    with pytest.raises(ValueError, match="no preprocessed"):
+    with pytest.raises(ValueError, match=re.escape("no preprocessed (*_desc-preproc_T1w.nii.gz) image")):
         clinica_task_table(bids_tree_placeholder.root, "pMCIvsSMCI", derivatives_dir=deriv, space="Other")
 
 
@@ -146,14 +151,14 @@ def test_missing_files_and_columns(bids_tree_placeholder, tmp_path):  # noqa: F8
     root = _copy_tsvs(bids_tree_placeholder.root, tmp_path / "bids")
     sessions = root / "sub-ADNI02" / "sub-ADNI02_sessions.tsv"
     sessions.write_text(sessions.read_text().replace("diagnosis", "dx"))
-    with pytest.raises(ValueError, match=r"sub-ADNI02_sessions\.tsv has no column 'diagnosis'"):
+    with pytest.raises(ValueError, match=r"The sessions file .*sub-ADNI02_sessions\.tsv has no column 'diagnosis'"):
         load_clinica_table(root)
     sessions.unlink()
     with pytest.raises(FileNotFoundError, match=r"sub-ADNI02_sessions\.tsv"):
         load_clinica_table(root)
     participants = root / "participants.tsv"
     participants.write_text(participants.read_text().replace("participant_id", "subject"))
-    with pytest.raises(ValueError, match=r"participants\.tsv has no column 'participant_id'"):
+    with pytest.raises(ValueError, match=r"The participants file .*participants\.tsv has no column 'participant_id'"):
         load_clinica_table(root)
     participants.unlink()
     with pytest.raises(FileNotFoundError, match=r"participants\.tsv"):
@@ -192,3 +197,238 @@ def test_bad_arguments(bids_tree_placeholder, kwargs, match):  # noqa: F811
 def test_layout_helpers_do_not_load_ants():
     code = "import sys, axial_monai.preprocess.bids, axial_monai.preprocess.qc; assert 'ants' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---- small TSV trees written in the tests: diagnosis spellings, ages, session ids, messages (mutation testing) ----
+
+
+def _write_tree(
+    root: Path, sessions: dict[str, str], participants: str | None = None, images: bool | list = True
+) -> Path:
+    """A Clinica BIDS tree: ``participants.tsv`` (default: only ``participant_id``), ``sub-X/sub-X_sessions.tsv``
+    (``sessions``: subject -> the file's text) and a tiny raw T1w NIfTI for each listed session (``images=True``),
+    for none (``False``) or for the listed ``(subject, session)`` pairs."""
+    root.mkdir(parents=True, exist_ok=True)
+    if participants is None:
+        participants = "participant_id\n" + "".join(f"{subject}\n" for subject in sessions)
+    (root / "participants.tsv").write_text(participants)
+    for subject, text in sessions.items():
+        (root / subject).mkdir(exist_ok=True)
+        (root / subject / f"{subject}_sessions.tsv").write_text(text)
+        for line in text.splitlines()[1:]:
+            session = line.split("\t")[0].strip()
+            if images is True or (images and (subject, session) in images):
+                _write_t1w(root, subject, session)
+    return root
+
+
+def _write_t1w(root: Path, subject: str, session: str, name: str | None = None) -> Path:
+    anat = root / subject / session / "anat"
+    anat.mkdir(parents=True, exist_ok=True)
+    path = anat / (name or f"{subject}_{session}_T1w.nii.gz")
+    nib.save(nib.Nifti1Image(np.arange(8, dtype=np.int16).reshape(2, 2, 2), np.eye(4)), path)
+    return path
+
+
+def _tsv(*rows: str, header: str = "session_id\tdiagnosis") -> str:
+    return "\n".join((header, *rows)) + "\n"
+
+
+# ADNIMERGE spellings: sub-1 converts (LMCI at M000 -> Dementia at M036), sub-2 stays EMCI, sub-3 has an SMC visit.
+ADNIMERGE_TREE = {
+    "sub-1": _tsv("ses-M000\tLMCI", "ses-M036\tDementia"),
+    "sub-2": _tsv("ses-M000\tEMCI", "ses-M036\tEMCI"),
+    "sub-3": _tsv("ses-M000\tCN", "ses-M012\tSMC"),
+}
+
+
+def test_unmapped_diagnoses_are_refused_with_file_and_lines(tmp_path):
+    root = _write_tree(tmp_path / "bids", ADNIMERGE_TREE)
+    first = re.escape(f"{root / 'sub-1' / 'sub-1_sessions.tsv'} has diagnoses that are not CN, MCI, AD or n/a")
+    with pytest.raises(ValueError, match=first + re.escape(" (line 2: 'LMCI', line 3: 'Dementia')")):
+        load_clinica_table(root)
+    # ADNIMERGE's spellings are known (any case), SMC is not: sub-3's file is refused
+    with pytest.raises(ValueError, match=re.escape(f"{root / 'sub-3' / 'sub-3_sessions.tsv'} has") + ".*line 3: 'SMC'"):
+        clinica_task_table(root, "ADvsCN", diagnosis_map="ADNImerge")
+
+
+@pytest.mark.parametrize("smc", [None, float("nan")])
+def test_diagnosis_map_maps_spellings_and_leaves_out_none(tmp_path, smc):
+    root = _write_tree(tmp_path / "bids", ADNIMERGE_TREE)
+    # keys and targets are case- and space-insensitive; SMC mapped to None (or a missing value) is left out
+    mapping = {" dementia ": "ad", "lmci": "MCI", "EMCI": " mci ", "smc": smc}
+    table = load_clinica_table(root, diagnosis_map=mapping)
+    assert table.diagnosis.tolist() == ["MCI", "AD", "MCI", "MCI", "CN", None]
+    pmci = clinica_task_table(root, "pMCIvsSMCI", diagnosis_map=mapping)
+    assert _triples(pmci) == [("sub-1", "ses-M000", 1), ("sub-2", "ses-M000", 0)]
+    assert _triples(clinica_task_table(root, "ADvsCN", diagnosis_map=mapping)) == [
+        ("sub-1", "ses-M036", 1),
+        ("sub-3", "ses-M000", 0),
+    ]
+
+
+def test_normalize_diagnoses_with_the_adnimerge_map():
+    values = pd.Series(["Dementia", " lmci", "EMCI", None, "SMC", "cn"])
+    diagnoses, unknown = normalize_diagnoses(values, "AdniMerge")
+    assert diagnoses.tolist() == ["AD", "MCI", "MCI", None, "SMC", "CN"]
+    assert values[unknown].tolist() == ["SMC"]  # a boolean mask selects the raw values to report
+    diagnoses, unknown = normalize_diagnoses(values)
+    assert diagnoses.tolist() == ["DEMENTIA", "LMCI", "EMCI", None, "SMC", "CN"]
+    assert values[unknown].tolist() == ["Dementia", " lmci", "EMCI", "SMC"]
+    with pytest.raises(ValueError, match="mapping or 'adnimerge', not 'adni'"):
+        normalize_diagnoses(values, "adni")
+    with pytest.raises(ValueError, match="'Dementia' maps to 'Alzheimer'"):
+        normalize_diagnoses(values, {"Dementia": "Alzheimer"})
+
+
+def test_numeric_diagnosis_codes_are_refused_and_at_most_ten_lines_are_listed(tmp_path):
+    # ADNI's numeric DX codes (1 = CN, 2 = MCI, 3 = AD) are not diagnoses: refused, read as the text written
+    codes = ["1", "2", "3"] * 4
+    root = _write_tree(tmp_path / "bids", {"sub-1": _tsv(*(f"ses-M{6 * i:03d}\t{c}" for i, c in enumerate(codes)))})
+    with pytest.raises(ValueError) as refused:
+        load_clinica_table(root)
+    listed = ", ".join(f"line {i + 2}: '{c}'" for i, c in enumerate(codes[:10]))
+    assert f"sub-1_sessions.tsv has diagnoses that are not CN, MCI, AD or n/a ({listed})." in str(refused.value)
+
+
+def test_ages_missing_values_and_diagnosis_case(tmp_path):
+    participants = "participant_id\tage\tage_bl\nsub-1\t70\t99\nsub-2\t60\t99\nsub-3\tn/a\t80\nsub-4\tunknown\tn/a\n"
+    participants += "sub-5\tn/a\tn/a\n"
+    sessions = {
+        # the sessions' own ages win; a non-numeric age is missing
+        "sub-1": _tsv("ses-M000\tcn\t70.5", "ses-M012\tCn\tunknown", header="session_id\tdiagnosis\tage"),
+        # else the participant's age (before age_bl) + months / 12
+        "sub-2": _tsv("ses-M000\tMCI", "ses-M024\tNA"),
+        "sub-3": _tsv("ses-M000\tN/A", "ses-M006\t"),  # age_bl when age is n/a; BIDS/pandas missing values
+        "sub-4": _tsv("ses-M000\tn/a"),  # a non-numeric baseline age: missing
+        "sub-5": _tsv("ses-M000\tAD", "ses-M012\tad"),  # no age anywhere
+    }
+    table = load_clinica_table(_write_tree(tmp_path / "bids", sessions, participants, images=False))
+    assert table.age.dtype == np.float64
+    assert table.age.tolist() == pytest.approx(
+        [70.5, np.nan, 60.0, 62.0, 80.0, 80.5, np.nan, np.nan, np.nan], nan_ok=True
+    )
+    assert table.diagnosis.tolist() == ["CN", "CN", "MCI", None, None, None, None, "AD", "AD"]
+    assert table.sex.isna().all()
+
+
+def test_participants_with_ids_only_and_padded_session_ids(tmp_path):
+    # a one-column participants.tsv (no sex) and a session id with spaces around it (a hand-edited TSV)
+    sessions = {"sub-1": _tsv("ses-M000\tMCI", " ses-M036 \tAD", "ses-bl\tCN")}
+    root = _write_tree(tmp_path / "bids", sessions)
+    table = load_clinica_table(root)
+    assert list(table.columns) == ["subject", "session", "month", "diagnosis", "sex", "age", "image"]
+    assert table.session.tolist() == ["ses-M000", "ses-M036", "ses-bl"]
+    assert str(table.month.dtype) == "Int64" and table.month.tolist()[:2] == [0, 36] and pd.isna(table.month[2])
+    assert table.sex.tolist() == [None, None, None]
+    assert table.image.tolist() == [str(_write_t1w(root, "sub-1", s).resolve()) for s in table.session]
+    with pytest.warns(UserWarning, match=re.escape("Sessions ['ses-bl'] have no month")):
+        labelled = clinica_task_table(root, "pMCIvsSMCI")
+    assert _triples(labelled) == [("sub-1", "ses-M000", 1)]
+
+
+def test_empty_participants_give_empty_tables(tmp_path):
+    (tmp_path / "participants.tsv").write_text("participant_id\tsex\n")
+    assert list(load_clinica_table(tmp_path).columns) == [
+        "subject",
+        "session",
+        "month",
+        "diagnosis",
+        "sex",
+        "age",
+        "image",
+    ]
+    assert clinica_task_table(tmp_path, "ADvsCN").empty and clinica_task_table(tmp_path, "pMCIvsSMCI").empty
+
+
+@pytest.mark.parametrize(
+    "participants, sessions, match",
+    [
+        ("participant_id\nsub-1\nsub-1\n", _tsv("ses-M000\tCN"), r"participants\.tsv lists \['sub-1'\] more than once"),
+        (None, _tsv("ses-M000\tCN", "ses-M000 \tAD"), r"sub-1_sessions\.tsv lists \['ses-M000'\] more than once"),
+        (None, _tsv("ses-M12\tMCI", "ses-M012\tMCI", "ses-M048\tAD"), r"lists \['ses-M12', 'ses-M012'\]: one month"),
+    ],
+)
+def test_duplicated_subjects_sessions_and_months_are_refused(tmp_path, participants, sessions, match):
+    root = _write_tree(tmp_path / "bids", {"sub-1": sessions}, participants)
+    with pytest.raises(ValueError, match=match):
+        load_clinica_table(root)
+
+
+def test_months_warning_only_when_an_mci_session_lacks_a_month(tmp_path, recwarn):
+    trees = {
+        "all months known": {"sub-1": _tsv("ses-M000\tMCI", "ses-M012\tAD")},
+        "no MCI": {"sub-1": _tsv("ses-bl\tCN", "ses-M012\tCN")},
+    }
+    for name, sessions in trees.items():
+        label_sessions(load_clinica_table(_write_tree(tmp_path / name, sessions, images=False)), "pMCIvsSMCI")
+    assert not [w for w in recwarn if "no month" in str(w.message)]
+    root = _write_tree(tmp_path / "mci", {"sub-1": _tsv("ses-bl\tMCI", "ses-M036\tMCI")}, images=False)
+    with pytest.warns(UserWarning, match=re.escape("Sessions ['ses-bl'] have no month (ses-M<digits>)")):
+        assert label_sessions(load_clinica_table(root), "pMCIvsSMCI").empty
+
+
+def test_one_month_horizon_and_label_table_guards(tmp_path):
+    root = _write_tree(tmp_path / "bids", {"sub-1": _tsv("ses-M000\tMCI", "ses-M001\tAD", "ses-M002\tAD")})
+    table = load_clinica_table(root)
+    assert _triples(label_sessions(table, "pMCIvsSMCI", horizon=1)) == [("sub-1", "ses-M000", 1)]
+    with pytest.raises(ValueError, match=r"has no column \['month'\]"):
+        label_sessions(table.drop(columns="month"), "ADvsCN")
+    # a hand-built table with one month twice: refused, never a duplicated (possibly contradictory) label
+    twice = pd.concat([table, table.iloc[[1]].assign(session="ses-M1")], ignore_index=True)
+    with pytest.raises(pd.errors.MergeError):
+        label_sessions(twice, "pMCIvsSMCI", horizon=1)
+
+
+def test_labelled_table_columns_index_and_label_type(bids_tree_placeholder):  # noqa: F811
+    columns = ["subject", "session", "month", "diagnosis", "sex", "age", "image"]
+    followup = ["followup_session", "followup_diagnosis"]
+    for task, expected in [("ADvsCN", columns + ["label"]), ("pMCIvsSMCI", columns + followup + ["label"])]:
+        table = clinica_task_table(bids_tree_placeholder.root, task)
+        assert list(table.columns) == expected
+        assert table.label.dtype == np.int64 and table.index.tolist() == list(range(len(table)))
+    # the task defaults to ADvsCN
+    assert _triples(clinica_task_table(bids_tree_placeholder.root)) == AD_VS_CN
+
+
+def test_missing_image_message_lists_ten_sessions(tmp_path):
+    sessions = [f"ses-M{12 * i:03d}" for i in range(11)]
+    root = _write_tree(tmp_path / "bids", {"sub-1": _tsv(*(f"{s}\tCN" for s in sessions))}, images=False)
+    raw = "labelled session(s) of ADvsCN have no raw (*_T1w.nii[.gz]) image: "
+    with pytest.raises(ValueError) as eleven:
+        clinica_task_table(root, "ADvsCN")
+    listed = [f"sub-1/{s}" for s in sessions]
+    assert f"11 {raw}{listed[:10]} ...; pass missing_image='drop'" in str(eleven.value)
+    _write_t1w(root, "sub-1", sessions[0])
+    with pytest.warns(UserWarning) as ten:
+        kept = clinica_task_table(root, "ADvsCN", missing_image="drop")
+    assert f"10 {raw}{listed[1:]}; they are left out." in [str(w.message) for w in ten]
+    assert _triples(kept) == [("sub-1", "ses-M000", 0)] and kept.index.tolist() == [0]
+
+
+def test_several_t1w_images_warn_and_the_first_is_used(tmp_path, recwarn):
+    root = _write_tree(
+        tmp_path / "bids", {"sub-1": _tsv("ses-M000\tCN", "ses-M012\tAD")}, images=[("sub-1", "ses-M012")]
+    )
+    first = _write_t1w(root, "sub-1", "ses-M000", "sub-1_ses-M000_run-01_T1w.nii.gz")
+    _write_t1w(root, "sub-1", "ses-M000", "sub-1_ses-M000_run-02_T1w.nii.gz")
+    table = clinica_task_table(root, "ADvsCN")
+    assert table.image[0] == str(first.resolve())
+    messages = [str(w.message) for w in recwarn if "T1w images" in str(w.message)]
+    assert len(messages) == 1 and messages[0].startswith("sub-1 ses-M000 has 2 T1w images")
+
+
+def test_datalist_values_and_refusals(bids_tree_placeholder):  # noqa: F811
+    table = clinica_task_table(bids_tree_placeholder.root, "ADvsCN")
+    items = to_datalist(table, extra_keys=("month",))
+    assert [item["image"] for item in items] == table.image.tolist()
+    assert [item["month"] for item in items] == [0, 12, 36, 0, 12, 48, 36, 36]
+    assert all(type(item["month"]) is int for item in items)  # plain ints: the datalist is written as JSON
+    with pytest.raises(ValueError, match=r"has no column \['label'\]"):
+        to_datalist(table.drop(columns="label"))
+    blank = table.copy()
+    blank.loc[[1, 6], "image"] = None  # AD_VS_CN[1] and [6]
+    with pytest.raises(
+        ValueError, match=re.escape("Rows without image: ['sub-ADNI01/ses-M012', 'sub-ADNI04/ses-M036']")
+    ):
+        to_datalist(blank)

@@ -6,8 +6,9 @@ Tasks (labels per scan; positive class = 1):
 * ``"pMCIvsSMCI"``: every MCI session at month ``m`` whose subject has a session at exactly ``m + horizon``
   months (default 36, as in AXIAL): AD there -> pMCI (1), MCI there -> sMCI (0). A missing follow-up session,
   CN or an unknown diagnosis at follow-up -> left out. Months come from the session ids (``ses-M000``,
-  ``ses-M012``, ... also ``ses-M12``). Labels are computed on the full longitudinal table, before any split; a
-  subject may contribute several scans, even with different labels.
+  ``ses-M012``, ... also ``ses-M12``; one month written both ways in a subject is refused). Labels are computed
+  on the full longitudinal table, before any split; a subject may contribute several scans, even with different
+  labels.
 
 Diagnoses (``diagnosis`` column of ``sessions.tsv``) must be ``CN``, ``MCI`` or ``AD`` (any case) or missing
 (``n/a``). Any other value (ADNIMERGE writes ``Dementia``) is refused with the file and line, never silently dropped;
@@ -111,7 +112,8 @@ def normalize_diagnoses(
 def _read_tsv(path: Path, required: tuple[str, ...], what: str) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"The {what} file {path} does not exist.")
-    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=True, na_values=["n/a", "N/A", ""])
+    # pandas' default missing values include BIDS's "n/a" (and "N/A", "NA", empty cells)
+    table = pd.read_csv(path, sep="\t", dtype=str)
     missing = [column for column in required if column not in table.columns]
     if missing:
         raise InputError(
@@ -141,13 +143,21 @@ def read_sessions(bids_dir: str | os.PathLike, subject: str) -> pd.DataFrame:
 
     Raises:
         FileNotFoundError: if the file is missing.
-        InputError: if a required column is missing or a session is listed twice.
+        InputError: if a required column is missing, a session is listed twice, or one month is written two
+            ways (``ses-M48`` and ``ses-M048``: its follow-up would be ambiguous).
     """
     path = Path(bids_dir) / subject / f"{subject}_sessions.tsv"
     table = _read_tsv(path, ("session_id", "diagnosis"), "sessions")
-    duplicated = table["session_id"][table["session_id"].duplicated()].tolist()
+    ids = table["session_id"].str.strip()
+    duplicated = ids[ids.duplicated()].tolist()
     if duplicated:
         raise InputError(f"The sessions file {path} lists {duplicated} more than once.")
+    months = ids.map(session_month)
+    same_month = ids[months.notna() & months.duplicated(keep=False)].tolist()
+    if same_month:
+        raise InputError(
+            f"The sessions file {path} lists {same_month}: one month written two ways (ses-M48 vs ses-M048); keep one."
+        )
     return table
 
 
@@ -219,8 +229,9 @@ def load_clinica_table(
 
     Raises:
         FileNotFoundError: if ``participants.tsv`` or a subject's sessions file is missing.
-        InputError: if a required column is missing, or a diagnosis is not CN, MCI, AD or missing after
-            ``diagnosis_map`` (the message names the file and lines).
+        InputError: if a required column is missing, a subject, session or month is listed twice (``ses-M48`` and
+            ``ses-M048``), or a diagnosis is not CN, MCI, AD or missing after ``diagnosis_map`` (the message names
+            the file and lines).
     """
     participants = read_participants(bids_dir).set_index("participant_id", drop=False)
     frames = []
@@ -236,23 +247,25 @@ def load_clinica_table(
                 "diagnosis_map, e.g. {'Dementia': 'AD'} or 'adnimerge' (--diagnosis_map on the command line), or "
                 "map them to None to leave those sessions out."
             )
+        session_ids = sessions["session_id"].str.strip()
         frame = pd.DataFrame(
             {
                 "subject": subject,
-                "session": sessions["session_id"].str.strip(),
-                "month": sessions["session_id"].map(session_month).astype("Int64"),
+                "session": session_ids,
+                "month": session_ids.map(session_month).astype("Int64"),
                 "diagnosis": diagnoses,
             }
         )
         frame["sex"] = participant["sex"] if "sex" in participants.columns else None
         frame["age"] = _age_column(sessions.assign(month=frame["month"]), participant).to_numpy()
         frames.append(frame)
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["subject", "session"])
+    empty = pd.DataFrame(columns=["subject", "session", "month", "diagnosis", "sex", "age"])
+    table = pd.concat(frames, ignore_index=True) if frames else empty
     table["image"] = [
         find_session_image(bids_dir, row.subject, row.session, derivatives_dir, space)
         for row in table.itertuples(index=False)
     ]
-    return table.sort_values(["subject", "month", "session"], kind="stable").reset_index(drop=True)
+    return table.sort_values(["subject", "month", "session"]).reset_index(drop=True)
 
 
 def label_sessions(table: pd.DataFrame, task: str, horizon: int = 36) -> pd.DataFrame:
@@ -296,7 +309,7 @@ def label_sessions(table: pd.DataFrame, task: str, horizon: int = 36) -> pd.Data
     merged = merged[merged["followup_diagnosis"].isin(["AD", "MCI"])].copy()
     merged["label"] = (merged["followup_diagnosis"] == "AD").astype(int)
     merged = merged.drop(columns="followup_month")
-    return merged.sort_values(["subject", "month", "session"], kind="stable").reset_index(drop=True)
+    return merged.sort_values(["subject", "month", "session"]).reset_index(drop=True)
 
 
 def clinica_task_table(
