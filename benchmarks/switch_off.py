@@ -440,9 +440,11 @@ def run_one(mechanism: Mechanism, parent: Path) -> dict:
     except subprocess.TimeoutExpired as err:
         returncode, output = None, f"timed out after {TIMEOUT_S} s\n{err.stdout or ''}"
     seconds = time.perf_counter() - start
-    # pytest: 0 all passed, 1 some tests failed; anything else (errors, nothing collected) is no evidence
-    outcome = {0: "PASSES", 1: "fails"}.get(returncode, "error")
     summary = [line for line in output.splitlines() if re.search(r"\d+ (passed|failed|error)", line)]
+    # pytest: 0 all passed, 1 a test failed (or a fixture raised: "error", which is no evidence, nor is any other
+    # status, e.g. nothing collected)
+    failed = returncode == 1 and bool(summary) and re.search(r"\d+ failed", summary[-1]) is not None
+    outcome = "PASSES" if returncode == 0 else "fails" if failed else "error"
     result = {
         **{k: v for k, v in asdict(mechanism).items() if k != "tests"},
         "tests": list(mechanism.tests),
