@@ -484,7 +484,8 @@ def markdown(report: dict) -> str:
         "`PYTHONPATH=<copy>`, `OMP_NUM_THREADS=1`). *fails* is the expected outcome: the test notices. A test that",
         "*PASSES* with its mechanism switched off would be a defect of that test.",
         "",
-        f"Command: `{report['command']}` (one mechanism: `--only NAME`). Machine: {report['machine_text']}.",
+        f"Command: `{report['command']}` (one mechanism: `--only NAME`). Machine: {report['machine_text']}. "
+        f"The {len(entries)} test runs took {sum(e['seconds'] for e in entries) / 60:.0f} minutes in all.",
         "",
         "| mechanism | switched off by | file | test | outcome | failing assertion |",
         "|---|---|---|---|---|---|",
