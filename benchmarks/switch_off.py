@@ -305,7 +305,7 @@ MECHANISMS = (
     ),
     Mechanism(
         name="preprocessing_atomic_outputs",
-        what="preprocessing killed mid-scan resumes without redoing finished scans",
+        what="a worker killed while writing its output leaves nothing at the output path",
         switched_off="outputs are written in place instead of atomically (no temporary file + rename)",
         file="axial_monai/preprocess/pipeline.py",
         old=(
@@ -316,7 +316,7 @@ MECHANISMS = (
             "        Path(job.output).parent.mkdir(parents=True, exist_ok=True)\n"
             "        ants.image_write(brain, job.output)\n"
         ),
-        tests=(_PREPROCESS + "test_preprocessing_killed_mid_scan_resumes_without_redoing_finished_scans",),
+        tests=(_PREPROCESS + "test_a_worker_killed_while_writing_leaves_nothing_at_the_output_path",),
     ),
     Mechanism(
         name="preprocessing_resume",
@@ -349,12 +349,12 @@ NOT_HERE = {
 #: what earlier runs of this script found, shown with the mechanism's result
 NOTES = {
     "preprocessing_atomic_outputs": (
-        "Not proven by this test (a defect of the claim in docs/testing.md, not of the code): the test kills the "
-        "run while a scan is being registered, not while its output is written, and a scan counts as done only "
-        "when its QC record says ok, which is written after the output. So with in-place writes a killed scan is "
-        "still redone and no partial output is counted. What the test does prove is the resume itself (see "
-        "preprocessing_resume). Showing the atomic write needs a kill during the write (e.g. a worker whose image "
-        "writer writes part of the file and then kills its process), with no file left at the output path."
+        "The first run of this script switched this off against "
+        "`test_preprocessing_killed_mid_scan_resumes_without_redoing_finished_scans`, which docs/testing.md named "
+        "for it, and that test PASSED: it kills the run while a scan is being registered, not while its output is "
+        "written, and a scan counts as done only by its QC record, written after the output, so with in-place "
+        "writes the killed scan is still redone (that test proves the resume: see preprocessing_resume). The test "
+        "below kills a worker halfway through its write instead."
     ),
     "seeded_training": (
         "The first run of this script found this test PASSING with `set_determinism` removed: the test's two runs "
