@@ -354,7 +354,7 @@ NOTES = {
         "for it, and that test PASSED: it kills the run while a scan is being registered, not while its output is "
         "written, and a scan counts as done only by its QC record, written after the output, so with in-place "
         "writes the killed scan is still redone (that test proves the resume: see preprocessing_resume). The test "
-        "below kills a worker halfway through its write instead."
+        "named above kills a worker halfway through its write instead."
     ),
     "seeded_training": (
         "The first run of this script found this test PASSING with `set_determinism` removed: the test's two runs "
