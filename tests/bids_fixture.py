@@ -49,6 +49,8 @@ __all__ = [
     "bids_tree_placeholder",
     "DIE_ON",
     "run_job_or_die",
+    "DIE_WRITING",
+    "run_job_dying_while_writing",
 ]
 
 #: subject -> [(session, diagnosis or None, age)]
@@ -222,6 +224,33 @@ def run_job_or_die(job):
 
     if job.scan.subject in os.environ.get(DIE_ON, "").split(","):
         os.kill(os.getpid(), signal.SIGKILL)
+    return pipeline._run_job(job)
+
+
+#: environment variable: comma-separated subjects whose worker is killed halfway through writing the output
+DIE_WRITING = "AXIAL_MONAI_TEST_DIE_WRITING"
+
+
+def run_job_dying_while_writing(job):
+    """Stand-in for ``axial_monai.preprocess.pipeline._run_job`` in spawned workers: a worker given a job of a
+    subject listed in ``$AXIAL_MONAI_TEST_DIE_WRITING`` writes its output image, cuts the written file to half its
+    size and is killed (SIGKILL): a kill in the middle of the write. Any other job runs normally.
+    """
+    import signal
+
+    import ants
+
+    from axial_monai.preprocess import pipeline
+
+    if job.scan.subject in os.environ.get(DIE_WRITING, "").split(","):
+        write = ants.image_write
+
+        def write_half_and_die(image, filename, *args, **kwargs):
+            write(image, filename, *args, **kwargs)
+            os.truncate(filename, os.path.getsize(filename) // 2)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        ants.image_write = write_half_and_die  # this worker dies with its job: no other job sees the patch
     return pipeline._run_job(job)
 
 

@@ -1,6 +1,7 @@
 """Preprocessing mechanisms at work (axial_monai.preprocess): N4 removes a planted bias field, a seeded rerun is
-identical, an LPS-stored copy of a scan comes out like its RAS twin, a killed worker costs only its own scan, and a
-run killed with kill -9 mid-scan resumes without redoing finished scans.
+identical, an LPS-stored copy of a scan comes out like its RAS twin, a killed worker costs only its own scan (and,
+killed while writing, leaves no partial output), and a run killed with kill -9 mid-scan resumes without redoing
+finished scans.
 
 The scans are the fixture's deformed 4 mm copies of the shipped MNI template (``bids_fixture.synthetic_t1w``);
 registrations are short affine ones, run in spawned worker processes with one ITK thread each (reproducible).
@@ -20,7 +21,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from bids_fixture import DIE_ON, run_job_or_die, synthetic_t1w
+from bids_fixture import DIE_ON, DIE_WRITING, run_job_dying_while_writing, run_job_or_die, synthetic_t1w
 
 from axial_monai.preprocess import pipeline, pipeline_dir, preprocess_bids
 from axial_monai.preprocess.templates import load_template
@@ -135,6 +136,26 @@ def test_n4_removes_a_planted_bias_field():
         slopes[n4] = np.polyfit(log_field[inside], log_ratio, 1)[0]
     assert slopes[False] > 0.8, slopes  # the planted field is in the output without N4
     assert slopes[True] < 0.4, slopes  # N4 removes most of it
+
+
+def test_a_worker_killed_while_writing_leaves_nothing_at_the_output_path(tmp_path):
+    """Outputs are written to a temporary file and renamed: a worker killed halfway through writing the output of
+    sub-00 leaves no file at its output path, only the cut temporary file, which the rerun that writes the output
+    removes. (The QC record alone would not show it: a scan without an "ok" record is redone either way.)"""
+    bids = _write_tree(tmp_path / "bids")
+    out = tmp_path / "out"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(DIE_WRITING, "sub-00")
+        patch.setattr(pipeline, "_run_job", run_job_dying_while_writing)
+        killed = preprocess_bids(bids, out, **FAST)
+    assert (killed.succeeded, killed.failed) == (2, 1)
+    assert not list(pipeline_dir(out).rglob("sub-00_*_desc-preproc_T1w.nii.gz"))  # no partial file at the path
+    partial = list(pipeline_dir(out).rglob(".sub-00_*.tmp.nii.gz"))
+    assert len(partial) == 1 and partial[0].stat().st_size > 0  # the cut write, under its temporary name
+    rerun = preprocess_bids(bids, out, **FAST)
+    assert (rerun.skipped, rerun.succeeded, rerun.failed) == (2, 1, 0)
+    assert set(_outputs(out)) == set(SUBJECTS)
+    assert not list(pipeline_dir(out).rglob(".*.tmp*"))
 
 
 def _done(out: Path) -> dict[str, int]:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import copy
 import json
 import math
+import random
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -84,11 +86,26 @@ def _recorded_run(dataset_dir: str, out: Path, planted=PLANTED, **settings) -> d
     return {"out": out, "lr": lr.rates, "val": val, "epochs_run": trainer.state.epoch}
 
 
+def _as_a_new_process(index: int) -> None:
+    """Put torch's, numpy's and python's global random states where another process could start them.
+
+    Two runs in one process would agree even without ``set_determinism``: building a MONAI ``DataLoader`` resets
+    torch's default generator to its initial seed, so the network built after the loaders gets the same weights.
+    """
+    torch.manual_seed(1000 + index)
+    np.random.seed(1000 + index)
+    random.seed(1000 + index)
+
+
 @pytest.fixture(scope="module")
 def runs(tiny_cohort, tmp_path_factory):
-    """The same seeded run twice, in two output folders."""
+    """The same seeded run twice, in two output folders, each from other global random states."""
     root = tmp_path_factory.mktemp("mechanisms")
-    return [_recorded_run(tiny_cohort, root / f"run{i}") for i in range(2)]
+    done = []
+    for i in range(2):
+        _as_a_new_process(i)
+        done.append(_recorded_run(tiny_cohort, root / f"run{i}"))
+    return done
 
 
 def test_early_stopping_ends_training_before_max_epochs(runs):
