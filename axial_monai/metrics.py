@@ -42,14 +42,16 @@ def classification_scores(
         names: which metrics to return.
 
     Returns:
-        ``{name: value}``; AUC is NaN when only one class is present.
+        ``{name: value}``; AUC is NaN when only one class is present, every metric is NaN without scans.
     """
     probs, labels = np.asarray(probs, dtype=float), np.asarray(labels).astype(int).ravel()
+    if not len(labels):  # scikit-learn refuses empty inputs
+        return {k: float("nan") for k in names}
     pred = probs.argmax(1)
     is_pos, pred_pos = labels == positive, pred == positive
     scores = {
         "accuracy": skm.accuracy_score(labels, pred),
-        "balanced_accuracy": skm.balanced_accuracy_score(labels, pred) if len(labels) else float("nan"),
+        "balanced_accuracy": skm.balanced_accuracy_score(labels, pred),
         "sensitivity": skm.recall_score(is_pos, pred_pos, zero_division=np.nan),
         "specificity": skm.recall_score(~is_pos, ~pred_pos, zero_division=np.nan),
         "mcc": skm.matthews_corrcoef(labels, pred),

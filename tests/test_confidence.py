@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from axial_monai.errors import InputError, SettingsError
 from axial_monai.metrics import (
     METRICS,
     bootstrap_intervals,
@@ -110,3 +111,73 @@ def test_level_intervals_and_pooled_predictions():
     assert recovered["session"].tolist() == frame["session"].tolist()
     with pytest.raises(ValueError, match="needs 'label'"):
         prediction_frame(csv.drop(columns="label"))
+
+
+#: four scans, four subjects: sensitivity 0.5 for class 1 and 1.0 for class 0 (hand-computed below)
+PROBS = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.55, 0.45], [0.9, 0.1], [0.2, 0.8]])
+LABELS = np.array([0, 1, 0, 1, 0, 1])
+
+
+def test_bootstrap_intervals_refuse_bad_arguments():
+    with pytest.raises(InputError, match=r"probs must be \(N, 2\)"):
+        bootstrap_intervals(PROBS[:, :1], LABELS)
+    with pytest.raises(InputError, match=r"probs must be \(N, 2\)"):
+        bootstrap_intervals(PROBS[0], LABELS[:2])  # one row of two values, not an (N, 2) table
+    with pytest.raises(InputError, match=r"probs must be \(N, 2\)"):
+        bootstrap_intervals(PROBS[:5], LABELS)
+    for confidence in (0.0, 1.0, 1.5):
+        with pytest.raises(SettingsError, match="confidence must be in"):
+            bootstrap_intervals(PROBS, LABELS, confidence=confidence)
+    with pytest.raises(SettingsError, match="n_resamples >= 1"):
+        bootstrap_intervals(PROBS, LABELS, n_resamples=0)
+    one = bootstrap_intervals(PROBS, LABELS, n_resamples=1)  # one resample is allowed: low == high
+    assert all(one[m]["low"] == one[m]["high"] or np.isnan(one[m]["low"]) for m in METRICS)
+
+
+def test_bootstrap_defaults_are_1000_resamples_seed_0_stratified_by_label():
+    probs, labels, _ = _data(40, 1)  # enough subjects that the interval ends move with the resamples
+    default = bootstrap_intervals(probs, labels)
+    assert default == bootstrap_intervals(probs, labels, strata=labels, n_resamples=1000, seed=0)
+    assert default != bootstrap_intervals(probs, labels, n_resamples=1001)
+    assert bootstrap_intervals(probs, labels, strata=np.zeros(len(labels))) != default  # one stratum
+    assert bootstrap_intervals(probs, labels, seed=3) == bootstrap_intervals(probs, labels, seed=3)
+    assert bootstrap_intervals(probs, labels, seed=3) != bootstrap_intervals(probs, labels, seed=4)
+
+
+def test_bootstrap_interval_is_the_percentile_interval_of_the_resampled_scores():
+    """confidence 0.5: the 25th and 75th percentiles of the scores over the same resamples."""
+    result = bootstrap_intervals(PROBS, LABELS, n_resamples=200, confidence=0.5, seed=5)
+    weights = cluster_bootstrap_weights(np.arange(len(LABELS)), LABELS, n_resamples=200, seed=5)
+    draws = weighted_binary_scores(PROBS[:, 1], LABELS == 1, PROBS.argmax(1) == 1, weights)
+    for metric in METRICS:
+        values = draws[metric][np.isfinite(draws[metric])]
+        assert result[metric]["low"] == pytest.approx(np.percentile(values, 25), abs=1e-12), metric
+        assert result[metric]["high"] == pytest.approx(np.percentile(values, 75), abs=1e-12), metric
+
+
+def test_bootstrap_estimates_use_the_positive_class():
+    # positive 1: 2 of 3 class-1 scans called 1 (0.7, 0.8; 0.45 is not); positive 0: all 3 class-0 scans called 0
+    assert bootstrap_intervals(PROBS, LABELS, n_resamples=5)["sensitivity"]["estimate"] == pytest.approx(2 / 3)
+    by_zero = bootstrap_intervals(PROBS, LABELS, positive=0, n_resamples=5)
+    assert by_zero["sensitivity"]["estimate"] == 1.0 and by_zero["specificity"]["estimate"] == pytest.approx(2 / 3)
+
+
+def test_bootstrap_of_no_scans_gives_nan_intervals():
+    assert all(np.isnan(v) for v in classification_scores(np.zeros((0, 2)), np.zeros(0, dtype=int)).values())
+    result = bootstrap_intervals(np.zeros((0, 2)), np.zeros(0, dtype=int))
+    assert set(result) == set(METRICS)
+    for metric, entry in result.items():
+        assert set(entry) == {"estimate", "low", "high"}, metric
+        assert np.isnan(entry["low"]) and np.isnan(entry["high"]), metric
+
+
+def test_cluster_resamples_draw_each_stratum_from_itself_and_reach_every_cluster():
+    strata = np.array([0, 1, 1, 2, 2, 2])  # three strata of 1, 2 and 3 subjects
+    weights = cluster_bootstrap_weights(np.arange(6), strata, n_resamples=400, seed=0)
+    assert (weights[:, :1].sum(1) == 1).all() and (weights[:, 1:3].sum(1) == 2).all()
+    assert (weights[:, 3:].sum(1) == 3).all()
+    assert (weights.max(0) >= 1).all()  # every subject, the first of its stratum included, is drawn some time
+    default = cluster_bootstrap_weights(np.arange(6))
+    assert default.shape == (1000, 6) and np.array_equal(
+        default, cluster_bootstrap_weights(np.arange(6), None, 1000, 0)
+    )
