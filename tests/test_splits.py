@@ -260,3 +260,19 @@ def test_check_transfer_leakage(tmp_path):
     no_ids.write_text(json.dumps({"validation": [{"image": "v.nii"}]}))
     with pytest.raises(InputError, match="validation split of .*no_ids.json has no 'subject'"):
         check_transfer_leakage({"a"}, no_ids)
+
+
+def test_round_robin_uses_the_seed_and_defaults_are_five_folds_seed_0():
+    """4 new subjects for 5 folds: their order is the seeded permutation (1 in 24 to match by chance)."""
+    table = _table({"a": 0, "b": 1, "c": 0, "d": 1, "e": 0, "f": 1})
+    for seed in (0, 7):
+        folds = assign_folds(table, 5, seed, fixed={"a": 4, "b": 4})
+        order = np.random.default_rng(seed).permutation(["c", "d", "e", "f"])
+        assert [folds[s] for s in order] == [0, 1, 2, 3], seed
+    assert assign_folds(BALANCED).equals(assign_folds(BALANCED, 5, 0))
+    assert not assign_folds(BALANCED).equals(assign_folds(BALANCED, 5, 1))
+    default, explicit = make_folds(BALANCED), make_folds(BALANCED, 5, 0)
+    assert len(default) == 5
+    for mine, theirs in zip(default, explicit, strict=True):
+        for name in SPLITS:
+            pd.testing.assert_frame_equal(mine[name], theirs[name])
