@@ -287,11 +287,10 @@ MECHANISMS = (
         switched_off="the random states (torch, numpy, python, augmentation) are not part of the saved training state",
         file="bundle/configs/train.json",
         old=(
-            '            "best_checkpoint": "$@validate#saver._key_metric_checkpoint",\n'
             '            "random": {"_target_": "axial_monai.handlers.RandomStates", '
-            '"augmentation": "$@train#prepare_batch.augmentation"}\n'
+            '"augmentation": "$@train#prepare_batch.augmentation"},\n'
         ),
-        new='            "best_checkpoint": "$@validate#saver._key_metric_checkpoint"\n',
+        new="",
         tests=("tests/test_resume.py::test_killed_run_resumes_to_the_same_weights_and_metrics",),
     ),
     Mechanism(
