@@ -44,7 +44,8 @@ CONFIG = json.loads((ROOT / "benchmarks" / "explain_groundtruth.json").read_text
 CI = CONFIG["ci"]
 THRESHOLDS = CI["thresholds"]
 SEED = int(os.environ.get("AXIAL_GT_SEED", CI["seed"]))
-#: the matrix's training with the CI section's changes (more epochs, no early stop: see its _desc_)
+#: the matrix's cohort and training with the CI section's changes (see its _train_desc_)
+COHORT = {**CONFIG["cohort"], **CI.get("cohort", {})}
 TRAIN = {**CONFIG["train"], **CI.get("train", {})}
 
 
@@ -72,7 +73,7 @@ def explained(tmp_path_factory) -> dict:
             strength=CONFIG["strength"][CI["atrophy"]],
             atrophy=CI["atrophy"],
             seed=SEED,
-            **CONFIG["cohort"],
+            **COHORT,
         )
     )
     out = root / "run"
