@@ -133,7 +133,7 @@ def explained(tmp_path_factory) -> dict:
         for image, support, volume in images
     ]
     test_metrics = json.loads((out / "eval-test" / "metrics.json").read_text())["metrics"]
-    # the model check uses the subjects the maps are scored on: all held-out ones (validation + test), not only the test split
+    # the model check uses the subjects the maps are scored on: all held-out ones (validation + test)
     predicted = pd.read_csv(out / "inference" / "predictions.csv").set_index("file")
     truth = {item["image"]: item["label"] for item in heldout}
     assert sorted(predicted.index) == sorted(truth), "every held-out scan must be predicted"
