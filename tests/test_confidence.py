@@ -181,3 +181,11 @@ def test_cluster_resamples_draw_each_stratum_from_itself_and_reach_every_cluster
     assert default.shape == (1000, 6) and np.array_equal(
         default, cluster_bootstrap_weights(np.arange(6), None, 1000, 0)
     )
+
+
+def test_bootstrap_of_one_class_gives_nan_where_a_metric_is_undefined():
+    """Only negatives: sensitivity and AUC are undefined in every resample (NaN interval, no error)."""
+    result = bootstrap_intervals(PROBS[LABELS == 0], LABELS[LABELS == 0], n_resamples=50)
+    for metric in ("sensitivity", "auc"):
+        assert np.isnan(result[metric]["low"]) and np.isnan(result[metric]["high"]), metric
+    assert result["specificity"] == {"estimate": 1.0, "low": 1.0, "high": 1.0}
