@@ -43,6 +43,7 @@ __all__ = [
     "outside_brain_share",
     "affine_problem",
     "volume_problem",
+    "voxel_problem",
     "InputCheck",
 ]
 
@@ -201,6 +202,17 @@ def ras_volume(path: str | os.PathLike) -> tuple[np.ndarray, Grid]:
         raise InputError(f"{path}: {problem}.")
     ornt, ras_shape, ras_affine = _ras(shape, np.asarray(image.affine, dtype=float))
     return nib.orientations.apply_orientation(data, ornt), Grid.from_affine(ras_shape, ras_affine)
+
+
+def voxel_problem(path: str | os.PathLike) -> str | None:
+    """One line naming ``path`` and what makes its voxel data unusable (cut short or unreadable behind a fine
+    header, NaN or infinite values, all voxels 0), or ``None``. Reads the whole volume."""
+    try:
+        volume, _ = ras_volume(path)
+    except InputError as err:
+        return " ".join(str(err).split()).rstrip(".")
+    problem = volume_problem(volume)
+    return f"{path} {problem}" if problem else None
 
 
 def dilated_mask(mask: np.ndarray, spacing: Sequence[float], dilation_mm: float) -> np.ndarray:

@@ -55,7 +55,7 @@ from axial_monai.data.datalist import check_nifti_header, load_split
 from axial_monai.derivatives import DerivativesLayout
 from axial_monai.errors import InputError, SettingsError
 from axial_monai.geometry import plane_index
-from axial_monai.input_check import Grid, InputCheck, ras_volume, read_grid, volume_problem
+from axial_monai.input_check import Grid, InputCheck, read_grid, voxel_problem
 from axial_monai.networks.checkpoints import load_checkpoint
 
 __all__ = [
@@ -217,21 +217,6 @@ def _training_template(
     return _template_file(DEFAULT_TEMPLATE), None
 
 
-def _voxel_problems(items: Sequence[Mapping]) -> list[str]:
-    """One line per image whose voxel data is damaged, NaN/infinite or all zero (reads every volume)."""
-    problems = []
-    for item in items:
-        try:
-            volume, _ = ras_volume(str(item["image"]))
-        except InputError as err:
-            problems.append(" ".join(str(err).split()).rstrip("."))
-            continue
-        problem = volume_problem(volume)
-        if problem:
-            problems.append(f"{item['image']} {problem}")
-    return problems
-
-
 def _common_grid(items: Sequence[Mapping], where: str, drop: bool = False) -> tuple[Grid, list[Mapping]]:
     """The one grid of the training images (headers only) and the items on it.
 
@@ -264,7 +249,8 @@ def _common_grid(items: Sequence[Mapping], where: str, drop: bool = False) -> tu
         if p is not None
     ]
     if bad and not drop:
-        bad += _voxel_problems([item for item, p in zip(readable, problems, strict=True) if p is None])
+        on_grid = [str(item["image"]) for item, p in zip(readable, problems, strict=True) if p is None]
+        bad += [line for line in map(voxel_problem, on_grid) if line]
         raise InputError(
             f"{len(bad)} of the {len(items)} images of {where} are unusable: {'; '.join(bad)}. Fix or remove them "
             "(preprocess all scans to one template: python -m axial_monai.preprocess), or set drop_bad_items to "

@@ -9,14 +9,13 @@ import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import nibabel as nib
 import pandas as pd
 from monai.data import load_decathlon_datalist
 
 from axial_monai.errors import InputError, one_line
-from axial_monai.input_check import affine_problem
+from axial_monai.input_check import affine_problem, voxel_problem
 from axial_monai.io import NIFTI_SUFFIXES, nifti_stem, write_csv
 
 __all__ = [
@@ -116,24 +115,21 @@ def check_items(
     where: str,
     check: Callable[[str], str | None] | None = None,
     drop: bool = False,
-    load: Callable[[dict], Any] | None = None,
 ) -> list[dict]:
     """Check the image files of datalist items (exist, readable NIfTI header, one 3D volume, non-singular affine,
     and ``check``, e.g. the run's grid) and refuse them all at once, or drop the bad ones.
 
     Training calls this on its splits (``drop_bad_items`` in ``train.json``), so a datalist with several bad files
     costs one run to find them all, not one run per file. Damaged voxel data (NaN, an all-zero volume, a file cut
-    short behind a fine header) shows only when a volume is loaded, which the training dataset does next; when the
-    headers already refuse the split, ``load`` is run on the other items first, so that the one message lists those
-    too.
+    short behind a fine header) shows only when a volume is read, which the training dataset does next; when the
+    headers already refuse the split, the voxels of the other items are read first, so that the one message lists
+    those too.
 
     Args:
         items: datalist items with an ``image`` path.
         where: what the items are, for the message (e.g. ``"the training split of datalist.json"``).
         check: returns the problem of a file or None (e.g. a run's :class:`~axial_monai.input_check.InputCheck`).
         drop: leave the bad items out (one warning naming each) instead of raising.
-        load: the loading chain of the items (e.g. :func:`~axial_monai.transforms.load_volume`), run on the items
-            with a fine header only when others are refused; it raises ``ValueError`` for damaged voxel data.
 
     Returns:
         the usable items (all of them unless ``drop``).
@@ -151,13 +147,8 @@ def check_items(
             bad.append(f"{path} {problem}")
         else:
             good.append(dict(item))
-    if bad and not drop and load is not None:
-        for item in good:
-            try:
-                load(dict(item))
-            except ValueError as err:
-                text = one_line(err) if not isinstance(err, InputError) else " ".join(str(err).split())
-                bad.append(text if str(item["image"]) in text else f"{item['image']}: {text}")
+    if bad and not drop:
+        bad += [line for line in (voxel_problem(str(item["image"])) for item in good) if line]
     if bad and not drop:
         raise InputError(
             f"{len(bad)} of the {len(items)} items of {where} are unusable: {'; '.join(bad)}. Fix or remove them, "
