@@ -44,7 +44,7 @@ CONFIG = json.loads((ROOT / "benchmarks" / "explain_groundtruth.json").read_text
 CI = CONFIG["ci"]
 THRESHOLDS = CI["thresholds"]
 SEED = int(os.environ.get("AXIAL_GT_SEED", CI["seed"]))
-#: the matrix's cohort and training with the CI section's changes (see its _train_desc_)
+#: the matrix's cohort and training with the CI section's changes (its _tried_ says why)
 COHORT = {**CONFIG["cohort"], **CI.get("cohort", {})}
 TRAIN = {**CONFIG["train"], **CI.get("train", {})}
 
