@@ -149,7 +149,6 @@ def check_items(
             good.append(dict(item))
     if bad and not drop:
         bad += [line for line in (voxel_problem(str(item["image"])) for item in good) if line]
-    if bad and not drop:
         raise InputError(
             f"{len(bad)} of the {len(items)} items of {where} are unusable: {'; '.join(bad)}. Fix or remove them, "
             "or set drop_bad_items to true to leave them out."
