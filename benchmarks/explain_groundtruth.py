@@ -16,13 +16,17 @@ planted masks, over the brain voxels the network reads:
   ``--cascade-subjects`` subjects; ``rand_spearman_max``: the largest value over the cascade's stages;
 * ``test_accuracy``, ``test_auc`` of the model on the test split.
 
+``--raw-methods`` are also scored without anti-aliasing (``<method>_raw``) and ``--normalized-methods`` with
+``antialias="normalized"`` (``<method>_normalized``), on the same trained model.
+
 Outputs (``--out``, default ``benchmarks/results/explain_groundtruth``): ``cells.csv`` (one row per cell x method;
 finished cells are skipped on a rerun, so an interrupted run resumes), ``summary.md`` (mean +- sd over seeds) and
 ``summary.json``; with ``--detection``, ``detection.csv`` and ``detection.png``: test AUC against atrophy strength
 for the bundle's default training configuration (``train.json`` as shipped, 2 mm demo cohort of 80 subjects).
 With ``--ci``, the ground-truth test ``tests/test_explain_groundtruth.py`` itself runs once per seed (its
 configuration is the ``ci`` section of ``benchmarks/explain_groundtruth.json``) and ``ci.csv`` records its verdict
-and measured values.
+and measured values, the configuration (``config``), and whether each row, old ones included, passes the thresholds
+in the JSON today (``passes_current_thresholds``).
 
     nice -n 10 python benchmarks/explain_groundtruth.py --seeds 0,1,2,3,4 > gt.log 2>&1 &     # the matrix
     nice -n 10 python benchmarks/explain_groundtruth.py --ci --seeds 0,1,2,3,4                 # the CI test, 5 seeds
@@ -157,20 +161,25 @@ def run_cell(task: dict) -> list[dict]:
     names = pd.read_csv(cohort / "atlas_labels.csv").set_index("index")["name"].to_dict()
     brain = np.asarray(nib.load(cohort / "template.nii.gz").dataobj) > 0
     # occlusion costs hundreds of forward passes per scan: it is run on the first `occlusion_subjects` subjects;
-    # `raw_methods` are also scored without anti-aliasing, as `<method>_raw`
+    # `raw_methods` are also scored without anti-aliasing, as `<method>_raw`, and `normalized_methods` with the
+    # normalised anti-aliasing, as `<method>_normalized`
     cheap = [m for m in task["methods"] if "occlusion" not in m]
     common = {"batch_size": task["batch_size"], "seed": seed}
     settings = {
         True: ExplainSettings(methods=task["methods"], **common),
         False: ExplainSettings(methods=cheap or ["attention"], **common),
     }
-    raw = ExplainSettings(methods=task["raw_methods"], antialias=False, **common) if task["raw_methods"] else None
-    names_all = list(task["methods"]) + [f"{m}_raw" for m in task["raw_methods"]]
+    variants = {
+        suffix: ExplainSettings(methods=task[f"{suffix}_methods"], antialias=mode, **common)
+        for suffix, mode in (("raw", False), ("normalized", "normalized"))
+        if task.get(f"{suffix}_methods")
+    }
+    names_all = list(task["methods"]) + [f"{m}_{s}" for s, v in variants.items() for m in v.methods]
 
     def maps_of(network, image, full: bool) -> dict[str, np.ndarray]:
         maps = dict(explain_scan(network, image, settings[full], label=1).maps)
-        if raw is not None:
-            maps.update({f"{m}_raw": v for m, v in explain_scan(network, image, raw, label=1).maps.items()})
+        for suffix, variant in variants.items():
+            maps.update({f"{m}_{suffix}": v for m, v in explain_scan(network, image, variant, label=1).maps.items()})
         return maps
 
     loader = load_volume()
@@ -313,6 +322,33 @@ def run_ci(seed: int, report: Path, python: str) -> dict:
         "wall_s": round(time.perf_counter() - start),
         **measured,
     }
+
+
+def ci_config() -> str:
+    """Short description of the ``ci`` section's cohort and training (the ``config`` column of ``ci.csv``)."""
+    ci = CONFIG["ci"]
+    cohort, train = {**CONFIG["cohort"], **ci.get("cohort", {})}, {**CONFIG["train"], **ci.get("train", {})}
+    patience = train.get("early_stop_patience")
+    stop = "no early stop" if patience is not None and patience >= train["epochs"] else f"patience {patience}"
+    return f"{cohort['n_subjects']} subjects, {train['epochs']} epochs, {stop}"
+
+
+def ci_verdicts(frame: pd.DataFrame) -> pd.Series:
+    """Whether each ``ci.csv`` row passes today's thresholds (rows keep the verdict of their own time in ``passed``).
+
+    The same checks as ``tests/test_explain_groundtruth.py``: held-out AUC, at least 8 AD-like subjects, and the
+    five map checks.
+    """
+    t = CONFIG["ci"]["thresholds"]
+    return (
+        (frame["heldout_auc"] >= t["heldout_auc"])
+        & (frame["n_ad"] >= 8)
+        & (frame["pointing_game"] >= t["pointing_game"])
+        & (frame["mass_ratio"] >= t["mass_ratio"])
+        & (frame["auprc_over_prevalence"] >= t["auprc_over_prevalence"])
+        & (frame["best_rank"] <= t["best_rank"])
+        & (frame["rand_spearman"] < t["rand_spearman"])
+    )
 
 
 def _dispatch(task: dict) -> list[dict]:
@@ -475,6 +511,9 @@ def main() -> None:
     parser.add_argument("--occlusion-subjects", type=int, default=5, help="subjects explained by occlusion")
     parser.add_argument("--occlusion-cascade-subjects", type=int, default=1)
     parser.add_argument("--raw-methods", default="gradient,smoothgrad", help="also scored without anti-aliasing")
+    parser.add_argument(
+        "--normalized-methods", default="smoothgrad", help="also scored with antialias='normalized'"
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=8, help="noise/path samples or windows per pass")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
@@ -519,8 +558,14 @@ def main() -> None:
         for seed in _ints(args.seeds):
             row = run_ci(seed, work / f"ci-report-{seed}.json", args.python)
             row["torch"] = version.stdout.strip()
+            row["config"] = ci_config()
             print(json.dumps(row), flush=True)
             _append(path, [row])
+        if path.is_file():  # every row, old ones included, judged by the thresholds in the JSON today
+            frame = pd.read_csv(path)
+            frame["passes_current_thresholds"] = ci_verdicts(frame)
+            frame.to_csv(path, index=False)
+            print(frame.groupby("config", sort=False)["passes_current_thresholds"].agg(["sum", "count"]))
         return
 
     tasks = []
@@ -554,6 +599,7 @@ def main() -> None:
               "cascade_subjects": args.cascade_subjects, "batch_size": args.batch_size, "epochs": args.epochs,
               "occlusion_subjects": args.occlusion_subjects, "detection_config": args.detection_config,
               "raw_methods": [m for m in args.raw_methods.split(",") if m],
+              "normalized_methods": [m for m in args.normalized_methods.split(",") if m],
               "occlusion_cascade_subjects": args.occlusion_cascade_subjects,
               "ad_subjects": args.ad_subjects, "profile_name": args.profile or "base",
               "profile": CONFIG["profiles"][args.profile] if args.profile else {}}  # fmt: skip

@@ -26,9 +26,11 @@ from axial_monai.explain import (
     integrated_gradients_map,
     make_baseline,
     map_spearman,
+    normalized_antialias,
     occlusion_map,
     pointing_game,
     read_mask,
+    read_weight,
     sampling_sigma,
     smoothgrad_map,
 )
@@ -238,7 +240,7 @@ def test_occlusion_only_tries_windows_in_the_support():
         ({"occlusion_window_mm": 4.0, "occlusion_stride_mm": 8.0}, "must not exceed"),
         ({"ig_baseline": "grey"}, "ig_baseline must be one of"),
         ({"cam_normalization": "global"}, "cam_normalization"),
-        ({"antialias": "yes"}, "antialias must be true or false"),
+        ({"antialias": "yes"}, "antialias must be true, false or 'normalized'"),
     ],
 )
 def test_bad_settings_are_refused_at_construction(kwargs, message, tmp_path):
@@ -277,6 +279,77 @@ def test_antialias_removes_the_resampling_pattern_that_any_weights_share():
     smoothed = map_spearman(antialias(maps[0], sigma), antialias(maps[1], sigma), read)
     assert raw > 0.7 and smoothed < raw - 0.2, (raw, smoothed)
     assert np.all(antialias(maps[0], sigma)[~read] == 0)  # in-plane smoothing stays in the slabs
+    # normalised: divides the read weight out, at half the smoothing
+    weight, half = read_weight(net, shape), tuple(s / 2 for s in sigma)
+    normalized = [normalized_antialias(m, weight, half) for m in maps]
+    divided = map_spearman(*normalized, read)
+    assert divided < raw - 0.2, (raw, divided)
+    assert np.all(normalized[0][~read] == 0)
     # no downsampling, nothing to smooth: BlockNet reads 16 x 16 slices at 16 px; upsampled axes neither
     assert sampling_sigma(BlockNet(), SHAPE) == (0.0, 0.0, 0.0)
     assert sampling_sigma(TriPlanarAxialNet(num_slices=4, image_size=16), shape) == (1.25, 0.0, 1.25)
+
+
+class _SumOfPixels(nn.Module):
+    """Logit 1 = sum of every backbone input pixel: each pixel's gradient is the same, so the voxel gradient is the
+    read weight times a constant (the ImageNet 1/std of the three channels)."""
+
+    def __init__(self, image_size: int) -> None:
+        super().__init__()
+        self.stack = SliceStack(1, 4, image_size=image_size)
+
+    def forward(self, x):
+        total = self.stack(x).sum(dim=(1, 2, 3, 4))
+        return torch.stack([torch.zeros_like(total), total], dim=1)
+
+
+def test_read_weight_counts_the_backbone_pixels_that_read_each_voxel():
+    # no resize (BlockNet: 16 x 16 slices at 16 px): every voxel of the slab is read by exactly one pixel
+    weight = read_weight(BlockNet(), SHAPE)
+    np.testing.assert_allclose(weight, read_mask(BlockNet(), SHAPE).astype(float), atol=1e-6)
+    # 40 x 40 slices at 16 px: 4 slices x 256 pixels, each of total weight 1; 0 outside the slab; the same
+    # in-plane pattern in every slice; and some voxels skipped by the 2.5x bilinear downsampling
+    shape = (40, 12, 40)
+    net = _SumOfPixels(16)
+    weight = read_weight(net, shape)
+    slab = np.zeros(shape, bool)
+    slab[:, 4:8] = True  # the 4 central coronal slices of 12
+    assert weight.sum() == pytest.approx(4 * 16 * 16) and np.all(weight[~slab] == 0)
+    np.testing.assert_allclose(weight[:, 4], weight[:, 7])
+    assert (weight[:, 4] == 0).any() and weight.max() > 2 * weight[slab].mean()
+    tri = TriPlanarAxialNet(num_slices=4, image_size=16)
+    assert read_weight(tri, shape).sum() == pytest.approx(3 * 4 * 16 * 16)
+
+
+def test_normalized_antialias_divides_the_resampling_pattern_out():
+    """A logit that weighs every pixel alike: the true relevance is uniform over the voxels read. The raw gradient is
+    the read-weight pattern; the Gaussian leaves ripples of it; the normalised map is flat."""
+    shape = (40, 12, 40)
+    net = _SumOfPixels(16).eval()
+    x = torch.rand(1, 1, *shape)
+    raw = gradient_map(net, x, 1)
+    sigma = (1.25, 0.0, 1.25)
+    inner = np.zeros(shape, bool)
+    inner[4:-4, 4:8, 4:-4] = True  # the slab (slices 4-7), away from the in-plane border
+
+    def spread(volume):
+        return float(volume[inner].std() / volume[inner].mean())
+
+    gaussian = antialias(raw, sigma)
+    normalized = normalized_antialias(raw, read_weight(net, shape), (0.625, 0.0, 0.625))
+    assert spread(raw) > 0.5 and spread(gaussian) > 0.01
+    assert spread(normalized) < 1e-4, spread(normalized)
+    assert np.all(normalized[:, :4] == 0) and np.all(normalized[:, 8:] == 0)
+    # no smoothing asked for: the map is returned unchanged
+    np.testing.assert_array_equal(normalized_antialias(raw, read_weight(net, shape), (0, 0, 0)), raw)
+
+
+def test_explain_scan_and_the_handler_accept_normalized_antialiasing(tmp_path):
+    net = BlockNet().eval()
+    image = MetaTensor(_volume(1)[0], affine=torch.as_tensor(AFFINE))
+    settings = ExplainSettings(methods=["gradient", "smoothgrad"], antialias="normalized", smoothgrad_samples=4)
+    result = explain_scan(net, image, settings, label=1)
+    for volume in result.maps.values():  # BlockNet does not resample: nothing to divide out, the peak stays
+        assert pointing_game(volume, _block_mask()) == 1.0 and np.all(volume[~result.support] == 0)
+    handler = InterpretabilityHandler(str(tmp_path), net, ["CN", "AD"], antialias="normalized")
+    assert handler.settings.antialias == "normalized"

@@ -88,7 +88,8 @@ def test_cohort_outputs(explained):
 
 
 def test_other_methods_through_the_bundle(trained_demo, tiny_cohort, tmp_path):
-    """methods is a config key: a CAM and an attention-weighted voxel map, on two scans."""
+    """methods and antialias are config keys: a CAM and an attention-weighted voxel map (normalised anti-aliasing),
+    on two scans."""
     datalist = json.loads((Path(tiny_cohort) / "datalist.json").read_text())
     items = [{**i, "image": str(Path(tiny_cohort) / i["image"])} for i in datalist["test"][:2]]
     (tmp_path / "two.json").write_text(json.dumps({"two": items}))
@@ -101,6 +102,7 @@ def test_other_methods_through_the_bundle(trained_demo, tiny_cohort, tmp_path):
             ckpt_path=str(Path(trained_demo) / "models" / "model.pt"),
             output_dir=str(tmp_path),
             methods=["gradcam", "attention_gradient"],
+            antialias="normalized",
             atlas=None,
             plots=False,
             num_slices=16,
@@ -111,6 +113,7 @@ def test_other_methods_through_the_bundle(trained_demo, tiny_cohort, tmp_path):
     for item in items:
         scan = tmp_path / "explain" / Path(item["image"]).name.replace(".nii.gz", "")
         assert sorted(p.name for p in scan.glob("*.nii.gz")) == ["attention_gradient.nii.gz", "gradcam.nii.gz"]
+        assert nib.load(scan / "attention_gradient.nii.gz").get_fdata().max() == pytest.approx(1.0)
     assert (tmp_path / "explain" / "cohort" / "attention_gradient_all.nii.gz").is_file()
     assert (tmp_path / "explain" / "cohort" / "gradcam_all.nii.gz").is_file()
 

@@ -34,6 +34,14 @@ the network cannot resolve; this removed that shared pattern (trained vs random:
 in the planted atrophy (``explain_scan`` applies it to the gradient maps; ``ExplainSettings(antialias=False)`` keeps
 the raw maps). Nothing is smoothed along an axis the network does not downsample.
 
+Normalised anti-aliasing (``ExplainSettings(antialias="normalized")``, :func:`normalized_antialias`): the Gaussian
+also spills relevance across region borders, which can lift a small region next to the atrophy above it. The
+option divides the pattern out instead of blurring it away. A voxel's gradient is the sum, over the backbone pixels
+that read it, of its bilinear weight times the pixel's gradient, so the fixed pattern is the voxel's total read
+weight ``W`` (:func:`read_weight`); the map becomes ``G * |g| / G * W`` (normalised convolution, Knutsson & Westin
+1993) with a Gaussian ``G`` of half the sigma above, which only regularises the division where ``W`` is small (a
+2x downsampling skips voxels).
+
 Zero outside the voxels the network reads: the gradient of a logit with respect to a voxel outside the extracted
 slices is exactly 0, and so are SmoothGrad and Integrated Gradients there. Occlusion runs only inside the bounding
 box of the voxels the network reads (and of the brain), and a window that straddles the edge of a slab gives its
@@ -60,6 +68,8 @@ __all__ = [
     "read_mask",
     "sampling_sigma",
     "antialias",
+    "read_weight",
+    "normalized_antialias",
     "make_baseline",
     "gradient_map",
     "smoothgrad_map",
@@ -140,6 +150,59 @@ def antialias(volume: np.ndarray, sigma: Sequence[float]) -> np.ndarray:
     if not any(s > 0 for s in sigma):
         return np.asarray(volume, np.float32)
     return np.maximum(ndimage.gaussian_filter(np.asarray(volume, np.float32), sigma=tuple(sigma)), 0)
+
+
+def read_weight(network: nn.Module, spatial_shape: Sequence[int]) -> np.ndarray:
+    """Total bilinear weight with which the network's slice stacks read each voxel.
+
+    For each ``SliceStack`` it is the gradient of the sum of its output on a volume of ones, divided by the
+    stack's channel and intensity-normalisation factor, so that every backbone pixel contributes a total weight
+    of 1; the stacks of a tri-planar network add up.
+
+    Args:
+        network: a network of this package (DDP is unwrapped).
+        spatial_shape: ``(X, Y, Z)``.
+
+    Returns:
+        ``(X, Y, Z)`` float64, backbone pixels per voxel (0 outside the slabs; about ``(S / side)^2`` inside a
+        slab whose slices of side ``side`` are resized to ``S`` pixels).
+    """
+    from ..networks.slicing import SliceStack
+
+    shape = tuple(int(s) for s in spatial_shape)
+    weight = np.zeros(shape, np.float64)
+    for stack in (m for m in getattr(network, "module", network).modules() if isinstance(m, SliceStack)):
+        device = stack.mean.device
+        with torch.enable_grad():
+            ones = torch.ones((1, 1, *shape), device=device, requires_grad=True)
+            out = stack(ones)
+            (grad,) = torch.autograd.grad(out.sum(), ones)
+        grad = grad[0, 0].to("cpu", torch.float64).numpy()
+        pixels = out.shape[1] * out.shape[3] * out.shape[4]  # N slices x S x S
+        weight += grad * (pixels / grad.sum())
+    return weight
+
+
+def normalized_antialias(volume: np.ndarray, weight: np.ndarray, sigma: Sequence[float]) -> np.ndarray:
+    """Normalised convolution of a gradient map by the network's read weight: ``G * volume / G * weight``.
+
+    Args:
+        volume: ``(X, Y, Z)`` map, >= 0.
+        weight: ``(X, Y, Z)`` read weight (:func:`read_weight`).
+        sigma: per-axis Gaussian sigma in voxels (0 leaves an axis unsmoothed; all 0 returns ``volume``).
+
+    Returns:
+        ``(X, Y, Z)`` float32, >= 0; 0 where the smoothed weight is below 1e-6 of its maximum.
+    """
+    volume = np.asarray(volume, np.float64)
+    if not any(s > 0 for s in sigma):
+        return volume.astype(np.float32)
+    num = ndimage.gaussian_filter(volume, sigma=tuple(sigma))
+    den = ndimage.gaussian_filter(np.asarray(weight, np.float64), sigma=tuple(sigma))
+    keep = den > 1e-6 * den.max() if den.size and den.max() > 0 else np.zeros(den.shape, bool)
+    out = np.zeros(volume.shape, np.float64)
+    np.divide(num, den, out=out, where=keep)
+    return np.maximum(out, 0).astype(np.float32)
 
 
 def make_baseline(x: torch.Tensor, baseline: str | os.PathLike | np.ndarray | torch.Tensor = "zeros") -> torch.Tensor:

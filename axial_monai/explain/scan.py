@@ -44,8 +44,10 @@ from .attribution import (
     antialias,
     gradient_map,
     integrated_gradients_map,
+    normalized_antialias,
     occlusion_map,
     read_mask,
+    read_weight,
     sampling_sigma,
     smoothgrad_map,
 )
@@ -107,8 +109,10 @@ class ExplainSettings:
         occlusion_baseline: what an occluded window shows: ``"zeros"``, ``"blur"`` or a NIfTI path.
         batch_size: noisy copies, path points or occluded volumes per forward pass.
         seed: seed of the SmoothGrad noise (the global torch generator is restored afterwards).
-        antialias: smooth the gradient, SmoothGrad and Integrated Gradients maps in-plane by half the network's
-            sampling step (see :mod:`.attribution`); False keeps the raw maps.
+        antialias: how the gradient, SmoothGrad and Integrated Gradients maps lose the network's resampling
+            pattern (see :mod:`.attribution`): True smooths them in-plane by a Gaussian of half the sampling step;
+            ``"normalized"`` divides the pattern out (normalised convolution by the read weight, at a quarter of
+            the step); False keeps the raw maps.
     """
 
     methods: Sequence[str] = DEFAULT_METHODS
@@ -123,7 +127,7 @@ class ExplainSettings:
     occlusion_baseline: str = "zeros"
     batch_size: int = 4
     seed: int = 0
-    antialias: bool = True
+    antialias: bool | str = True
 
     def __post_init__(self) -> None:
         methods = [self.methods] if isinstance(self.methods, str) else list(self.methods)
@@ -156,8 +160,8 @@ class ExplainSettings:
                 f"occlusion_stride_mm ({self.occlusion_stride_mm}) must not exceed occlusion_window_mm "
                 f"({self.occlusion_window_mm}): voxels between windows would never be occluded."
             )
-        if not isinstance(self.antialias, bool):
-            raise ValueError(f"antialias must be true or false, not {self.antialias!r}.")
+        if not (isinstance(self.antialias, bool) or self.antialias == "normalized"):
+            raise ValueError(f"antialias must be true, false or 'normalized', not {self.antialias!r}.")
         _baseline_spec(self.ig_baseline, "ig_baseline")
         _baseline_spec(self.occlusion_baseline, "occlusion_baseline")
 
@@ -250,6 +254,13 @@ def _voxel_map(method, network, x, target, settings: ExplainSettings, spacing, s
     )  # fmt: skip
 
 
+def _antialias(voxel: np.ndarray, network: nn.Module, shape: tuple[int, int, int], mode: bool | str) -> np.ndarray:
+    sigma = sampling_sigma(network, shape)
+    if mode == "normalized":
+        return normalized_antialias(voxel, read_weight(network, shape), tuple(s / 2 for s in sigma))
+    return antialias(voxel, sigma)
+
+
 @torch.no_grad()
 def explain_scan(
     network: nn.Module,
@@ -316,7 +327,7 @@ def explain_scan(
                 if method in methods or f"attention_{method}" in methods:
                     voxel = _voxel_map(method, network, x, target, settings, spacing, support)
                     if settings.antialias and method != "occlusion":
-                        voxel = antialias(voxel, sampling_sigma(network, shape))
+                        voxel = _antialias(voxel, network, shape, settings.antialias)
                     if method in methods:
                         raw[method] = voxel
                     if f"attention_{method}" in methods:
