@@ -375,8 +375,13 @@ def _mean_sd(values: pd.Series, digits: int = 2) -> str:
 
 
 def _method_table(cells: pd.DataFrame, title: str) -> tuple[list[str], dict, str | None]:
-    """The per-method table over ``cells`` with the goal checks; returns its lines, the summary and the best method."""
+    """The per-method table over ``cells`` with the goal checks; returns its lines, the summary and the best method.
+
+    Only methods scored on every training of ``cells`` compete for best: a method scored on a subset (e.g. a variant
+    added later) is compared on equal terms in the paired table of :func:`summarize`.
+    """
     lines, summary = [title + "\n"], {}
+    trainings = cells.groupby(["seed", "region_set", "atrophy"]).ngroups
     lines.append(
         "| method | cells (seeds) | pointing game | planted region ranked 1st | mass ratio | AUPRC / prevalence "
         "| rand. Spearman (full cascade) | max over cascade | goals met |"
@@ -404,7 +409,8 @@ def _method_table(cells: pd.DataFrame, title: str) -> tuple[list[str], dict, str
             "rand_spearman": float(part["rand_spearman"].mean()),
             "missed_goals": missed,
         }
-        per_method.append((len(missed), -part["pointing_game"].mean(), method))
+        if part.groupby(["seed", "region_set", "atrophy"]).ngroups == trainings:
+            per_method.append((len(missed), -part["pointing_game"].mean(), method))
         lines.append(
             f"| {method} | {len(part)} ({part['seed'].nunique()}) | {_mean_sd(part['pointing_game'])} | {rank1:.0%} "
             f"| {_mean_sd(part['mass_ratio'], 1)} | {_mean_sd(part['auprc_ratio'], 1)} "
@@ -429,7 +435,7 @@ def summarize(cells: pd.DataFrame) -> tuple[str, dict]:
         f"\nGoals: pointing game ≥ {GOALS['pointing_game']}, planted region ranked first in ≥ "
         f"{GOALS['rank1_share']:.0%} of runs, mass ratio ≥ {GOALS['mass_ratio']}, AUPRC ≥ {GOALS['auprc_ratio']} × "
         f"prevalence, randomisation Spearman < {GOALS['rand_spearman']}. Best method (fewest missed goals, then "
-        f"pointing game): **{best}**.\n"
+        f"pointing game, among the methods scored on every training): **{best}**.\n"
     )
     learned = cells[cells["test_auc"] >= LEARNED_AUC]
     n_cells = cells.groupby(["seed", "region_set", "atrophy"]).ngroups
@@ -445,6 +451,19 @@ def summarize(cells: pd.DataFrame) -> tuple[str, dict]:
         f"explanation from the success of the training. Best method here: **{best}**.\n"
     )
     summary.update(learned_auc=LEARNED_AUC, learned_trainings=n_learned, trainings=n_cells, learned_methods=methods)
+    keys = ["seed", "region_set", "atrophy"]
+    per_training = cells.groupby(keys)["method"].nunique()
+    common = per_training[per_training == cells["method"].nunique()].index
+    if 0 < len(common) < n_cells:
+        paired = cells.set_index(keys).loc[common].reset_index()
+        table, methods, best = _method_table(
+            paired,
+            f"## Paired comparison: the {len(common)} trainings on which every method was scored (seeds "
+            f"{sorted(int(v) for v in paired['seed'].unique())})",
+        )
+        lines += table
+        lines.append(f"\nThe same models and subjects for every method. Best method here: **{best}**.\n")
+        summary.update(paired_trainings=len(common), paired_methods=methods, paired_best_method=best)
     lines.append("## Per cell: mean ± sd over seeds\n")
     lines.append("| region set | atrophy | method | seeds | test acc. | pointing game | rank (mean) | rank (mass) "
                  "| mass ratio | AUPRC | prevalence | rand. Spearman |")  # fmt: skip

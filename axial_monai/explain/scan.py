@@ -256,6 +256,8 @@ def _voxel_map(method, network, x, target, settings: ExplainSettings, spacing, s
 
 def _antialias(voxel: np.ndarray, network: nn.Module, shape: tuple[int, int, int], mode: bool | str) -> np.ndarray:
     sigma = sampling_sigma(network, shape)
+    if not any(sigma):  # no axis downsampled: no resampling pattern to remove
+        return voxel
     if mode == "normalized":
         return normalized_antialias(voxel, read_weight(network, shape), tuple(s / 2 for s in sigma))
     return antialias(voxel, sigma)
