@@ -69,7 +69,9 @@ ALL_METHODS = (
     "attention_integrated_gradients",
     "attention_occlusion",
 )
-KEY = ["seed", "region_set", "atrophy", "method"]
+#: one training (a cell of the matrix); KEY adds the method
+TRAINING = ["seed", "region_set", "atrophy"]
+KEY = [*TRAINING, "method"]
 METRICS = ["pointing_game", "mass_ratio", "auprc", "prevalence", "auprc_ratio", "best_rank", "best_rank_mass",
            "rand_spearman", "rand_spearman_max", "test_accuracy", "test_auc"]  # fmt: skip
 #: the issue's goals for the best method (mean over seeds and region sets)
@@ -381,7 +383,7 @@ def _method_table(cells: pd.DataFrame, title: str) -> tuple[list[str], dict, str
     added later) is compared on equal terms in the paired table of :func:`summarize`.
     """
     lines, summary = [title + "\n"], {}
-    trainings = cells.groupby(["seed", "region_set", "atrophy"]).ngroups
+    trainings = cells.groupby(TRAINING).ngroups
     lines.append(
         "| method | cells (seeds) | pointing game | planted region ranked 1st | mass ratio | AUPRC / prevalence "
         "| rand. Spearman (full cascade) | max over cascade | goals met |"
@@ -409,7 +411,7 @@ def _method_table(cells: pd.DataFrame, title: str) -> tuple[list[str], dict, str
             "rand_spearman": float(part["rand_spearman"].mean()),
             "missed_goals": missed,
         }
-        if part.groupby(["seed", "region_set", "atrophy"]).ngroups == trainings:
+        if part.groupby(TRAINING).ngroups == trainings:
             per_method.append((len(missed), -part["pointing_game"].mean(), method))
         lines.append(
             f"| {method} | {len(part)} ({part['seed'].nunique()}) | {_mean_sd(part['pointing_game'])} | {rank1:.0%} "
@@ -438,8 +440,8 @@ def summarize(cells: pd.DataFrame) -> tuple[str, dict]:
         f"pointing game, among the methods scored on every training): **{best}**.\n"
     )
     learned = cells[cells["test_auc"] >= LEARNED_AUC]
-    n_cells = cells.groupby(["seed", "region_set", "atrophy"]).ngroups
-    n_learned = learned.groupby(["seed", "region_set", "atrophy"]).ngroups
+    n_cells = cells.groupby(TRAINING).ngroups
+    n_learned = learned.groupby(TRAINING).ngroups
     table, methods, best = _method_table(
         learned,
         f"## Per method, only the trainings that learned the atrophy (test AUC ≥ {LEARNED_AUC}: {n_learned} of "
@@ -451,11 +453,10 @@ def summarize(cells: pd.DataFrame) -> tuple[str, dict]:
         f"explanation from the success of the training. Best method here: **{best}**.\n"
     )
     summary.update(learned_auc=LEARNED_AUC, learned_trainings=n_learned, trainings=n_cells, learned_methods=methods)
-    keys = ["seed", "region_set", "atrophy"]
-    per_training = cells.groupby(keys)["method"].nunique()
+    per_training = cells.groupby(TRAINING)["method"].nunique()
     common = per_training[per_training == cells["method"].nunique()].index
     if 0 < len(common) < n_cells:
-        paired = cells.set_index(keys).loc[common].reset_index()
+        paired = cells.set_index(TRAINING).loc[common].reset_index()
         table, methods, best = _method_table(
             paired,
             f"## Paired comparison: the {len(common)} trainings on which every method was scored (seeds "
@@ -589,7 +590,7 @@ def main() -> None:
 
     tasks = []
     done = pd.read_csv(out / "cells.csv") if (out / "cells.csv").is_file() else pd.DataFrame(columns=KEY)
-    done_keys = {tuple(r) for r in done[["seed", "region_set", "atrophy"]].itertuples(index=False)}
+    done_keys = {tuple(r) for r in done[TRAINING].itertuples(index=False)}
     methods = args.methods.split(",")
     if not args.skip_matrix:
         for seed in _ints(args.seeds):

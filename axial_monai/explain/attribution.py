@@ -199,7 +199,7 @@ def normalized_antialias(volume: np.ndarray, weight: np.ndarray, sigma: Sequence
         return volume.astype(np.float32)
     num = ndimage.gaussian_filter(volume, sigma=tuple(sigma))
     den = ndimage.gaussian_filter(np.asarray(weight, np.float64), sigma=tuple(sigma))
-    keep = den > 1e-6 * den.max() if den.size and den.max() > 0 else np.zeros(den.shape, bool)
+    keep = den > 1e-6 * den.max(initial=0.0)
     out = np.zeros(volume.shape, np.float64)
     np.divide(num, den, out=out, where=keep)
     return np.maximum(out, 0).astype(np.float32)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -254,13 +254,15 @@ def _voxel_map(method, network, x, target, settings: ExplainSettings, spacing, s
     )  # fmt: skip
 
 
-def _antialias(voxel: np.ndarray, network: nn.Module, shape: tuple[int, int, int], mode: bool | str) -> np.ndarray:
+def _antialiaser(network: nn.Module, shape: tuple[int, int, int], mode: bool | str) -> Callable | None:
+    """The map -> map step of ``ExplainSettings.antialias`` for this network and grid (None: nothing to do)."""
     sigma = sampling_sigma(network, shape)
-    if not any(sigma):  # no axis downsampled: no resampling pattern to remove
-        return voxel
+    if not mode or not any(sigma):  # no axis downsampled: no resampling pattern to remove
+        return None
     if mode == "normalized":
-        return normalized_antialias(voxel, read_weight(network, shape), tuple(s / 2 for s in sigma))
-    return antialias(voxel, sigma)
+        weight, half = read_weight(network, shape), tuple(s / 2 for s in sigma)
+        return lambda voxel: normalized_antialias(voxel, weight, half)
+    return lambda voxel: antialias(voxel, sigma)
 
 
 @torch.no_grad()
@@ -322,14 +324,15 @@ def explain_scan(
             raw["attention"] = att_volume
         with torch.enable_grad():
             raw.update(_cam_maps(network, x, target, methods, att, indices, shape, settings.cam_normalization))
+        smooth = _antialiaser(network, shape, settings.antialias)  # once per scan, shared by the voxel methods
         generator = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
         with generator:
             torch.manual_seed(settings.seed)
             for method in VOXEL_METHODS:
                 if method in methods or f"attention_{method}" in methods:
                     voxel = _voxel_map(method, network, x, target, settings, spacing, support)
-                    if settings.antialias and method != "occlusion":
-                        voxel = _antialias(voxel, network, shape, settings.antialias)
+                    if smooth is not None and method != "occlusion":
+                        voxel = smooth(voxel)
                     if method in methods:
                         raw[method] = voxel
                     if f"attention_{method}" in methods:
