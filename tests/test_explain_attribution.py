@@ -351,5 +351,34 @@ def test_explain_scan_and_the_handler_accept_normalized_antialiasing(tmp_path):
     result = explain_scan(net, image, settings, label=1)
     for volume in result.maps.values():  # BlockNet does not resample: nothing to divide out, the peak stays
         assert pointing_game(volume, _block_mask()) == 1.0 and np.all(volume[~result.support] == 0)
-    handler = InterpretabilityHandler(str(tmp_path), net, ["CN", "AD"], antialias="normalized")
-    assert handler.settings.antialias == "normalized"
+    handler = InterpretabilityHandler(str(tmp_path), net, ["CN", "AD"], antialias=True)
+    assert handler.settings.antialias is True
+    assert InterpretabilityHandler(str(tmp_path), net, ["CN", "AD"]).settings.antialias == "normalized"
+
+
+def test_explain_scan_applies_the_chosen_antialiasing_to_a_resampling_network():
+    """40-voxel slices read at 16 px: the default divides the read weight out of the raw map, True blurs it."""
+    shape = (40, 12, 40)
+    torch.manual_seed(0)
+    net = AxialNet(backbone="resnet18", num_slices=4, image_size=16, freeze=0.0).eval()
+    volume = ndimage.gaussian_filter(np.random.default_rng(0).random(shape), 3).astype(np.float32)
+    image = MetaTensor(torch.from_numpy(volume)[None] + 0.1, affine=torch.eye(4, dtype=torch.float64))
+
+    def gradient(antialias=None):
+        kwargs = {} if antialias is None else {"antialias": antialias}
+        return explain_scan(net, image, ExplainSettings(methods=["gradient"], **kwargs), label=1)
+
+    raw = gradient(False)
+    default, normalized, gaussian = gradient(), gradient("normalized"), gradient(True)
+    np.testing.assert_array_equal(default.maps["gradient"], normalized.maps["gradient"])
+    sigma = sampling_sigma(net, shape)
+    weight, half = read_weight(net, shape), tuple(s / 2 for s in sigma)
+    expected = {
+        "normalized": normalized_antialias(raw.maps["gradient"], weight, half),
+        "gaussian": antialias(raw.maps["gradient"], sigma),
+    }
+    for name, result in (("normalized", normalized), ("gaussian", gaussian)):
+        got = result.maps["gradient"]
+        assert map_spearman(got, expected[name], raw.support) > 0.99, name
+        assert map_spearman(got, raw.maps["gradient"], raw.support) < 0.95, name  # it did change the map
+    assert map_spearman(normalized.maps["gradient"], gaussian.maps["gradient"], raw.support) < 0.99

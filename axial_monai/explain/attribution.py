@@ -31,10 +31,11 @@ the weights. On the demo (3 mm, 32 px) it made the SmoothGrad map of a randomly 
 (Spearman) with the pattern, and 0.45-0.5 with the trained network's map. :func:`antialias` smooths a map along the
 in-plane axes with a Gaussian of half the network's sampling step (``sigma = (voxels per pixel) / 2``), the detail
 the network cannot resolve; this removed that shared pattern (trained vs random: 0.02-0.10) and kept the maps' peak
-in the planted atrophy (``explain_scan`` applies it to the gradient maps; ``ExplainSettings(antialias=False)`` keeps
-the raw maps). Nothing is smoothed along an axis the network does not downsample.
+in the planted atrophy (``ExplainSettings(antialias=True)``; ``antialias=False`` keeps the raw maps). Nothing is
+smoothed along an axis the network does not downsample.
 
-Normalised anti-aliasing (``ExplainSettings(antialias="normalized")``, :func:`normalized_antialias`): the Gaussian
+Normalised anti-aliasing (``ExplainSettings(antialias="normalized")``, the default of ``explain_scan``, the handler
+and ``explain.json``; :func:`normalized_antialias`): the Gaussian
 also spills relevance across region borders, which can lift a small region next to the atrophy above it. The
 option divides the pattern out instead of blurring it away. A voxel's gradient is the sum, over the backbone pixels
 that read it, of its bilinear weight times the pixel's gradient, so the fixed pattern is the voxel's total read

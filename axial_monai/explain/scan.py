@@ -12,8 +12,8 @@ input, as the bundle's normalisation zeroes the background -- and outside the vo
 ``gradcam``, ``gradcampp``          per-slice 2D (Grad)CAM++ of the backbone's last feature layer, resized to the
                                     slice, stacked, planes multiplied (``monai.visualize``); as coarse as that layer
 ``attention_cam``                   each slice's GradCAM times its attention weight, planes multiplied
-``gradient``                        ``|d logit / d voxel|``, voxel-level (captum, see :mod:`.attribution`), smoothed
-                                    in-plane by half the network's sampling step (``antialias``)
+``gradient``                        ``|d logit / d voxel|``, voxel-level (captum, see :mod:`.attribution`), with the
+                                    network's resampling pattern divided out (``antialias``)
 ``smoothgrad``                      mean ``|gradient|`` over noisy copies of the scan
 ``integrated_gradients``            ``|input - baseline| x mean gradient`` along the path from the baseline
 ``occlusion``                       ``|logit change|`` when a 3D window is replaced by the baseline
@@ -110,9 +110,10 @@ class ExplainSettings:
         batch_size: noisy copies, path points or occluded volumes per forward pass.
         seed: seed of the SmoothGrad noise (the global torch generator is restored afterwards).
         antialias: how the gradient, SmoothGrad and Integrated Gradients maps lose the network's resampling
-            pattern (see :mod:`.attribution`): True smooths them in-plane by a Gaussian of half the sampling step;
-            ``"normalized"`` divides the pattern out (normalised convolution by the read weight, at a quarter of
-            the step); False keeps the raw maps.
+            pattern (see :mod:`.attribution`): ``"normalized"`` (default: it ranks the planted region first most
+            often in ``benchmarks/explain_groundtruth.py``) divides the pattern out (normalised convolution by the
+            read weight, at a quarter of the step); True smooths them in-plane by a Gaussian of half the sampling
+            step; False keeps the raw maps.
     """
 
     methods: Sequence[str] = DEFAULT_METHODS
@@ -127,7 +128,7 @@ class ExplainSettings:
     occlusion_baseline: str = "zeros"
     batch_size: int = 4
     seed: int = 0
-    antialias: bool | str = True
+    antialias: bool | str = "normalized"
 
     def __post_init__(self) -> None:
         methods = [self.methods] if isinstance(self.methods, str) else list(self.methods)

@@ -44,8 +44,8 @@ class InterpretabilityHandler:
             and baseline.
         batch_size: noisy copies, path points or occluded volumes per forward pass.
         seed: seed of the SmoothGrad noise.
-        antialias: True smooths the gradient maps in-plane by half the network's sampling step, ``"normalized"``
-            divides the resampling pattern out, False keeps the raw maps (see
+        antialias: ``"normalized"`` (default) divides the network's resampling pattern out of the gradient maps,
+            True smooths them in-plane by half the network's sampling step, False keeps the raw maps (see
             :mod:`axial_monai.explain.attribution`).
         cohort_maps: maps averaged over the cohort; None for all requested maps (``attention`` always gets the
             paper's cohort map).
@@ -74,7 +74,7 @@ class InterpretabilityHandler:
         occlusion_baseline: str = "zeros",
         batch_size: int = 4,
         seed: int = 0,
-        antialias: bool | str = True,
+        antialias: bool | str = "normalized",
         cohort_maps: Sequence[str] | None = None,
         atlas: str | None = "neuromorphometrics",
         atlas_labels: str | None = None,
