@@ -34,14 +34,13 @@ the network cannot resolve; this removed that shared pattern (trained vs random:
 in the planted atrophy (``ExplainSettings(antialias=True)``; ``antialias=False`` keeps the raw maps). Nothing is
 smoothed along an axis the network does not downsample.
 
-Normalised anti-aliasing (``ExplainSettings(antialias="normalized")``, the default of ``explain_scan``, the handler
-and ``explain.json``; :func:`normalized_antialias`): the Gaussian
-also spills relevance across region borders, which can lift a small region next to the atrophy above it. The
-option divides the pattern out instead of blurring it away. A voxel's gradient is the sum, over the backbone pixels
-that read it, of its bilinear weight times the pixel's gradient, so the fixed pattern is the voxel's total read
-weight ``W`` (:func:`read_weight`); the map becomes ``G * |g| / G * W`` (normalised convolution, Knutsson & Westin
-1993) with a Gaussian ``G`` of half the sigma above, which only regularises the division where ``W`` is small (a
-2x downsampling skips voxels).
+Normalised anti-aliasing (``ExplainSettings(antialias="normalized")``, the default of ``explain_scan``, the handler and
+``explain.json``; :func:`normalized_antialias`): the Gaussian also spills relevance across region borders, which can
+lift a small region next to the atrophy above it. The option divides the pattern out instead of blurring it away. A
+voxel's gradient is the sum, over the backbone pixels that read it, of its bilinear weight times the pixel's gradient,
+so the fixed pattern is the voxel's total read weight ``W`` (:func:`read_weight`); the map becomes ``G * |g| / G * W``
+(normalised convolution, Knutsson & Westin 1993) with a Gaussian ``G`` of half the sigma above, which only regularises
+the division where ``W`` is small (a 2x downsampling skips voxels).
 
 Zero outside the voxels the network reads: the gradient of a logit with respect to a voxel outside the extracted
 slices is exactly 0, and so are SmoothGrad and Integrated Gradients there. Occlusion runs only inside the bounding
