@@ -20,7 +20,9 @@ planted masks, over the brain voxels the network reads:
 The methods are scored with the Gaussian anti-aliasing (``antialias=True``, the default before 0.2.3) under their
 own names; ``--raw-methods`` are also scored without anti-aliasing (``<method>_raw``) and ``--normalized-methods``
 with ``antialias="normalized"`` (``<method>_normalized``: the default of ``explain.json`` since 0.2.3), on the same
-trained model.
+trained model; ``--controls-ig`` adds ``integrated_gradients_controls``: Integrated Gradients from the mean control
+scan of the training split (``control_mean.nii.gz`` in the training's folder), positive part, normalised
+anti-aliasing. A training already in ``--work`` is reused, so new maps can be scored on kept models.
 
 Outputs (``--out``, default ``benchmarks/results/explain_groundtruth``): ``cells.csv`` (one row per cell x method;
 finished cells are skipped on a rerun, so an interrupted run resumes), ``summary.md`` (mean +- sd over seeds) and
@@ -125,6 +127,7 @@ def run_cell(task: dict) -> list[dict]:
         cascading_randomization,
         explain_scan,
         map_spearman,
+        mean_scan,
         pointing_game,
         randomization_stages,
         read_mask,
@@ -181,6 +184,15 @@ def run_cell(task: dict) -> list[dict]:
         for suffix, mode in (("raw", False), ("normalized", "normalized"))
         if task.get(f"{suffix}_methods")
     }
+    if task.get("controls_ig"):  # Integrated Gradients from the mean control scan of the training split
+        baseline = work / "control_mean.nii.gz"
+        if not baseline.is_file():
+            controls = [cohort / i["image"] for i in datalist["training"] if i["label"] == 0]
+            mean_scan(controls, load_volume(), baseline)
+        variants["controls"] = ExplainSettings(
+            methods=["integrated_gradients"], antialias="normalized", ig_baseline=str(baseline), ig_sign="positive",
+            **common,
+        )  # fmt: skip
     names_all = list(task["methods"]) + [f"{m}_{s}" for s, v in variants.items() for m in v.methods]
 
     def maps_of(network, image, full: bool) -> dict[str, np.ndarray]:
@@ -562,6 +574,11 @@ def main() -> None:
     parser.add_argument(
         "--normalized-methods", default="smoothgrad", help="also scored with antialias='normalized'"
     )  # fmt: skip
+    parser.add_argument(
+        "--controls-ig", action="store_true",
+        help="also score integrated_gradients_controls: Integrated Gradients from the mean control scan of the "
+        "training split, positive part (evidence for AD), normalised anti-aliasing",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=8, help="noise/path samples or windows per pass")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
@@ -648,6 +665,7 @@ def main() -> None:
               "occlusion_subjects": args.occlusion_subjects, "detection_config": args.detection_config,
               "raw_methods": [m for m in args.raw_methods.split(",") if m],
               "normalized_methods": [m for m in args.normalized_methods.split(",") if m],
+              "controls_ig": args.controls_ig,
               "occlusion_cascade_subjects": args.occlusion_cascade_subjects,
               "ad_subjects": args.ad_subjects, "profile_name": args.profile or "base",
               "profile": CONFIG["profiles"][args.profile] if args.profile else {}}  # fmt: skip

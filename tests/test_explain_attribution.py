@@ -26,6 +26,7 @@ from axial_monai.explain import (
     integrated_gradients_map,
     make_baseline,
     map_spearman,
+    mean_scan,
     normalized_antialias,
     occlusion_map,
     pointing_game,
@@ -214,6 +215,63 @@ def test_integrated_gradients_batching_and_baselines(tmp_path):
         make_baseline(x, "gray")
 
 
+def test_positive_integrated_gradients_keeps_only_the_evidence_for_the_class():
+    net = BlockNet().eval()
+    x = _volume()
+    block = _block_mask()
+    # a baseline brighter than the scan in the block's first x rows and darker in the others: the class-1 logit
+    # grows with intensity there, so only the darker-baseline voxels moved it towards the class
+    brighter = np.zeros(SHAPE, bool)
+    brighter[BLOCK[0].start : BLOCK[0].start + 2] = True
+    reference = np.where(brighter, x[0, 0].numpy() + 0.5, x[0, 0].numpy() * 0.5).astype(np.float32)
+    positive = integrated_gradients_map(net, x, 1, steps=6, baseline=reference, sign="positive")
+    magnitude = integrated_gradients_map(net, x, 1, steps=6, baseline=reference)
+    assert positive.shape == SHAPE and (positive >= 0).all()
+    assert np.all(positive[brighter] == 0) and magnitude[brighter & block].min() > 0
+    np.testing.assert_array_equal(positive[~brighter], magnitude[~brighter])  # same attributions where positive
+    assert positive[block & ~brighter].min() > 0 and np.all(positive[~block] == 0)
+    # completeness of the signed attributions: positive part - negative part = logit(x) - logit(baseline)
+    with torch.no_grad():
+        delta = float(net(x)[0, 1] - net(torch.from_numpy(reference)[None, None])[0, 1])
+    assert positive.sum() - magnitude[brighter].sum() == pytest.approx(delta, rel=0.02)
+    with pytest.raises(ValueError, match="sign must be one of"):
+        integrated_gradients_map(net, x, 1, sign="negative")
+    # the setting reaches explain_scan
+    image = MetaTensor(x[0], affine=torch.as_tensor(AFFINE))
+    settings = {"methods": ["integrated_gradients"], "ig_baseline": reference, "antialias": False}
+    scan = explain_scan(net, image, ExplainSettings(**settings, ig_sign="positive"))
+    assert np.all(scan.maps["integrated_gradients"][brighter] == 0)
+    magnitude_map = explain_scan(net, image, ExplainSettings(**settings)).maps["integrated_gradients"]
+    assert magnitude_map[brighter & block].min() > 0
+
+
+def test_mean_scan_is_the_mean_of_the_loaded_scans_and_refuses_another_grid(tmp_path):
+    from monai.transforms import LoadImaged
+
+    load = LoadImaged(keys="image", ensure_channel_first=True, image_only=True)
+    rng = np.random.default_rng(0)
+    volumes = [rng.uniform(0, 1, SHAPE).astype(np.float32) for _ in range(3)]
+    paths = []
+    for n, volume in enumerate(volumes):
+        paths.append(tmp_path / f"sub-{n}.nii.gz")
+        nib.save(nib.Nifti1Image(volume, AFFINE), str(paths[-1]))
+    out = mean_scan(paths, load, tmp_path / "baseline" / "control_mean.nii.gz")
+    saved = nib.load(out)
+    np.testing.assert_allclose(saved.get_fdata(), np.mean(volumes, axis=0), atol=1e-6)
+    np.testing.assert_allclose(saved.affine, AFFINE)
+    assert sorted(p.name for p in (tmp_path / "baseline").iterdir()) == ["control_mean.nii.gz"]  # no temp file left
+    # it is a valid Integrated Gradients baseline on the grid
+    x = torch.from_numpy(volumes[0])[None, None]
+    assert integrated_gradients_map(BlockNet().eval(), x, 1, steps=4, baseline=out).max() > 0
+    odd = tmp_path / "sub-odd.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.float32), AFFINE), str(odd))
+    with pytest.raises(ValueError, match="sub-odd.nii.gz: grid"):
+        mean_scan([*paths, odd], load, tmp_path / "bad.nii.gz")
+    assert not (tmp_path / "bad.nii.gz").exists()
+    with pytest.raises(ValueError, match="at least one scan"):
+        mean_scan([], load, tmp_path / "none.nii.gz")
+
+
 def test_occlusion_only_tries_windows_in_the_support():
     net = BlockNet().eval()
     x = _volume()
@@ -239,6 +297,7 @@ def test_occlusion_only_tries_windows_in_the_support():
         ({"occlusion_window_mm": -1.0}, "occlusion_window_mm must be a positive"),
         ({"occlusion_window_mm": 4.0, "occlusion_stride_mm": 8.0}, "must not exceed"),
         ({"ig_baseline": "grey"}, "ig_baseline must be one of"),
+        ({"ig_sign": "negative"}, "ig_sign must be one of"),
         ({"cam_normalization": "global"}, "cam_normalization"),
         ({"antialias": "yes"}, "antialias must be true, false or 'normalized'"),
     ],

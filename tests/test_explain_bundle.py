@@ -118,6 +118,47 @@ def test_other_methods_through_the_bundle(trained_demo, tiny_cohort, tmp_path):
     assert (tmp_path / "explain" / "cohort" / "gradcam_all.nii.gz").is_file()
 
 
+def test_integrated_gradients_from_the_mean_control_scan_through_the_bundle(trained_demo, tiny_cohort, tmp_path):
+    """ig_baseline "@control_baseline": the mean of the run's training controls, written once and used as baseline."""
+    from monai.transforms import Compose, EnsureTyped
+
+    from axial_monai.explain import ExplainSettings, explain_scan, mean_scan
+    from axial_monai.run_settings import load_run_settings, load_weights
+    from axial_monai.transforms import load_volume
+
+    datalist = json.loads((Path(tiny_cohort) / "datalist.json").read_text())
+    items = [{**i, "image": str(Path(tiny_cohort) / i["image"])} for i in datalist["test"][:2]]
+    (tmp_path / "two.json").write_text(json.dumps({"two": items}))
+    ckpt = Path(trained_demo) / "models" / "model.pt"
+    run(
+        workflow(
+            ["inference", "explain"], "infer", input=str(tmp_path / "two.json"), datalist_key="two",
+            ckpt_path=str(ckpt), output_dir=str(tmp_path), methods=["integrated_gradients"],
+            ig_sign="positive", ig_baseline="@control_baseline", atlas=None, plots=False, num_slices=16,
+            image_size=64, num_workers=0,
+        )
+    )  # fmt: skip
+    baseline = tmp_path / "explain" / "control_mean.nii.gz"
+    controls = [str(Path(tiny_cohort) / i["image"]) for i in datalist["training"] if i["label"] == 0]
+    assert 0 < len(controls) < len(datalist["training"])
+    load = Compose([load_volume(intensity=load_run_settings(str(ckpt)).intensity), EnsureTyped(keys="image")])
+    expected = nib.load(mean_scan(controls, load, tmp_path / "expected.nii.gz")).get_fdata()
+    np.testing.assert_allclose(nib.load(baseline).get_fdata(), expected, atol=1e-6)
+    # the written maps are explain_scan's with that baseline and sign (and differ from the zeros baseline's)
+    settings = load_run_settings(str(ckpt))
+    network = settings.build_network()
+    network.load_state_dict(load_weights(str(ckpt)))
+    wanted = ExplainSettings(methods=["integrated_gradients"], ig_sign="positive", ig_baseline=str(baseline))
+    for item in items:
+        scan = tmp_path / "explain" / Path(item["image"]).name.replace(".nii.gz", "")
+        written = nib.load(scan / "integrated_gradients.nii.gz").get_fdata()
+        image = load({"image": item["image"]})["image"]
+        direct = explain_scan(network, image, wanted).maps["integrated_gradients"]
+        np.testing.assert_allclose(written, direct, atol=1e-5)
+        zeros = explain_scan(network, image, ExplainSettings(methods=["integrated_gradients"])).maps
+        assert not np.allclose(written, zeros["integrated_gradients"], atol=1e-3)
+
+
 def test_empty_method_list_is_refused_before_any_scan(trained_demo, tiny_cohort, tmp_path):
     ckpt = str(Path(trained_demo) / "models" / "model.pt")
     wf = workflow(["inference", "explain"], "infer", ckpt_path=ckpt, output_dir=str(tmp_path), methods=[])

@@ -4,10 +4,12 @@ from .accumulator import CohortAccumulator
 from .attribution import (
     ATTRIBUTION_METHODS,
     BASELINES,
+    IG_SIGNS,
     antialias,
     gradient_map,
     integrated_gradients_map,
     make_baseline,
+    mean_scan,
     normalized_antialias,
     occlusion_map,
     read_mask,
@@ -56,6 +58,7 @@ from .writer import ExplanationWriter
 __all__ = [
     "ATTRIBUTION_METHODS",
     "BASELINES",
+    "IG_SIGNS",
     "CAM_METHODS",
     "CohortAccumulator",
     "DEFAULT_METHOD",
@@ -79,6 +82,7 @@ __all__ = [
     "gradient_map",
     "integrated_gradients_map",
     "make_baseline",
+    "mean_scan",
     "normalized_antialias",
     "occlusion_map",
     "read_mask",

@@ -18,12 +18,16 @@ return a non-negative ``float32`` numpy map ``(X, Y, Z)`` on the same grid:
 * ``smoothgrad``: the mean of ``|d logit / d x|`` over ``samples`` copies of ``x`` with Gaussian noise of standard
   deviation ``noise * (max(x) - min(x))`` (Smilkov et al. 2017);
 * ``integrated_gradients``: ``|(x - x') * mean_k grad(x' + a_k (x - x'))|`` over ``steps`` Gauss-Legendre points
-  ``a_k`` of the straight path from a baseline ``x'`` (Sundararajan et al. 2017);
+  ``a_k`` of the straight path from a baseline ``x'`` (Sundararajan et al. 2017); with ``sign="positive"`` the
+  positive part of the signed attribution instead, the voxels that move the logit towards the class relative to the
+  baseline (the signed attributions add up to ``logit(x) - logit(x')``). With a mean control scan as the baseline
+  (:func:`mean_scan`) this is the evidence for the class where the scan differs from a typical control;
 * ``occlusion``: ``|logit(x) - logit(x with a window replaced by the baseline)|``, averaged over the windows
   covering each voxel (Zeiler & Fergus 2014), windows of ``window`` voxels moved by ``stride`` voxels.
 
-Absolute values: in the demo cohort and in atrophy the evidence is a *loss* of intensity, so the sign of a gradient
-depends on the class explained and on the contrast; localisation uses the magnitude.
+Absolute values (all methods but ``integrated_gradients`` with ``sign="positive"``): in the demo cohort and in
+atrophy the evidence is a *loss* of intensity, so the sign of a gradient depends on the class explained and on the
+contrast; localisation uses the magnitude.
 
 Anti-aliasing: a network that shrinks its slices (e.g. 65 x 65 voxels to 32 x 32 pixels) reads each voxel with a
 bilinear weight that varies from voxel to voxel in a fixed pattern; every gradient map carries that pattern, whatever
@@ -53,7 +57,8 @@ gives it no weight (downsampling a slice by 2 or more without antialiasing skips
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -65,12 +70,14 @@ from torch import nn
 __all__ = [
     "ATTRIBUTION_METHODS",
     "BASELINES",
+    "IG_SIGNS",
     "read_mask",
     "sampling_sigma",
     "antialias",
     "read_weight",
     "normalized_antialias",
     "make_baseline",
+    "mean_scan",
     "gradient_map",
     "smoothgrad_map",
     "integrated_gradients_map",
@@ -81,6 +88,8 @@ __all__ = [
 ATTRIBUTION_METHODS = ("gradient", "smoothgrad", "integrated_gradients", "occlusion")
 #: named baselines of Integrated Gradients and occlusion (a NIfTI path or an array is accepted too).
 BASELINES = ("zeros", "blur")
+#: what :func:`integrated_gradients_map` keeps of the signed attribution.
+IG_SIGNS = ("absolute", "positive")
 #: Gaussian sigma of the ``"blur"`` baseline, in voxels.
 BLUR_SIGMA_VOXELS = 4.0
 
@@ -291,6 +300,43 @@ def smoothgrad_map(
     return _to_map(attribution)
 
 
+def mean_scan(
+    images: Sequence[str | os.PathLike], load: Callable[[dict], dict], path: str | os.PathLike, key: str = "image"
+) -> str:
+    """The voxel-wise mean of scans as the network sees them, saved as NIfTI: a "mean control scan" baseline.
+
+    Args:
+        images: NIfTI paths, e.g. the control scans of the training split.
+        load: the bundle's loading transform (``{key: path} -> {key: (1, X, Y, Z) MetaTensor}``), so that the mean
+            is normalised as the network's inputs are.
+        path: output NIfTI path (written atomically; parent folders are created).
+        key: key of the image in ``load``'s dictionaries.
+
+    Returns:
+        ``path`` as a string; its volume is ``(X, Y, Z)`` float32 with the first scan's affine.
+
+    Raises:
+        ValueError: for no scans, or a scan whose grid differs from the first one's (the message names it).
+    """
+    if not images:
+        raise ValueError("mean_scan needs at least one scan.")
+    total, affine, first = None, None, None
+    for image in images:
+        volume = load({key: str(image)})[key]
+        array = np.asarray(volume, np.float64).reshape(np.shape(volume)[-3:])
+        if total is None:
+            total, affine, first = np.zeros_like(array), np.asarray(getattr(volume, "affine", np.eye(4))), image
+        elif array.shape != total.shape:
+            raise ValueError(f"{image}: grid {array.shape} differs from {total.shape} of {first}; resample the scans.")
+        total += array
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.nii.gz")
+    nib.save(nib.Nifti1Image((total / len(images)).astype(np.float32), affine), str(tmp))
+    os.replace(tmp, out)
+    return str(out)
+
+
 def integrated_gradients_map(
     network: nn.Module,
     x: torch.Tensor,
@@ -298,6 +344,7 @@ def integrated_gradients_map(
     steps: int = 8,
     baseline: str | os.PathLike | np.ndarray | torch.Tensor = "zeros",
     batch_size: int = 4,
+    sign: str = "absolute",
 ) -> np.ndarray:
     """Integrated Gradients (captum): ``|(x - x') * mean gradient along the path from x' to x|``.
 
@@ -308,18 +355,24 @@ def integrated_gradients_map(
         steps: Gauss-Legendre points on the path (cost: ``steps`` forward + backward passes).
         baseline: ``x'``, see :func:`make_baseline`.
         batch_size: path points per pass.
+        sign: ``"absolute"`` (the magnitude) or ``"positive"`` (the positive part of the signed attribution: the
+            evidence for ``target`` relative to the baseline).
 
     Returns:
         ``(X, Y, Z)`` float32, >= 0.
     """
     _check_input(x)
     steps, batch_size = _positive_int(steps, "steps"), _positive_int(batch_size, "batch_size")
+    if sign not in IG_SIGNS:
+        raise ValueError(f"sign must be one of {IG_SIGNS}, not {sign!r}.")
     reference = make_baseline(x, baseline)
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         attribution = IntegratedGradients(network).attribute(
             x, baselines=reference, target=int(target), n_steps=steps, internal_batch_size=batch_size
         )
+    if sign == "positive":
+        return attribution.detach().clamp(min=0)[0, 0].to("cpu", torch.float32).numpy()
     return _to_map(attribution)
 
 

@@ -15,7 +15,8 @@ input, as the bundle's normalisation zeroes the background -- and outside the vo
 ``gradient``                        ``|d logit / d voxel|``, voxel-level (captum, see :mod:`.attribution`), with the
                                     network's resampling pattern divided out (``antialias``)
 ``smoothgrad``                      mean ``|gradient|`` over noisy copies of the scan
-``integrated_gradients``            ``|input - baseline| x mean gradient`` along the path from the baseline
+``integrated_gradients``            ``|input - baseline| x mean gradient`` along the path from the baseline, or its
+                                    positive part (``ig_sign="positive"``: evidence for the class vs the baseline)
 ``occlusion``                       ``|logit change|`` when a 3D window is replaced by the baseline
 ``attention_<voxel method>``        the voxel map times the attention volume (``attention_gradient``, ...)
 =================================== ====================================================================================
@@ -41,6 +42,7 @@ from torch import nn
 from ..io import nifti_stem
 from .attribution import (
     BASELINES,
+    IG_SIGNS,
     antialias,
     gradient_map,
     integrated_gradients_map,
@@ -71,7 +73,9 @@ CAM_METHODS = ("gradcam", "gradcampp", "attention_cam")
 VOXEL_METHODS = ("gradient", "smoothgrad", "integrated_gradients", "occlusion")
 #: every map :func:`explain_scan` can make.
 METHODS = ("attention", *CAM_METHODS, *VOXEL_METHODS, *(f"attention_{m}" for m in VOXEL_METHODS))
-#: the method that localises best in ``benchmarks/explain_groundtruth.py`` (see bundle/docs/README.md).
+#: the default voxel map: it needs nothing but the network. Integrated Gradients from the mean control scan
+#: (``ig_sign="positive"``) localises better in ``benchmarks/explain_groundtruth.py`` but needs the run's control
+#: scans (bundle/docs/README.md).
 DEFAULT_METHOD = "smoothgrad"
 #: the bundle's default maps: the slice attention and :data:`DEFAULT_METHOD`.
 DEFAULT_METHODS = ("attention", DEFAULT_METHOD)
@@ -103,7 +107,10 @@ class ExplainSettings:
         smoothgrad_samples: noisy copies of SmoothGrad.
         smoothgrad_noise: SmoothGrad noise standard deviation, as a fraction of the scan's intensity range.
         ig_steps: path points of Integrated Gradients.
-        ig_baseline: Integrated Gradients baseline: ``"zeros"``, ``"blur"`` or a NIfTI path (input grid).
+        ig_baseline: Integrated Gradients baseline: ``"zeros"``, ``"blur"`` or a NIfTI path (input grid), e.g. the
+            mean control scan written by :func:`~axial_monai.explain.attribution.mean_scan`.
+        ig_sign: ``"absolute"`` (magnitude of the attribution) or ``"positive"`` (its positive part: the voxels that
+            raise the explained class's logit relative to the baseline).
         occlusion_window_mm: side of the occlusion window in mm (rounded to whole voxels, at least 1).
         occlusion_stride_mm: occlusion window step in mm; None for the window (no overlap).
         occlusion_baseline: what an occluded window shows: ``"zeros"``, ``"blur"`` or a NIfTI path.
@@ -123,6 +130,7 @@ class ExplainSettings:
     smoothgrad_noise: float = 0.1
     ig_steps: int = 8
     ig_baseline: str = "zeros"
+    ig_sign: str = "absolute"
     occlusion_window_mm: float = 16.0
     occlusion_stride_mm: float | None = None
     occlusion_baseline: str = "zeros"
@@ -163,6 +171,8 @@ class ExplainSettings:
             )
         if not (isinstance(self.antialias, bool) or self.antialias == "normalized"):
             raise ValueError(f"antialias must be true, false or 'normalized', not {self.antialias!r}.")
+        if self.ig_sign not in IG_SIGNS:
+            raise ValueError(f"ig_sign must be one of {IG_SIGNS}, not {self.ig_sign!r}.")
         _baseline_spec(self.ig_baseline, "ig_baseline")
         _baseline_spec(self.occlusion_baseline, "occlusion_baseline")
 
@@ -245,7 +255,7 @@ def _voxel_map(method, network, x, target, settings: ExplainSettings, spacing, s
         )
     if method == "integrated_gradients":
         return integrated_gradients_map(
-            network, x, target, settings.ig_steps, settings.ig_baseline, settings.batch_size
+            network, x, target, settings.ig_steps, settings.ig_baseline, settings.batch_size, settings.ig_sign
         )
     window = settings.voxels(settings.occlusion_window_mm, spacing)
     stride = settings.voxels(settings.occlusion_stride_mm or settings.occlusion_window_mm, spacing)

@@ -40,6 +40,7 @@ class InterpretabilityHandler:
         cam_normalization: "volume" or "slice" (CAM maps).
         smoothgrad_samples, smoothgrad_noise: SmoothGrad noisy copies and noise (fraction of the intensity range).
         ig_steps, ig_baseline: Integrated Gradients path points and baseline ("zeros", "blur" or a NIfTI path).
+        ig_sign: "absolute" or "positive" (the Integrated Gradients evidence for the explained class only).
         occlusion_window_mm, occlusion_stride_mm, occlusion_baseline: occlusion window, step (None: the window)
             and baseline.
         batch_size: noisy copies, path points or occluded volumes per forward pass.
@@ -69,6 +70,7 @@ class InterpretabilityHandler:
         smoothgrad_noise: float = 0.1,
         ig_steps: int = 8,
         ig_baseline: str = "zeros",
+        ig_sign: str = "absolute",
         occlusion_window_mm: float = 16.0,
         occlusion_stride_mm: float | None = None,
         occlusion_baseline: str = "zeros",
@@ -91,6 +93,7 @@ class InterpretabilityHandler:
             smoothgrad_noise=smoothgrad_noise,
             ig_steps=ig_steps,
             ig_baseline=ig_baseline,
+            ig_sign=ig_sign,
             occlusion_window_mm=occlusion_window_mm,
             occlusion_stride_mm=occlusion_stride_mm,
             occlusion_baseline=occlusion_baseline,
