@@ -39,7 +39,7 @@ import logging
 import os
 import platform
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -551,31 +551,6 @@ class RunSettings:
                 "to run on (--input FOLDER, files or a datalist JSON)."
             )
         return load_split(str(self.dataset_dir), split, self.datalist)
-
-    def control_scan(self, load: Callable[[dict], dict], path: str, split: str = "training") -> str:
-        """The mean of the run's control scans (every class but ``positive_class``) of one split, as NIfTI.
-
-        The Integrated Gradients baseline of ``explain.json``'s ``control_baseline``: the mean control is what the
-        scans of the positive class are compared with (see :func:`axial_monai.explain.attribution.mean_scan`).
-
-        Args:
-            load: the loading transform of the explained scans (the same normalisation).
-            path: output NIfTI path.
-            split: the datalist split whose controls are averaged.
-
-        Raises:
-            FileNotFoundError: if the run's datalist is gone.
-            ValueError: if the split has no control scan.
-        """
-        from .explain.attribution import mean_scan
-
-        items = self.split_items(split)
-        controls = [i["image"] for i in items if int(i["label"]) != self.positive_class]
-        if not controls:
-            raise ValueError(
-                f"The {split} split of {self.datalist} has no control scan (label != {self.positive_class})."
-            )
-        return mean_scan(controls, load, path)
 
     def datalist_for(self, dataset_dir: str | None) -> str:
         """The datalist to evaluate on: the run's for its own ``dataset_dir``, else ``<dataset_dir>/datalist.json``."""

@@ -268,7 +268,7 @@ def test_mean_scan_is_the_mean_of_the_loaded_scans_and_refuses_another_grid(tmp_
     with pytest.raises(ValueError, match="sub-odd.nii.gz: grid"):
         mean_scan([*paths, odd], load, tmp_path / "bad.nii.gz")
     assert not (tmp_path / "bad.nii.gz").exists()
-    with pytest.raises(ValueError, match="at least one scan"):
+    with pytest.raises(ValueError, match="No scan to average"):
         mean_scan([], load, tmp_path / "none.nii.gz")
 
 
