@@ -68,11 +68,14 @@ def installed(wheel, tmp_path_factory) -> dict:
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
+    # no PYTHONPATH, here and in every run below: with the checkout on it, its egg-info makes pip skip the install
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PYTHON")}
     # this interpreter's pip installs into the venv (--python): no ensurepip, no index, no dependency resolution
     install = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
         capture_output=True,
         text=True,
+        env=env,
     )
     assert install.returncode == 0, install.stderr[-3000:]
     query = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
@@ -82,7 +85,6 @@ def installed(wheel, tmp_path_factory) -> dict:
     assert venv_site.is_relative_to(venv)
     # after the install: pip would otherwise see the checkout's editable axial-monai as installed already
     (venv_site / "_dependencies.pth").write_text("\n".join(_site_dirs()) + "\n")
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PYTHON")}
     env.update(OMP_NUM_THREADS="1", AXIAL_MONAI_CACHE=str(tmp / "cache"))
     cwd = tmp / "work"
     cwd.mkdir()
