@@ -184,11 +184,12 @@ def run_cell(task: dict) -> list[dict]:
         for suffix, mode in (("raw", False), ("normalized", "normalized"))
         if task.get(f"{suffix}_methods")
     }
+    loader = load_volume()
     if task.get("controls_ig"):  # Integrated Gradients from the mean control scan of the training split
         baseline = work / "control_mean.nii.gz"
         if not baseline.is_file():
             controls = [cohort / i["image"] for i in datalist["training"] if i["label"] == 0]
-            mean_scan(controls, load_volume(), baseline)
+            mean_scan(controls, loader, baseline)
         variants["controls"] = ExplainSettings(
             methods=["integrated_gradients"], antialias="normalized", ig_baseline=str(baseline), ig_sign="positive",
             **common,
@@ -201,7 +202,6 @@ def run_cell(task: dict) -> list[dict]:
             maps.update({f"{m}_{suffix}": v for m, v in explain_scan(network, image, variant, label=1).maps.items()})
         return maps
 
-    loader = load_volume()
     scores = {m: {k: [] for k in ("pointing_game", "mass_ratio", "auprc", "prevalence")} for m in names_all}
     sums, counts = {}, {}
     kept = []  # (image, support, maps, with occlusion) of the subjects used for the randomisation check

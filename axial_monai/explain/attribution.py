@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -66,6 +65,8 @@ import torch
 from captum.attr import IntegratedGradients, NoiseTunnel, Occlusion, Saliency
 from scipy import ndimage
 from torch import nn
+
+from ..io import write_nifti
 
 __all__ = [
     "ATTRIBUTION_METHODS",
@@ -329,12 +330,8 @@ def mean_scan(
         elif array.shape != total.shape:
             raise ValueError(f"{image}: grid {array.shape} differs from {total.shape} of {first}; resample the scans.")
         total += array
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.nii.gz")
-    nib.save(nib.Nifti1Image((total / len(images)).astype(np.float32), affine), str(tmp))
-    os.replace(tmp, out)
-    return str(out)
+    write_nifti(path, nib.Nifti1Image((total / len(images)).astype(np.float32), affine))
+    return os.fspath(path)
 
 
 def integrated_gradients_map(
@@ -371,9 +368,7 @@ def integrated_gradients_map(
         attribution = IntegratedGradients(network).attribute(
             x, baselines=reference, target=int(target), n_steps=steps, internal_batch_size=batch_size
         )
-    if sign == "positive":
-        return attribution.detach().clamp(min=0)[0, 0].to("cpu", torch.float32).numpy()
-    return _to_map(attribution)
+    return _to_map(attribution.clamp(min=0) if sign == "positive" else attribution)
 
 
 class _BoxInput(nn.Module):
