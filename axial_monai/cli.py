@@ -10,6 +10,7 @@ Usage::
     axial-monai demo                                 # train the demo model into runs/axial
     axial-monai predict scan.nii.gz --model runs/axial --explain
     axial-monai export runs/axial bundles/axial_demo
+    axial-monai attach-controls runs/old             # a run trained before 0.2.5: its explanation baseline
 
 ``python -m axial_monai ...`` is the same command. ``-h`` and ``--help`` always mean help, anywhere on the line
 (fire would otherwise read ``-h`` as the first option starting with "h"). Bad input (a missing file, a bad value)
@@ -254,6 +255,25 @@ def export(
         "a colleague unzips it and runs, from the bundle folder (no axial-monai needed):\n"
         "  python -m monai.bundle run inferring --config_file configs/inference.json --input /data/scans"
     )
+    return 0
+
+
+@subcommand("attach-controls")
+def attach_controls(
+    run_dir: str, out: str | None = None, dataset_dir: str | None = None, datalist: str | None = None
+) -> int:
+    """Add the mean control scan, the default explanation baseline, to a run trained before axial-monai 0.2.5.
+
+    Args:
+        run_dir: the run folder (training output_dir) or its models/model.pt.
+        out: where to write the checkpoint (default: over the run's).
+        dataset_dir: where the training scans are now (default: the run's).
+        datalist: the datalist with their training split (default: the run's).
+    """
+    from axial_monai.run_settings import RunSettings, attach_control_mean
+
+    path = attach_control_mean(run_dir, out, dataset_dir, datalist)
+    print(f"{path}: now carries the mean of {RunSettings.load(path).control_count} training control scans")
     return 0
 
 

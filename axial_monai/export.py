@@ -13,6 +13,7 @@ Layout of the bundle (all paths in its configs are relative to ``bundle_root``):
         models/model.ts            TorchScript (traced on the run's input grid)
         models/template.nii.gz     the template the training images were registered to, on the input grid
         models/brain_mask.nii.gz   its brain mask: the "brain-extracted" input check
+        models/control_mean.nii.gz the mean control scan of the training run: the default baseline of explain.json
         scripts/axial_monai/...    the package code the configs need, copied verbatim (see below)
         docs/README.md             model-zoo README template, with the run's metrics
         docs/data_license.txt
@@ -290,9 +291,12 @@ def inference_config(settings: RunSettings) -> dict[str, Any]:
     return copy.deepcopy(config)
 
 
-def explain_config() -> dict[str, Any]:
-    """The bundle's ``explain.json``: the shipped one, with the run's class names and the vendored handler."""
+def explain_config(controls: bool = True) -> dict[str, Any]:
+    """The bundle's ``explain.json``: the shipped one, with the run's class names, the vendored handler and the
+    mean control scan in ``models/control_mean.nii.gz`` (``controls``; else none, and the default Integrated
+    Gradients baseline is refused with what to do)."""
     config = json.loads(config_path("explain").read_text())
+    config["control_mean"] = "$os.path.join(@bundle_root, 'models', 'control_mean.nii.gz')" if controls else None
     handlers = []
     for handler in config.pop("+handlers"):
         handler = {**handler, "class_names": "@class_names"}
@@ -400,7 +404,8 @@ From the bundle folder (or pass `--bundle_root` with its path):
 ```bash
 # predictions for a folder, a glob, files or a datalist JSON: eval/inference/predictions.csv (+ skipped.csv)
 python -m monai.bundle run inferring --config_file configs/inference.json --input /data/scans
-# explanations: eval/explain/<scan>/ (attention, GradCAM, attention-weighted CAM, region tables), eval/explain/cohort/
+# explanations: eval/explain/<scan>/ (attention, Integrated Gradients from models/control_mean.nii.gz, region
+# tables), eval/explain/cohort/
 python -m monai.bundle run explaining \\
     --config_file "['configs/inference.json','configs/explain.json']" --input /data/scans
 # checks of the model zoo
@@ -427,6 +432,12 @@ CNNs on 3D MRI brain scans, 2024.
 """
 
 
+_CONTROLS_LICENSE = """models/control_mean.nii.gz
+    The voxel-wise mean of {count} control scans of the training data below, normalised as the model's inputs:
+    the baseline of the explanations. It is derived from the training data, so their terms apply to it too.
+
+"""
+
 _DATA_LICENSE = """Third-party data in this bundle
 ==============================
 
@@ -436,7 +447,7 @@ models/template.nii.gz, models/brain_mask.nii.gz
     Centre, Montreal Neurological Institute, McGill University: free use, with acknowledgement, under the terms
     stated with the templates.
 
-Training data
+{controls}Training data
     {datalist}. The weights were trained on these data; their terms apply to the model. ADNI data (if used) are
     not distributed with this bundle: users must obtain them under the ADNI Data Use Agreement. The built-in demo
     cohort of axial-monai is a synthetic phantom made from the MNI template and the Neuromorphometrics atlas
@@ -540,11 +551,19 @@ def export_bundle(
         save_checkpoint(work / "models" / "model.pt", weights)  # weights only: a plain state dict
         write_nifti(work / "models" / "template.nii.gz", settings.template_image())
         write_nifti(work / "models" / "brain_mask.nii.gz", settings.mask_image())
+        controls = settings.control_image()
+        if controls is None:
+            logger.warning(
+                f"{settings.source} has no mean control scan (trained before axial-monai 0.2.5): the bundle's default "
+                "explanation will refuse to run. Add it first: axial-monai attach-controls RUN."
+            )
+        else:
+            write_nifti(work / "models" / "control_mean.nii.gz", controls)
         metrics = _read_metrics(settings.run_dir)
         created = datetime.date.today().isoformat()
         entry_text = changelog or f"exported on {created} from the run {settings.run_dir} ({settings.task})"
         write_json(work / "configs" / "inference.json", inference_config(settings), indent=4)
-        write_json(work / "configs" / "explain.json", explain_config(), indent=4)
+        write_json(work / "configs" / "explain.json", explain_config(controls is not None), indent=4)
         write_json(
             work / "configs" / "metadata.json", _metadata(settings, packages, version, entry_text, metrics), indent=4
         )
@@ -554,7 +573,11 @@ def export_bundle(
         write_json(work / "docs" / "run_settings.json", summary)
         write_text(
             work / "docs" / "data_license.txt",
-            _DATA_LICENSE.format(source=settings.template_source, datalist=settings.datalist),
+            _DATA_LICENSE.format(
+                source=settings.template_source,
+                datalist=settings.datalist,
+                controls=_CONTROLS_LICENSE.format(count=settings.control_count) if controls is not None else "",
+            ),
         )
         write_text(work / "LICENSE", _license_text())
         if torchscript:

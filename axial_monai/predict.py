@@ -15,8 +15,8 @@
 3. The bundle's inference config (with ``explain=True``, inference + explain) runs once on all usable scans through
    ``monai.bundle.ConfigWorkflow``; the equivalent ``python -m monai.bundle run`` line is printed first.
 4. Per scan, in ``<out>/<scan id>/``: ``prediction.json`` (probabilities per class, predicted class, input and
-   preprocessed file, preprocessing metrics), ``overview.png`` (the scan, with the attention-weighted CAM when
-   explained) and, with ``explain``, the maps and region tables of
+   preprocessed file, preprocessing metrics), ``overview.png`` (the scan, with the Integrated Gradients map when
+   explained: the default voxel map) and, with ``explain``, the maps and region tables of
    :class:`~axial_monai.handlers.InterpretabilityHandler`. ``<out>/predictions.csv`` has every scan,
    ``<out>/skipped.csv`` those that could not be used, one line each saying why.
 

@@ -15,6 +15,11 @@ The settings are (:meth:`RunSettings.state_dict`):
   headers (:func:`axial_monai.input_check.read_grid`), and the ``template`` they were registered to, resampled to
   that grid (uint8 intensities and a bit-packed brain mask: 1.3 MB for the 2 mm demo grid, 10 MB at 1 mm): the
   brain-extracted check of new scans and the registration target of ``axial-monai predict``;
+* ``controls``: the mean control scan: the voxel-wise mean of up to :data:`MAX_CONTROLS` training scans of the
+  classes other than ``positive_class``, loaded and normalised as the network's inputs are, on the input grid (float16:
+  3.6 MB for the 2 mm demo grid, 17 MB at 1 mm). It is the default baseline of Integrated Gradients
+  (:class:`axial_monai.explain.ExplainSettings`), so that a shared model explains new scans without its training
+  data. Checkpoints made before axial-monai 0.2.5 lack it (:func:`attach_control_mean` adds it);
 * ``data``: the training ``dataset_dir`` and ``datalist`` (the defaults of evaluation and inference);
 * ``versions`` of the packages that made the run.
 
@@ -57,6 +62,7 @@ from axial_monai.errors import InputError, SettingsError
 from axial_monai.geometry import plane_index
 from axial_monai.input_check import Grid, InputCheck, read_grid, voxel_problem
 from axial_monai.networks.checkpoints import load_checkpoint
+from axial_monai.transforms.pipeline import load_volume
 
 __all__ = [
     "FORMAT",
@@ -70,6 +76,8 @@ __all__ = [
     "check_weights",
     "weights_mismatch",
     "attach_run_settings",
+    "attach_control_mean",
+    "MAX_CONTROLS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -86,6 +94,9 @@ _PACKAGES = ("axial-monai", "monai", "torch", "torchvision", "pytorch-ignite", "
 _RUN_LEVEL = ("class_names", "positive_class", "intensity")
 #: network arguments that only matter for training: the checkpoint holds every weight.
 _TRAINING_ONLY = ("pretrained", "freeze")
+#: at most this many training controls make the stored mean control scan (evenly spaced over the split): enough to
+#: average individual anatomy out, and a bound on the loading time of a paper-scale split (thousands of 1 mm scans).
+MAX_CONTROLS = 64
 
 
 def _versions() -> dict[str, str]:
@@ -278,6 +289,47 @@ def _slice_problem(grid: Grid, kwargs: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _is_control(item: Mapping, positive_class: int) -> bool:
+    try:
+        return int(item["label"]) != positive_class
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def mean_control(
+    items: Sequence[Mapping], positive_class: int, intensity: str, grid: Grid, limit: int = MAX_CONTROLS
+) -> tuple[np.ndarray | None, int]:
+    """The voxel-wise mean of the control scans among ``items``, as the network sees them.
+
+    Controls are the items whose ``label`` is not ``positive_class``; at most ``limit`` of them, evenly spaced in
+    the list, are loaded with :func:`~axial_monai.transforms.load_volume` (RAS, ``intensity`` normalisation). A scan
+    that cannot be loaded or is off ``grid`` is left out with a warning (training reports its problem itself).
+
+    Returns:
+        ``(mean, count)``: the ``(X, Y, Z)`` float32 mean on ``grid`` and the number of scans in it, or
+        ``(None, 0)`` when there is no usable control.
+    """
+    controls = [item for item in items if _is_control(item, positive_class)]
+    if len(controls) > limit:
+        controls = [controls[int(i)] for i in np.linspace(0, len(controls) - 1, limit).round()]
+    if not controls:
+        return None, 0
+    logger.info(f"Averaging {len(controls)} control scans into the mean control scan (the explanation baseline).")
+    load, total, count = load_volume("image", intensity), np.zeros(grid.shape, np.float64), 0
+    for item in controls:
+        try:
+            volume = np.asarray(load({"image": str(item["image"])})["image"], np.float32)[0]
+        except Exception as err:  # noqa: BLE001 - the training dataset reports damaged scans together
+            logger.warning(f"Leaving {item['image']} out of the mean control scan: {err}")
+            continue
+        if volume.shape != grid.shape:
+            logger.warning(f"Leaving {item['image']} out of the mean control scan: {volume.shape} is off the grid.")
+            continue
+        total += volume
+        count += 1
+    return ((total / count).astype(np.float32), count) if count else (None, 0)
+
+
 @dataclass
 class RunSettings:
     """The settings of a trained run (see the module docstring for what each means).
@@ -295,6 +347,8 @@ class RunSettings:
     template: np.ndarray | None = None
     brain_mask: np.ndarray | None = None
     template_source: str = ""
+    control_mean: np.ndarray | None = None
+    control_count: int = 0
     dataset_dir: str | None = None
     datalist: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
@@ -364,6 +418,12 @@ class RunSettings:
         if not brain.any():
             raise InputError(f"The template {template_path} does not overlap the training images' {grid.describe()}.")
         image = _on_grid(template_image, grid, 1)
+        control, count = mean_control(items, int(positive_class), str(intensity), grid)
+        if control is None:
+            logger.warning(
+                f"No control scan (label other than {positive_class}) in {where}: the run stores no mean control scan, "
+                "the default baseline of Integrated Gradients; explain it with another baseline."
+            )
         return cls(
             network=target,
             network_kwargs=kwargs,
@@ -374,6 +434,8 @@ class RunSettings:
             template=_to_uint8(image).numpy(),
             brain_mask=brain,
             template_source=template_path,
+            control_mean=None if control is None else control.astype(np.float16),
+            control_count=count,
             dataset_dir=None if dataset_dir is None else os.path.abspath(str(dataset_dir)),
             datalist=datalist_path,
             versions=_versions(),
@@ -399,7 +461,7 @@ class RunSettings:
         """Plain data (and two uint8 tensors) that ``torch.load(..., weights_only=True)`` reads back."""
         if self.grid is None:
             raise SettingsError("These run settings have no grid: build them with RunSettings.for_training.")
-        return {
+        state = {
             "format": FORMAT,
             "network": {"class": self.network, "kwargs": dict(self.network_kwargs)},
             "class_names": list(self.class_names),
@@ -416,6 +478,10 @@ class RunSettings:
             "versions": dict(self.versions),
             "created": self.created,
         }
+        if self.control_mean is not None:
+            mean = torch.as_tensor(self.control_mean, dtype=torch.float16)
+            state["controls"] = {"mean": mean, "count": self.control_count}
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Set these settings from :meth:`state_dict` output."""
@@ -434,6 +500,9 @@ class RunSettings:
         self.template = np.asarray(state["template"]["image"]).reshape(grid.shape)
         self.brain_mask = _unpack_mask(state["template"]["mask"], grid.shape)
         self.template_source = str(state["template"].get("source", ""))
+        controls = state.get("controls")  # absent before 0.2.5
+        self.control_mean = None if not controls else np.asarray(controls["mean"]).reshape(grid.shape)
+        self.control_count = int(controls["count"]) if controls else 0
         self.dataset_dir = state["data"].get("dataset_dir")
         self.datalist = state["data"].get("datalist")
         self.versions = dict(state.get("versions") or {})
@@ -535,6 +604,12 @@ class RunSettings:
         """The template on the run's grid (float32, 0 to about 1)."""
         return nib.Nifti1Image(np.asarray(self.template, np.float32) / 255.0, np.asarray(self.grid.affine))
 
+    def control_image(self) -> nib.Nifti1Image | None:
+        """The mean control scan on the run's grid (float32, normalised as the inputs), or None if the run has none."""
+        if self.control_mean is None:
+            return None
+        return nib.Nifti1Image(np.asarray(self.control_mean, np.float32), np.asarray(self.grid.affine))
+
     def mask_image(self) -> nib.Nifti1Image:
         """The template brain mask on the run's grid (uint8)."""
         return nib.Nifti1Image(np.asarray(self.brain_mask, np.uint8), np.asarray(self.grid.affine))
@@ -566,6 +641,7 @@ class RunSettings:
         """The settings as JSON-ready plain data (no template arrays): for logs, metadata and reports."""
         state = self.state_dict()
         state["template"] = {"source": self.template_source}
+        state["controls"] = {"count": self.control_count}
         return state
 
 
@@ -692,4 +768,46 @@ def attach_run_settings(
     check_weights(settings, weights)
     target = Path(out_path or ckpt_path)
     save_checkpoint(target, {MODEL_KEY: weights, RUN_KEY: settings.state_dict()})
+    return target
+
+
+def attach_control_mean(
+    ckpt_path: str | os.PathLike,
+    out_path: str | os.PathLike | None = None,
+    dataset_dir: str | None = None,
+    datalist: str | None = None,
+) -> Path:
+    """Give a checkpoint made before axial-monai 0.2.5 the mean control scan that training now stores.
+
+    The controls are the training split's scans of the classes other than ``positive_class``, of the run's own
+    datalist unless ``dataset_dir``/``datalist`` point elsewhere (:func:`mean_control`); they must be on the run's
+    grid. The weights and the other settings are kept; the checkpoint is written atomically.
+
+    Args:
+        ckpt_path: the run folder or its ``models/model.pt``.
+        out_path: where to write (default: over the checkpoint).
+        dataset_dir, datalist: where the training scans are now (default: the run's).
+
+    Returns:
+        the written path.
+
+    Raises:
+        InputError: if the checkpoint has no run settings or the training split has no usable control scan.
+        FileNotFoundError: if the datalist is gone.
+    """
+    from axial_monai.io import save_checkpoint
+
+    settings = RunSettings.load(ckpt_path)
+    folder = dataset_dir or settings.dataset_dir
+    items = load_split(str(folder), "training", datalist or settings.datalist_for(folder))
+    mean, count = mean_control(items, settings.positive_class, settings.intensity, settings.grid)
+    if mean is None:
+        raise InputError(
+            f"No usable control scan (label other than {settings.positive_class}) on the run's grid in the training "
+            f"split of {datalist or settings.datalist_for(folder)}; nothing was written to {settings.source}."
+        )
+    settings.control_mean, settings.control_count = mean.astype(np.float16), count
+    checkpoint = read_checkpoint(settings.source)
+    target = Path(out_path or settings.source)
+    save_checkpoint(target, {**checkpoint, RUN_KEY: settings.state_dict()})
     return target

@@ -32,8 +32,9 @@ from axial_monai.networks import AxialNet, TriPlanarAxialNet
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _explain_json_settings(methods) -> ExplainSettings:
-    """The settings of bundle/configs/explain.json, for the given methods."""
+def _explain_json_settings(methods, control_mean: np.ndarray) -> ExplainSettings:
+    """The settings of bundle/configs/explain.json, for the given methods (``control_mean``: the run's mean control
+    scan, which a trained checkpoint carries; any volume costs the same)."""
     parser = ConfigParser()
     parser.read_config(str(ROOT / "bundle" / "configs" / "explain.json"))
     keys = {
@@ -41,13 +42,14 @@ def _explain_json_settings(methods) -> ExplainSettings:
         "smoothgrad_noise": "smoothgrad_noise",
         "ig_steps": "ig_steps",
         "ig_baseline": "ig_baseline",
+        "ig_sign": "ig_sign",
         "occlusion_window_mm": "occlusion_window_mm",
         "occlusion_stride_mm": "occlusion_stride_mm",
         "occlusion_baseline": "occlusion_baseline",
         "batch_size": "explain_batch_size",
         "cam_normalization": "cam_normalization",
     }
-    return ExplainSettings(methods=methods, **{k: parser[v] for k, v in keys.items()})
+    return ExplainSettings(methods=methods, control_mean=control_mean, **{k: parser[v] for k, v in keys.items()})
 
 
 def _median_times(fns, repeats: int) -> list[float]:
@@ -84,13 +86,14 @@ def main() -> None:
     volume = np.where(brain, np.random.default_rng(0).uniform(0.2, 1.0, brain.shape), 0).astype(np.float32)
     image = MetaTensor(torch.from_numpy(volume)[None], affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0])))
     x = image.as_tensor()[None]
+    control_mean = np.where(brain, 0.6, 0).astype(np.float32)  # stands in for the run's mean control scan
 
     def forward():
         with torch.no_grad():
             net(x)
 
     def method(*names):
-        settings = _explain_json_settings(list(names))
+        settings = _explain_json_settings(list(names), control_mean)
         return lambda: explain_scan(net, image, settings)
 
     cheap = [m for m in METHODS if "occlusion" not in m]
@@ -102,7 +105,7 @@ def main() -> None:
     config.read_config(str(ROOT / "bundle" / "configs" / "explain.json"))
     default_methods = list(config["methods"])
     t_default = _median_times([forward, method(*default_methods)], args.repeats)
-    settings = _explain_json_settings(["smoothgrad"])
+    settings = _explain_json_settings(["smoothgrad"], control_mean)
     result = {
         "command": f"python benchmarks/explain_cost.py --network {args.network} --repeats {args.repeats} "
         f"--threads {args.threads}",
@@ -113,6 +116,7 @@ def main() -> None:
             "smoothgrad_noise": settings.smoothgrad_noise,
             "ig_steps": settings.ig_steps,
             "ig_baseline": settings.ig_baseline,
+            "ig_sign": settings.ig_sign,
             "occlusion_window_mm": settings.occlusion_window_mm,
             "occlusion_stride_mm": settings.occlusion_stride_mm,
             "batch_size": settings.batch_size,

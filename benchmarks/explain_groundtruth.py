@@ -134,6 +134,7 @@ def run_cell(task: dict) -> list[dict]:
         region_ranking,
         relevance_mass_ratio,
     )
+    from axial_monai.run_settings import RunSettings
     from axial_monai.transforms import load_volume
 
     torch.set_num_threads(task["threads"])
@@ -174,26 +175,31 @@ def run_cell(task: dict) -> list[dict]:
     # normalised anti-aliasing (the product's default), as `<method>_normalized`
     cheap = [m for m in task["methods"] if "occlusion" not in m]
     common = {"batch_size": task["batch_size"], "seed": seed}
-    gaussian = {**common, "antialias": True}
+    # the matrix's `integrated_gradients` (and occlusion) keep the zeros baseline and magnitude of every earlier
+    # cells.csv; Integrated Gradients from the mean control scan is `integrated_gradients_controls`
+    zeros = {"ig_baseline": "zeros", "ig_sign": "absolute", "occlusion_baseline": "zeros"}
+    gaussian = {**common, **zeros, "antialias": True}
     settings = {
         True: ExplainSettings(methods=task["methods"], **gaussian),
         False: ExplainSettings(methods=cheap or ["attention"], **gaussian),
     }
     variants = {
-        suffix: ExplainSettings(methods=task[f"{suffix}_methods"], antialias=mode, **common)
+        suffix: ExplainSettings(methods=task[f"{suffix}_methods"], antialias=mode, **common, **zeros)
         for suffix, mode in (("raw", False), ("normalized", "normalized"))
         if task.get(f"{suffix}_methods")
     }
     loader = load_volume()
-    if task.get("controls_ig"):  # Integrated Gradients from the mean control scan of the training split
-        baseline = work / "control_mean.nii.gz"
-        if not baseline.is_file():
-            controls = [cohort / i["image"] for i in datalist["training"] if i["label"] == 0]
-            mean_scan(controls, loader, baseline)
+    if task.get("controls_ig"):  # the product's default: IG from the mean control scan of the training split
+        # the one the checkpoint carries (training stores it since 0.2.5); else the mean of all training controls
+        baseline = RunSettings.load(work).control_mean
+        if baseline is None:
+            baseline = work / "control_mean.nii.gz"
+            if not baseline.is_file():
+                controls = [cohort / i["image"] for i in datalist["training"] if i["label"] == 0]
+                mean_scan(controls, loader, baseline)
         variants["controls"] = ExplainSettings(
-            methods=["integrated_gradients"], antialias="normalized", ig_baseline=str(baseline), ig_sign="positive",
-            **common,
-        )  # fmt: skip
+            methods=["integrated_gradients"], antialias="normalized", control_mean=baseline, **common
+        )
     names_all = list(task["methods"]) + [f"{m}_{s}" for s, v in variants.items() for m in v.methods]
 
     def maps_of(network, image, full: bool) -> dict[str, np.ndarray]:

@@ -56,7 +56,7 @@ def test_per_scan_maps_on_the_input_grid(explained):
         outside[table["slice"].to_numpy()] = False
         assert np.all(att[:, outside, :] == 0)
         assert (scan / "attention.png").stat().st_size > 1000
-        assert (scan / "smoothgrad.png").stat().st_size > 1000
+        assert (scan / "integrated_gradients.png").stat().st_size > 1000
         summary = json.loads((scan / "explanation.json").read_text())
         assert summary["methods"] == list(DEFAULT_METHODS) and summary["label"] == item["label"]
 
@@ -67,23 +67,31 @@ def test_cohort_outputs(explained):
     rows = pd.read_csv(cohort / "explanations.csv")
     assert len(rows) == len(items)
     assert {"scan", "pred", "pred_label", "prob_CN", "prob_AD", "label"} <= set(rows.columns)
-    for stem in ("attention_all", "smoothgrad_all", "explainable_mri_attention_all", "explainable_mri_smoothgrad_all"):
+    for stem in (
+        "attention_all",
+        "integrated_gradients_all",
+        "explainable_mri_attention_all",
+        "explainable_mri_integrated_gradients_all",
+    ):
         assert (cohort / f"{stem}.nii.gz").is_file(), stem
     paper_map = nib.load(cohort / "attention_all.nii.gz").get_fdata()
     assert paper_map.max() == pytest.approx(1.0) and paper_map.min() == 0
     mri = nib.load(cohort / "explainable_mri_attention_all.nii.gz").get_fdata()
     assert mri.max() <= 11 + 1e-5  # template in [0, 1] + 10 x map in [0, 1]
-    relevance = pd.read_csv(cohort / "relevance_smoothgrad_all.csv")
+    relevance = pd.read_csv(cohort / "relevance_integrated_gradients_all.csv")
     assert relevance["mass"].sum() == pytest.approx(1.0)
-    assert (cohort / "smoothgrad_all.png").is_file()
+    assert (cohort / "integrated_gradients_all.png").is_file()
     if "correct" in set(rows["pred"].eq(rows["label"]).map({True: "correct", False: "incorrect"})):
-        assert (cohort / "smoothgrad_correct.nii.gz").is_file()
+        assert (cohort / "integrated_gradients_correct.nii.gz").is_file()
     # the cohort mean is the mean of the per-scan maps written next to it (then min-max)
-    scans = [nib.load(explain_dir / Path(i["image"]).name.replace(".nii.gz", "") / "smoothgrad.nii.gz") for i in items]
+    scans = [
+        nib.load(explain_dir / Path(i["image"]).name.replace(".nii.gz", "") / "integrated_gradients.nii.gz")
+        for i in items
+    ]
     mean = np.mean([s.get_fdata() for s in scans], axis=0)
     expected = (mean - mean.min()) / (mean.max() - mean.min())
-    np.testing.assert_allclose(nib.load(cohort / "smoothgrad_all.nii.gz").get_fdata(), expected, atol=1e-5)
-    per_scan = pd.read_csv(cohort / "regions_per_scan_smoothgrad.csv")
+    np.testing.assert_allclose(nib.load(cohort / "integrated_gradients_all.nii.gz").get_fdata(), expected, atol=1e-5)
+    per_scan = pd.read_csv(cohort / "regions_per_scan_integrated_gradients.csv")
     assert set(per_scan["n_scans"]) <= set(range(1, len(items) + 1)) and (per_scan["scan_fraction"] <= 1).all()
 
 
@@ -118,45 +126,32 @@ def test_other_methods_through_the_bundle(trained_demo, tiny_cohort, tmp_path):
     assert (tmp_path / "explain" / "cohort" / "gradcam_all.nii.gz").is_file()
 
 
-def test_integrated_gradients_from_the_mean_control_scan_through_the_bundle(trained_demo, tiny_cohort, tmp_path):
-    """ig_baseline "@control_baseline": the mean of the run's training controls, written once and used as baseline."""
+def test_default_map_is_integrated_gradients_from_the_stored_mean_control_scan(explained, trained_demo):
+    """explain.json's default voxel map: Integrated Gradients, positive part, from the checkpoint's mean control."""
     from monai.transforms import Compose, EnsureTyped
 
-    from axial_monai.explain import ExplainSettings, explain_scan, mean_scan
+    from axial_monai.explain import DEFAULT_METHOD, ExplainSettings, explain_scan
     from axial_monai.run_settings import load_run_settings, load_weights
     from axial_monai.transforms import load_volume
 
-    datalist = json.loads((Path(tiny_cohort) / "datalist.json").read_text())
-    items = [{**i, "image": str(Path(tiny_cohort) / i["image"])} for i in datalist["test"][:2]]
-    (tmp_path / "two.json").write_text(json.dumps({"two": items}))
-    ckpt = Path(trained_demo) / "models" / "model.pt"
-    run(
-        workflow(
-            ["inference", "explain"], "infer", input=str(tmp_path / "two.json"), datalist_key="two",
-            ckpt_path=str(ckpt), output_dir=str(tmp_path), methods=["integrated_gradients"],
-            ig_sign="positive", ig_baseline="@control_baseline", atlas=None, plots=False, num_slices=16,
-            image_size=64, num_workers=0,
-        )
-    )  # fmt: skip
-    baseline = tmp_path / "explain" / "control_mean.nii.gz"
-    controls = [str(Path(tiny_cohort) / i["image"]) for i in datalist["training"] if i["label"] == 0]
-    assert 0 < len(controls) < len(datalist["training"])
-    load = Compose([load_volume(intensity=load_run_settings(str(ckpt)).intensity), EnsureTyped(keys="image")])
-    expected = nib.load(mean_scan(controls, load, tmp_path / "expected.nii.gz")).get_fdata()
-    np.testing.assert_allclose(nib.load(baseline).get_fdata(), expected, atol=1e-6)
-    # the written maps are explain_scan's with that baseline and sign (and differ from the zeros baseline's)
-    settings = load_run_settings(str(ckpt))
+    explain_dir, items, cohort = explained
+    assert DEFAULT_METHOD == "integrated_gradients"
+    settings = load_run_settings(str(trained_demo))
+    assert settings.control_mean is not None and settings.control_count > 0
     network = settings.build_network()
-    network.load_state_dict(load_weights(str(ckpt)))
-    wanted = ExplainSettings(methods=["integrated_gradients"], ig_sign="positive", ig_baseline=str(baseline))
-    for item in items:
-        scan = tmp_path / "explain" / Path(item["image"]).name.replace(".nii.gz", "")
-        written = nib.load(scan / "integrated_gradients.nii.gz").get_fdata()
-        image = load({"image": item["image"]})["image"]
-        direct = explain_scan(network, image, wanted).maps["integrated_gradients"]
-        np.testing.assert_allclose(written, direct, atol=1e-5)
-        zeros = explain_scan(network, image, ExplainSettings(methods=["integrated_gradients"])).maps
-        assert not np.allclose(written, zeros["integrated_gradients"], atol=1e-3)
+    network.load_state_dict(load_weights(settings.source))
+    load = Compose([load_volume(intensity=settings.intensity), EnsureTyped(keys="image")])
+    wanted = ExplainSettings(methods=[DEFAULT_METHOD], control_mean=settings.control_mean)
+    assert wanted.ig_sign == "positive" and wanted.ig_baseline == "controls"
+    zeros = ExplainSettings(methods=[DEFAULT_METHOD], ig_baseline="zeros")
+    for item in items[:2]:
+        written = nib.load(explain_dir / Path(item["image"]).name.replace(".nii.gz", "") / f"{DEFAULT_METHOD}.nii.gz")
+        image = load({"image": str(cohort / item["image"])})["image"]
+        np.testing.assert_allclose(
+            written.get_fdata(), explain_scan(network, image, wanted).maps[DEFAULT_METHOD], atol=1e-5
+        )
+        other = explain_scan(network, image, zeros).maps[DEFAULT_METHOD]
+        assert not np.allclose(written.get_fdata(), other, atol=1e-3)  # the baseline is used
 
 
 def test_empty_method_list_is_refused_before_any_scan(trained_demo, tiny_cohort, tmp_path):

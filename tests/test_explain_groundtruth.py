@@ -164,8 +164,11 @@ def explained(tmp_path_factory) -> dict:
 def test_explain_json_uses_the_default_methods_and_antialiasing():
     # this test measures explain.json: its maps are those of explain_scan's defaults, the benchmark's best variant
     config = json.loads((ROOT / "bundle" / "configs" / "explain.json").read_text())
-    assert config["methods"] == list(DEFAULT_METHODS)
-    assert config["antialias"] == ExplainSettings().antialias == "normalized"
+    assert config["methods"] == list(DEFAULT_METHODS) == ["attention", "integrated_gradients"]
+    defaults = {name: field.default for name, field in ExplainSettings.__dataclass_fields__.items()}
+    for name, value in {"antialias": "normalized", "ig_baseline": "controls", "ig_sign": "positive"}.items():
+        assert config[name] == defaults[name] == value, name
+    assert config["control_mean"] == "$@run_settings.control_mean"  # the mean control scan the checkpoint carries
 
 
 def test_the_model_learned_the_planted_atrophy(explained):

@@ -20,6 +20,7 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
@@ -27,6 +28,7 @@ import torch
 from bundle_utils import run, workflow
 from monai.bundle import ConfigParser
 
+from axial_monai.explain import DEFAULT_METHOD
 from axial_monai.export import LARGE_FILE_BYTES, export_bundle
 from axial_monai.run_settings import RunSettings, load_weights
 
@@ -139,6 +141,7 @@ def test_bundle_layout_and_metadata(exported, trained_demo):
         "models/model.ts",
         "models/template.nii.gz",
         "models/brain_mask.nii.gz",
+        "models/control_mean.nii.gz",
         "docs/README.md",
         "docs/data_license.txt",
         "scripts/axial_monai/networks/axialnet.py",
@@ -157,6 +160,11 @@ def test_bundle_layout_and_metadata(exported, trained_demo):
     assert not [v for v in vendored if re.match(r"axial_monai/(preprocess|crossval|cli|export|run_settings)", v)]
     meta = json.loads((folder / "configs" / "metadata.json").read_text())
     settings = RunSettings.load(trained_demo)
+    # the mean control scan (the default explanation baseline) on the input grid, and its terms in the data licence
+    control = nib.load(folder / "models" / "control_mean.nii.gz")
+    np.testing.assert_array_equal(control.get_fdata(), settings.control_mean.astype(np.float32))
+    np.testing.assert_allclose(control.affine, settings.grid.affine)
+    assert f"mean of {settings.control_count} control scans" in (folder / "docs" / "data_license.txt").read_text()
     assert meta["network_data_format"]["inputs"]["image"]["spatial_shape"] == list(settings.grid.shape)
     assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {"0": "CN", "1": "AD"}
     assert meta["monai_version"] == metadata.version("monai") and meta["pytorch_version"] == metadata.version("torch")
@@ -294,10 +302,17 @@ def test_predict_runs_an_exported_bundle(exported, trained_demo, tiny_cohort, tm
 
     scan = Path(tiny_cohort) / "images" / "sub-0001_T1w.nii.gz"
     quiet = {"echo": lambda *_: None, "cache_dir": tmp_path / "cache"}
-    (by_bundle,) = predict_scans([scan], exported[0].folder, out=tmp_path / "bundle", **quiet)
-    (by_run,) = predict_scans([scan], trained_demo, out=tmp_path / "run", **quiet)
+    # explained with explain.json's defaults: the bundle's Integrated Gradients baseline is models/control_mean.nii.gz
+    quiet["bundle_overrides"] = {"atlas": None, "plots": False}
+    (by_bundle,) = predict_scans([scan], exported[0].folder, out=tmp_path / "bundle", explain=True, **quiet)
+    (by_run,) = predict_scans([scan], trained_demo, out=tmp_path / "run", explain=True, **quiet)
     assert by_bundle.problem is None and not by_bundle.preprocessed
     assert by_bundle.probabilities == pytest.approx(by_run.probabilities, abs=1e-5)
+    maps = [
+        nib.load(tmp_path / out / "sub-0001_T1w" / f"{DEFAULT_METHOD}.nii.gz").get_fdata() for out in ("bundle", "run")
+    ]
+    assert maps[0].max() > 0
+    np.testing.assert_allclose(maps[0], maps[1], atol=1e-3)  # the same map: float16 mean in the checkpoint vs NIfTI
     assert json.loads((tmp_path / "bundle" / "sub-0001_T1w" / "prediction.json").read_text())["model"] == str(
         exported[0].folder
     )

@@ -19,10 +19,18 @@ from bundle_utils import run, workflow
 from ignite.engine import Engine, Events
 from monai.handlers import CheckpointSaver
 
+from axial_monai import cli
 from axial_monai.errors import InputError, SettingsError
 from axial_monai.handlers import AtomicCheckpointSaver
 from axial_monai.networks import AxialNet
-from axial_monai.run_settings import RunSettings, attach_run_settings, load_run_settings, load_weights
+from axial_monai.run_settings import (
+    RunSettings,
+    attach_control_mean,
+    attach_run_settings,
+    load_run_settings,
+    load_weights,
+    mean_control,
+)
 from axial_monai.transforms import load_volume
 
 #: every network setting differs from train.json's defaults (plane 1, 24 slices, 64 px, CN/AD)
@@ -181,6 +189,66 @@ def test_weights_only_checkpoint_is_refused_then_attached(mci_run, tiny_cohort, 
     assert attached.network_kwargs == RunSettings.load(mci_run).network_kwargs
     with pytest.raises(InputError, match="another backbone"):  # settings that do not fit the weights
         attach_run_settings(legacy, tmp_path / "wrong.pt", dataset_dir=tiny_cohort, **{**RUN, "backbone": "resnet34"})
+
+
+def _loaded_mean(images: list[str]) -> np.ndarray:
+    load = load_volume("image", intensity="percentile")
+    return np.mean([np.asarray(load({"image": image})["image"])[0] for image in images], axis=0)
+
+
+def test_checkpoint_carries_the_mean_control_scan(mci_run, tiny_cohort, tmp_path, caplog):
+    """Training stores the mean of its control scans (label != positive_class), as the network sees them."""
+    training = json.loads((Path(tiny_cohort) / "datalist.json").read_text())["training"]
+    training = [{**item, "image": str(Path(tiny_cohort) / item["image"])} for item in training]
+    controls = [item["image"] for item in training if item["label"] == 0]  # sMCI: class 1 (pMCI) is positive
+    assert 0 < len(controls) < len(training)
+    stored = torch.load(mci_run / "models" / "model.pt", weights_only=True)["run"]["controls"]
+    assert stored["mean"].dtype == torch.float16 and stored["count"] == len(controls)
+    settings = RunSettings.load(mci_run)
+    assert settings.control_mean.shape == settings.grid.shape and settings.summary()["controls"] == {
+        "count": len(controls)
+    }
+    np.testing.assert_allclose(settings.control_mean.astype(np.float32), _loaded_mean(controls), atol=1e-3)
+    # at most `limit` controls, evenly spaced; a scan that cannot be read is left out with a warning
+    broken = {"image": str(tmp_path / "missing.nii.gz"), "label": 0}
+    mean, count = mean_control([*training, broken], 1, "percentile", settings.grid, limit=3)
+    assert count == 2 and "missing.nii.gz" in caplog.text
+    np.testing.assert_allclose(mean, _loaded_mean([controls[0], controls[len(controls) // 2]]), atol=1e-6)
+    assert mean_control([i for i in training if i["label"] == 1], 1, "percentile", settings.grid) == (None, 0)
+
+
+def test_checkpoint_without_the_mean_control_scan_is_refused_by_the_default_explanation_then_attached(
+    mci_run, tiny_cohort, tmp_path, capsys
+):
+    """A 0.2.4 checkpoint: the default map (Integrated Gradients from the mean control scan) is refused before any
+    scan, with what to do; attach_control_mean adds the scan and the default explanation runs."""
+    old = tmp_path / "models" / "model.pt"
+    old.parent.mkdir()
+    checkpoint = torch.load(mci_run / "models" / "model.pt", weights_only=True)
+    del checkpoint["run"]["controls"]
+    torch.save(checkpoint, old)
+    scans = [item["image"] for item in _test_items(tiny_cohort)[:1]]
+    explain = {"output_dir": str(tmp_path), "input": scans, "atlas": None, "plots": False, **LOADER}
+    with pytest.raises(RuntimeError) as caught:
+        run(workflow(["inference", "explain"], "infer", **explain))
+    error = _root_error(caught.value)
+    assert isinstance(error, SettingsError) and "attach_control_mean" in str(error) and "zeros" in str(error)
+    assert not (tmp_path / "explain").exists()
+    # no control among the given training scans: refused, nothing written
+    only_pmci = [i for i in _test_items(tiny_cohort) if i["label"] == 1]
+    (tmp_path / "pmci.json").write_text(json.dumps({"training": only_pmci}))
+    with pytest.raises(InputError, match="No usable control scan"):
+        attach_control_mean(old, datalist=str(tmp_path / "pmci.json"))
+    assert RunSettings.load(old).control_mean is None
+    assert cli.main(["attach-controls", str(old)]) == 0  # from the run's own training split
+    assert f"mean of {RunSettings.load(mci_run).control_count} training control scans" in capsys.readouterr().out
+    restored, original = RunSettings.load(old), RunSettings.load(mci_run)
+    np.testing.assert_array_equal(restored.control_mean, original.control_mean)
+    assert restored.control_count == original.control_count and restored.network_kwargs == original.network_kwargs
+    assert all(torch.equal(a, b) for a, b in zip(load_weights(old).values(), load_weights(mci_run).values()))
+    run(workflow(["inference", "explain"], "infer", **explain))
+    sid = Path(scans[0]).name.removesuffix(".nii.gz")
+    assert (tmp_path / "explain" / sid / "integrated_gradients.nii.gz").is_file()
 
 
 def test_training_refuses_images_on_several_grids(tiny_cohort, tmp_path):

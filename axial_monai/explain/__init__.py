@@ -34,6 +34,7 @@ from .regions import (
 from .sanity import cascading_randomization, randomization_stages
 from .scan import (
     CAM_METHODS,
+    CONTROLS,
     DEFAULT_METHOD,
     DEFAULT_METHODS,
     METHODS,
@@ -61,6 +62,7 @@ __all__ = [
     "IG_SIGNS",
     "CAM_METHODS",
     "CohortAccumulator",
+    "CONTROLS",
     "DEFAULT_METHOD",
     "DEFAULT_METHODS",
     "ExplainSettings",

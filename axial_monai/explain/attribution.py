@@ -320,7 +320,7 @@ def mean_scan(
         ValueError: for no scans, or a scan whose grid differs from the first one's (the message names it).
     """
     if not images:
-        raise ValueError("No scan to average: the list is empty (for control_baseline: no control in the split).")
+        raise ValueError("No scan to average: the list is empty.")
     total, affine, first = None, None, None
     for image in images:
         volume = load({key: str(image)})[key]

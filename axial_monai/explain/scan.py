@@ -15,8 +15,9 @@ input, as the bundle's normalisation zeroes the background -- and outside the vo
 ``gradient``                        ``|d logit / d voxel|``, voxel-level (captum, see :mod:`.attribution`), with the
                                     network's resampling pattern divided out (``antialias``)
 ``smoothgrad``                      mean ``|gradient|`` over noisy copies of the scan
-``integrated_gradients``            ``|input - baseline| x mean gradient`` along the path from the baseline, or its
-                                    positive part (``ig_sign="positive"``: evidence for the class vs the baseline)
+``integrated_gradients``            the default: the positive part of ``(input - baseline) x mean gradient`` along the
+                                    path from the run's mean control scan (evidence for the class against a typical
+                                    control); ``ig_sign="absolute"``: its magnitude
 ``occlusion``                       ``|logit change|`` when a 3D window is replaced by the baseline
 ``attention_<voxel method>``        the voxel map times the attention volume (``attention_gradient``, ...)
 =================================== ====================================================================================
@@ -32,13 +33,14 @@ import math
 import os
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from monai.visualize import GradCAM, GradCAMpp
 from torch import nn
 
+from ..errors import SettingsError
 from ..io import nifti_stem
 from .attribution import (
     BASELINES,
@@ -61,6 +63,7 @@ __all__ = [
     "METHODS",
     "DEFAULT_METHOD",
     "DEFAULT_METHODS",
+    "CONTROLS",
     "ExplainSettings",
     "ScanExplanation",
     "explain_scan",
@@ -73,10 +76,10 @@ CAM_METHODS = ("gradcam", "gradcampp", "attention_cam")
 VOXEL_METHODS = ("gradient", "smoothgrad", "integrated_gradients", "occlusion")
 #: every map :func:`explain_scan` can make.
 METHODS = ("attention", *CAM_METHODS, *VOXEL_METHODS, *(f"attention_{m}" for m in VOXEL_METHODS))
-#: the default voxel map: it needs nothing but the network. Integrated Gradients from the mean control scan
-#: (``ig_sign="positive"``) localises better in ``benchmarks/explain_groundtruth.py`` but needs the run's control
-#: scans (bundle/docs/README.md).
-DEFAULT_METHOD = "smoothgrad"
+#: the default voxel map: Integrated Gradients from the run's mean control scan, positive part (the defaults of
+#: :class:`ExplainSettings`); it localises the planted atrophy best in ``benchmarks/explain_groundtruth.py``
+#: (bundle/docs/README.md has the table).
+DEFAULT_METHOD = "integrated_gradients"
 #: the bundle's default maps: the slice attention and :data:`DEFAULT_METHOD`.
 DEFAULT_METHODS = ("attention", DEFAULT_METHOD)
 
@@ -89,10 +92,31 @@ _CAM_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 scan_id = nifti_stem
 
 
+#: the baseline name of the run's mean control scan (``ExplainSettings.control_mean``).
+CONTROLS = "controls"
+#: the methods that use each baseline setting.
+_BASELINE_USERS = {
+    "ig_baseline": ("integrated_gradients", "attention_integrated_gradients"),
+    "occlusion_baseline": ("occlusion", "attention_occlusion"),
+}
+
+
 def _baseline_spec(value, name: str):
-    if isinstance(value, str) and value not in BASELINES and not os.path.isfile(value):
-        raise ValueError(f"{name} must be one of {BASELINES} or the path of a NIfTI volume, not {value!r}.")
+    if isinstance(value, str) and value not in (*BASELINES, CONTROLS) and not os.path.isfile(value):
+        raise ValueError(
+            f"{name} must be one of {(*BASELINES, CONTROLS)} or the path of a NIfTI volume, not {value!r}."
+        )
     return value
+
+
+def _no_controls(name: str) -> SettingsError:
+    return SettingsError(
+        f"{name}={CONTROLS!r} (the default) is the mean control scan of the model's training run, and this model has "
+        "none: training stores it in the checkpoint since axial-monai 0.2.5. Add it to an older checkpoint from its "
+        "training scans (axial-monai attach-controls RUN, or axial_monai.run_settings.attach_control_mean), or choose "
+        f"another baseline ({name}: {' or '.join(BASELINES)} or a NIfTI path; for Integrated Gradients also ig_sign: "
+        "absolute) or another method (e.g. methods: ['attention', 'smoothgrad'])."
+    )
 
 
 @dataclass(frozen=True)
@@ -107,13 +131,18 @@ class ExplainSettings:
         smoothgrad_samples: noisy copies of SmoothGrad.
         smoothgrad_noise: SmoothGrad noise standard deviation, as a fraction of the scan's intensity range.
         ig_steps: path points of Integrated Gradients.
-        ig_baseline: Integrated Gradients baseline: ``"zeros"``, ``"blur"`` or a NIfTI path (input grid), e.g. the
-            mean control scan written by :func:`~axial_monai.explain.attribution.mean_scan`.
-        ig_sign: ``"absolute"`` (magnitude of the attribution) or ``"positive"`` (its positive part: the voxels that
-            raise the explained class's logit relative to the baseline).
+        ig_baseline: Integrated Gradients baseline: ``"controls"`` (default: ``control_mean``, the run's mean control
+            scan), ``"zeros"``, ``"blur"`` or a NIfTI path (input grid, normalised as the inputs, e.g. written by
+            :func:`~axial_monai.explain.attribution.mean_scan`).
+        ig_sign: ``"positive"`` (default: the positive part of the attribution, the voxels that raise the explained
+            class's logit relative to the baseline) or ``"absolute"`` (its magnitude; with ``"zeros"`` the map of
+            axial-monai before 0.2.5).
         occlusion_window_mm: side of the occlusion window in mm (rounded to whole voxels, at least 1).
         occlusion_stride_mm: occlusion window step in mm; None for the window (no overlap).
-        occlusion_baseline: what an occluded window shows: ``"zeros"``, ``"blur"`` or a NIfTI path.
+        occlusion_baseline: what an occluded window shows: ``"zeros"``, ``"blur"``, ``"controls"`` or a NIfTI path.
+        control_mean: the run's mean control scan, ``(X, Y, Z)`` on the input grid and normalised as the inputs
+            (``RunSettings.control_mean``, which training stores in the checkpoint), or its NIfTI path; needed by a
+            ``"controls"`` baseline of a requested method.
         batch_size: noisy copies, path points or occluded volumes per forward pass.
         seed: seed of the SmoothGrad noise (the global torch generator is restored afterwards).
         antialias: how the gradient, SmoothGrad and Integrated Gradients maps lose the network's resampling
@@ -129,11 +158,12 @@ class ExplainSettings:
     smoothgrad_samples: int = 8
     smoothgrad_noise: float = 0.1
     ig_steps: int = 8
-    ig_baseline: str = "zeros"
-    ig_sign: str = "absolute"
+    ig_baseline: str = CONTROLS
+    ig_sign: str = "positive"
     occlusion_window_mm: float = 16.0
     occlusion_stride_mm: float | None = None
     occlusion_baseline: str = "zeros"
+    control_mean: np.ndarray | str | os.PathLike | None = field(default=None, compare=False, repr=False)
     batch_size: int = 4
     seed: int = 0
     antialias: bool | str = "normalized"
@@ -173,8 +203,24 @@ class ExplainSettings:
             raise ValueError(f"antialias must be true, false or 'normalized', not {self.antialias!r}.")
         if self.ig_sign not in IG_SIGNS:
             raise ValueError(f"ig_sign must be one of {IG_SIGNS}, not {self.ig_sign!r}.")
-        _baseline_spec(self.ig_baseline, "ig_baseline")
-        _baseline_spec(self.occlusion_baseline, "occlusion_baseline")
+        for name, users in _BASELINE_USERS.items():
+            value = _baseline_spec(getattr(self, name), name)
+            if isinstance(value, str) and value == CONTROLS and self.control_mean is None and set(users) & set(methods):
+                raise _no_controls(name)
+        if isinstance(self.control_mean, str | os.PathLike) and not os.path.isfile(self.control_mean):
+            raise ValueError(
+                f"control_mean {os.fspath(self.control_mean)!r} is not a file (a NIfTI mean control scan)."
+            )
+
+    def baseline(self, name: str) -> str | os.PathLike | np.ndarray:
+        """The reference volume of the baseline setting ``name`` (``"ig_baseline"``, ``"occlusion_baseline"``):
+        :attr:`control_mean` for ``"controls"``, else the setting (see :func:`~.attribution.make_baseline`)."""
+        value = getattr(self, name)
+        if isinstance(value, str) and value == CONTROLS:
+            if self.control_mean is None:
+                raise _no_controls(name)
+            return self.control_mean
+        return value
 
     def voxels(self, length_mm: float, spacing: Sequence[float]) -> tuple[int, int, int]:
         """A length in mm as whole voxels per axis (at least 1) for a grid of ``spacing`` mm."""
@@ -255,12 +301,14 @@ def _voxel_map(method, network, x, target, settings: ExplainSettings, spacing, s
         )
     if method == "integrated_gradients":
         return integrated_gradients_map(
-            network, x, target, settings.ig_steps, settings.ig_baseline, settings.batch_size, settings.ig_sign
-        )
+            network, x, target, settings.ig_steps, settings.baseline("ig_baseline"), settings.batch_size,
+            settings.ig_sign,
+        )  # fmt: skip
     window = settings.voxels(settings.occlusion_window_mm, spacing)
     stride = settings.voxels(settings.occlusion_stride_mm or settings.occlusion_window_mm, spacing)
     return occlusion_map(
-        network, x, target, window, tuple(min(s, w) for s, w in zip(stride, window)), settings.occlusion_baseline,
+        network, x, target, window, tuple(min(s, w) for s, w in zip(stride, window)),
+        settings.baseline("occlusion_baseline"),
         settings.batch_size, support,
     )  # fmt: skip
 
@@ -291,7 +339,8 @@ def explain_scan(
             ``cam_layer`` (a DDP wrapper is unwrapped); it is put in eval mode for the call and restored after.
         image: one volume ``(1, X, Y, Z)`` as the bundle loads it (a MetaTensor carries its affine and file name;
             a plain tensor gets an identity affine).
-        settings: what to compute (:class:`ExplainSettings`); default: :data:`DEFAULT_METHODS`.
+        settings: what to compute (:class:`ExplainSettings`); default: :data:`DEFAULT_METHODS`, whose Integrated
+            Gradients needs the run's mean control scan: pass ``ExplainSettings(control_mean=...)``.
         label: true class index, kept in the result.
         name: scan id; default: from the image's file name.
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import ignite.distributed as idist
+import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
 from ..errors import SettingsError
 from ..explain.accumulator import CohortAccumulator
-from ..explain.scan import DEFAULT_METHODS, ExplainSettings, ScanExplanation, explain_scan, scan_id
+from ..explain.scan import CONTROLS, DEFAULT_METHODS, ExplainSettings, ScanExplanation, explain_scan, scan_id
 from ..explain.writer import ExplanationWriter
 from ..networks.base import ExplainableNetwork
 
@@ -39,10 +40,13 @@ class InterpretabilityHandler:
         target_class: class explained; None for each scan's predicted class.
         cam_normalization: "volume" or "slice" (CAM maps).
         smoothgrad_samples, smoothgrad_noise: SmoothGrad noisy copies and noise (fraction of the intensity range).
-        ig_steps, ig_baseline: Integrated Gradients path points and baseline ("zeros", "blur" or a NIfTI path).
-        ig_sign: "absolute" or "positive" (the Integrated Gradients evidence for the explained class only).
+        ig_steps, ig_baseline: Integrated Gradients path points and baseline ("controls": ``control_mean``, the
+            default; "zeros", "blur" or a NIfTI path).
+        ig_sign: "positive" (default: the Integrated Gradients evidence for the explained class only) or "absolute".
         occlusion_window_mm, occlusion_stride_mm, occlusion_baseline: occlusion window, step (None: the window)
             and baseline.
+        control_mean: the run's mean control scan (``RunSettings.control_mean``, ``(X, Y, Z)``) or its NIfTI path;
+            a "controls" baseline of a requested method without it is refused here.
         batch_size: noisy copies, path points or occluded volumes per forward pass.
         seed: seed of the SmoothGrad noise.
         antialias: ``"normalized"`` (default) divides the network's resampling pattern out of the gradient maps,
@@ -69,11 +73,12 @@ class InterpretabilityHandler:
         smoothgrad_samples: int = 8,
         smoothgrad_noise: float = 0.1,
         ig_steps: int = 8,
-        ig_baseline: str = "zeros",
-        ig_sign: str = "absolute",
+        ig_baseline: str = CONTROLS,
+        ig_sign: str = "positive",
         occlusion_window_mm: float = 16.0,
         occlusion_stride_mm: float | None = None,
         occlusion_baseline: str = "zeros",
+        control_mean: np.ndarray | str | None = None,
         batch_size: int = 4,
         seed: int = 0,
         antialias: bool | str = "normalized",
@@ -97,6 +102,7 @@ class InterpretabilityHandler:
             occlusion_window_mm=occlusion_window_mm,
             occlusion_stride_mm=occlusion_stride_mm,
             occlusion_baseline=occlusion_baseline,
+            control_mean=control_mean,
             batch_size=batch_size,
             seed=seed,
             antialias=antialias,
