@@ -35,7 +35,7 @@ import fire
 from fire import docstrings
 
 from axial_monai.commandline import HELP_FLAGS, USER_ERRORS, bundle_command, run_fire
-from axial_monai.errors import SettingsError
+from axial_monai.errors import SettingsError, root_cause
 
 __all__ = ["COMMANDS", "subcommand", "main"]
 
@@ -336,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status = run_fire(COMMANDS[name], rest, prog, serialize=lambda _: None)
     except USER_ERRORS as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {root_cause(err)}", file=sys.stderr)
         return 2
     except fire.core.FireExit as exit_:
         return int(exit_.code or 0)

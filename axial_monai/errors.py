@@ -19,7 +19,7 @@ Both classes derive from ``ValueError``, so ``except ValueError`` keeps catching
 
 from __future__ import annotations
 
-__all__ = ["InputError", "SettingsError", "one_line"]
+__all__ = ["InputError", "SettingsError", "one_line", "root_cause"]
 
 
 class InputError(ValueError):
@@ -35,3 +35,11 @@ def one_line(err: BaseException) -> str:
     span several), for the messages of this package that quote it."""
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def root_cause(err: BaseException) -> BaseException:
+    """The first error of a chain: what a wrapper was raised from (``monai.bundle`` re-raises the error of a config
+    component as a ``RuntimeError`` naming the component; the user needs the original message)."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return err

@@ -113,3 +113,23 @@ def test_preprocessing_is_cached_by_content(predicted, monkeypatch, capsys):
 def test_predict_requires_a_model(capsys, tmp_path):
     assert cli.main(["predict", str(tmp_path / "scan.nii.gz")]) == 2
     assert "--model is required" in capsys.readouterr().err
+
+
+def test_predict_explain_with_a_checkpoint_without_the_mean_control_scan_is_one_clear_line(
+    trained_demo, tiny_cohort, capsys, tmp_path
+):
+    """A run trained before 0.2.5: the default explanation is refused in one line that says what to do."""
+    import torch
+
+    old = tmp_path / "old" / "models" / "model.pt"
+    old.parent.mkdir(parents=True)
+    checkpoint = torch.load(Path(trained_demo) / "models" / "model.pt", weights_only=True)
+    del checkpoint["run"]["controls"]
+    torch.save(checkpoint, old)
+    scan = Path(tiny_cohort) / "images" / "sub-0001_T1w.nii.gz"  # on the model's grid: no preprocessing
+    argv = ["predict", str(scan), "--model", str(old.parents[1]), "--explain", "--out", str(tmp_path / "out")]
+    assert cli.main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("axial-monai predict: error: ig_baseline='controls'") and "attach-controls" in error
+    assert "Failed to instantiate" not in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "out" / "sub-0001_T1w" / f"{DEFAULT_METHOD}.nii.gz").exists()
