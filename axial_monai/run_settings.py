@@ -16,8 +16,9 @@ The settings are (:meth:`RunSettings.state_dict`):
   that grid (uint8 intensities and a bit-packed brain mask: 1.3 MB for the 2 mm demo grid, 10 MB at 1 mm): the
   brain-extracted check of new scans and the registration target of ``axial-monai predict``;
 * ``controls``: the mean control scan: the voxel-wise mean of up to :data:`MAX_CONTROLS` training scans of the
-  classes other than ``positive_class``, loaded and normalised as the network's inputs are, on the input grid (float16:
-  3.6 MB for the 2 mm demo grid, 17 MB at 1 mm). It is the default baseline of Integrated Gradients
+  classes other than ``positive_class``, as the network trains on them (read from the training dataset's volume cache
+  before training: :meth:`RunSettings.average_controls`), on the input grid (float16: 3.6 MB for the 2 mm demo grid,
+  17 MB at 1 mm). It is the default baseline of Integrated Gradients
   (:class:`axial_monai.explain.ExplainSettings`), so that a shared model explains new scans without its training
   data. Checkpoints made before axial-monai 0.2.5 lack it (:func:`attach_control_mean` adds it);
 * ``data``: the training ``dataset_dir`` and ``datalist`` (the defaults of evaluation and inference);
@@ -44,7 +45,7 @@ import logging
 import os
 import platform
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,11 +58,13 @@ from scipy import ndimage
 from torch import nn
 
 from axial_monai.data.datalist import check_nifti_header, load_split
+from axial_monai.data.volume_cache import box_keys
 from axial_monai.derivatives import DerivativesLayout
 from axial_monai.errors import InputError, SettingsError
 from axial_monai.geometry import plane_index
 from axial_monai.input_check import Grid, InputCheck, read_grid, voxel_problem
 from axial_monai.networks.checkpoints import load_checkpoint
+from axial_monai.transforms.compact import restore_volume
 from axial_monai.transforms.pipeline import load_volume
 
 __all__ = [
@@ -289,45 +292,68 @@ def _slice_problem(grid: Grid, kwargs: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _is_control(item: Mapping, positive_class: int) -> bool:
+def _is_control(label: Any, positive_class: int) -> bool:
     try:
-        return int(item["label"]) != positive_class
-    except (KeyError, TypeError, ValueError):
+        return int(label) != positive_class
+    except (TypeError, ValueError):
         return False
 
 
 def mean_control(
-    items: Sequence[Mapping], positive_class: int, intensity: str, grid: Grid, limit: int = MAX_CONTROLS
+    labels: Sequence[Any],
+    load: Callable[[int], Any],
+    names: Sequence[str],
+    positive_class: int,
+    grid: Grid,
+    limit: int = MAX_CONTROLS,
 ) -> tuple[np.ndarray | None, int]:
-    """The voxel-wise mean of the control scans among ``items``, as the network sees them.
+    """The voxel-wise mean of the control scans among a list of scans, as the network sees them.
 
-    Controls are the items whose ``label`` is not ``positive_class``; at most ``limit`` of them, evenly spaced in
-    the list, are loaded with :func:`~axial_monai.transforms.load_volume` (RAS, ``intensity`` normalisation). A scan
-    that cannot be loaded or is off ``grid`` is left out with a warning (training reports its problem itself).
+    Controls are the scans whose label is not ``positive_class``; at most ``limit`` of them, evenly spaced in the
+    list, are loaded. A scan that cannot be loaded or is off ``grid`` is left out with a warning (training reports
+    its problem itself).
+
+    Args:
+        labels: the class index of each scan.
+        load: scan index -> the ``(X, Y, Z)`` (or ``(1, X, Y, Z)``) volume, loaded and normalised as the inputs.
+        names: the file of each scan, for the warnings.
+        positive_class: the class whose scans are not controls.
+        grid: the run's input grid.
+        limit: the most scans averaged.
 
     Returns:
         ``(mean, count)``: the ``(X, Y, Z)`` float32 mean on ``grid`` and the number of scans in it, or
         ``(None, 0)`` when there is no usable control.
     """
-    controls = [item for item in items if _is_control(item, positive_class)]
+    controls = [i for i, label in enumerate(labels) if _is_control(label, positive_class)]
     if len(controls) > limit:
         controls = [controls[int(i)] for i in np.linspace(0, len(controls) - 1, limit).round()]
     if not controls:
         return None, 0
     logger.info(f"Averaging {len(controls)} control scans into the mean control scan (the explanation baseline).")
-    load, total, count = load_volume("image", intensity), np.zeros(grid.shape, np.float64), 0
-    for item in controls:
+    total, count = np.zeros(grid.shape, np.float64), 0
+    for i in controls:
         try:
-            volume = np.asarray(load({"image": str(item["image"])})["image"], np.float32)[0]
+            volume = np.asarray(load(i), np.float32)
         except Exception as err:  # noqa: BLE001 - the training dataset reports damaged scans together
-            logger.warning(f"Leaving {item['image']} out of the mean control scan: {err}")
+            logger.warning(f"Leaving {names[i]} out of the mean control scan: {err}")
             continue
-        if volume.shape != grid.shape:
-            logger.warning(f"Leaving {item['image']} out of the mean control scan: {volume.shape} is off the grid.")
+        if volume.shape[-3:] != grid.shape or volume.size != int(np.prod(grid.shape)):
+            logger.warning(f"Leaving {names[i]} out of the mean control scan: {volume.shape} is off the grid.")
             continue
-        total += volume
+        total += volume.reshape(grid.shape)
         count += 1
     return ((total / count).astype(np.float32), count) if count else (None, 0)
+
+
+def _cached_volume(item: Mapping, key: str = "image") -> torch.Tensor:
+    """The full ``(X, Y, Z)`` volume of a training dataset item: a compact cache entry restored, or as loaded."""
+    start_key, shape_key, scale_key = box_keys(key)
+    image = torch.as_tensor(item[key])
+    if start_key not in item:  # no cache: the loading chain's output
+        return image.reshape(image.shape[-3:])
+    full = restore_volume(image[None], item[start_key], item[shape_key], float(item[scale_key]))
+    return full.reshape(full.shape[-3:])
 
 
 @dataclass
@@ -418,12 +444,6 @@ class RunSettings:
         if not brain.any():
             raise InputError(f"The template {template_path} does not overlap the training images' {grid.describe()}.")
         image = _on_grid(template_image, grid, 1)
-        control, count = mean_control(items, int(positive_class), str(intensity), grid)
-        if control is None:
-            logger.warning(
-                f"No control scan (label other than {positive_class}) in {where}: the run stores no mean control scan, "
-                "the default baseline of Integrated Gradients; explain it with another baseline."
-            )
         return cls(
             network=target,
             network_kwargs=kwargs,
@@ -434,14 +454,45 @@ class RunSettings:
             template=_to_uint8(image).numpy(),
             brain_mask=brain,
             template_source=template_path,
-            control_mean=None if control is None else control.astype(np.float16),
-            control_count=count,
             dataset_dir=None if dataset_dir is None else os.path.abspath(str(dataset_dir)),
             datalist=datalist_path,
             versions=_versions(),
             created=datetime.datetime.now().isoformat(timespec="seconds"),
             recipe=network,
         )
+
+    def average_controls(self, dataset: Sequence[Mapping], limit: int = MAX_CONTROLS) -> RunSettings:
+        """Set :attr:`control_mean` from the training dataset: the mean of up to ``limit`` of its control scans.
+
+        The training config calls this before training (``run``), with the training dataset: the volumes come from
+        its cache (``axial_monai.data.VolumeCacheDataset``), so no scan is decoded again, and they are the very
+        volumes the network trains on (in the cache's dtype). Without a usable control the run stores no mean (with
+        a warning): its default explanation is then refused, with what to do.
+
+        Args:
+            dataset: the training dataset (items with ``image`` and ``label``; ``.data`` holds the datalist items).
+            limit: the most controls averaged (:data:`MAX_CONTROLS`).
+
+        Returns:
+            these settings.
+        """
+        items = getattr(dataset, "data", dataset)
+        mean, count = mean_control(
+            [item.get("label") for item in items],
+            lambda i: _cached_volume(dataset[i]),
+            [str(item.get("image")) for item in items],
+            self.positive_class,
+            self.grid,
+            limit,
+        )
+        if mean is None:
+            logger.warning(
+                f"No usable control scan (label other than {self.positive_class}) in the training split: the run "
+                "stores no mean control scan, the default baseline of Integrated Gradients; explain it with another."
+            )
+        self.control_mean = None if mean is None else mean.astype(np.float16)
+        self.control_count = count
+        return self
 
     def build_network(self) -> nn.Module:
         """The network, freshly initialised: from the recipe while training, else from the saved class and
@@ -800,7 +851,14 @@ def attach_control_mean(
     settings = RunSettings.load(ckpt_path)
     folder = dataset_dir or settings.dataset_dir
     items = load_split(str(folder), "training", datalist or settings.datalist_for(folder))
-    mean, count = mean_control(items, settings.positive_class, settings.intensity, settings.grid)
+    load = load_volume("image", settings.intensity)
+    mean, count = mean_control(
+        [item.get("label") for item in items],
+        lambda i: load({"image": str(items[i]["image"])})["image"],
+        [str(item["image"]) for item in items],
+        settings.positive_class,
+        settings.grid,
+    )
     if mean is None:
         raise InputError(
             f"No usable control scan (label other than {settings.positive_class}) on the run's grid in the training "

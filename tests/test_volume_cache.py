@@ -25,6 +25,7 @@ from axial_monai.data.atlas import template_path
 from axial_monai.data.volume_cache import VolumeStore, box_keys, transform_signature
 from axial_monai.engines import PrepareVolumeBatch
 from axial_monai.networks import AxialNet
+from axial_monai.run_settings import RunSettings
 from axial_monai.transforms import RandSliceSampled, load_volume
 
 
@@ -237,8 +238,8 @@ def test_augmentation_runs_on_the_restored_volume_every_time(scans, tmp_path):
 
 @pytest.mark.parametrize("cache", ["disk", "memory"])
 def test_bundle_training_decodes_each_scan_once(cache, tiny_cohort, tmp_path, decodes):
-    """train.json, 2 epochs (2 validations) + the test evaluation: every scan is decoded once (the nested loading
-    Compose no longer stops the cache); with the disk cache a second run decodes nothing."""
+    """train.json, 2 epochs (2 validations) + the test evaluation + the mean control scan: every scan is decoded once
+    (the nested loading Compose no longer stops the cache); with the disk cache a second run decodes nothing."""
     splits = json.loads((Path(tiny_cohort) / "datalist.json").read_text())
     n = {k: len(v) for k, v in splits.items()}
     cache_dir = str(tmp_path / "volumes")
@@ -247,6 +248,8 @@ def test_bundle_training_decodes_each_scan_once(cache, tiny_cohort, tmp_path, de
     assert (tmp_path / "run1" / "eval-test" / "predictions.csv").is_file()
     assert sum(decodes.values()) == n["training"] + n["validation"] + n["test"]
     assert max(decodes.values()) == 1
+    # the mean control scan the checkpoint carries was made from the cached volumes: no decode of its own
+    assert RunSettings.load(tmp_path / "run1").control_count == sum(i["label"] == 0 for i in splits["training"])
     if cache == "disk":  # a second run (another output folder) decodes nothing at all
         decodes.clear()
         run(workflow(["train"], dataset_dir=tiny_cohort, output_dir=str(tmp_path / "run2"), **settings))

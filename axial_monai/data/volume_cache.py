@@ -42,7 +42,7 @@ from monai.data import Dataset, MetaTensor
 from monai.transforms import Compose, RandomizableTrait
 from tqdm import tqdm
 
-from ..errors import InputError, one_line
+from ..errors import InputError, one_line, root_cause
 from ..io import atomic_path, write_text
 from ..transforms.compact import COMPACT_DTYPES, compact_volume
 
@@ -211,13 +211,6 @@ def _source_stat(path: str) -> tuple[str, int, int]:
     return real, int(st.st_size), int(st.st_mtime_ns)
 
 
-def _root_cause(err: BaseException) -> BaseException:
-    # MONAI's Compose wraps a transform's error in RuntimeError("applying transform ...")
-    while err.__cause__ is not None:
-        err = err.__cause__
-    return err
-
-
 class VolumeCacheDataset(Dataset):
     """A ``monai.data.Dataset`` whose deterministic loading chain runs once per scan and is kept compact.
 
@@ -315,7 +308,7 @@ class VolumeCacheDataset(Dataset):
             image = self.transform(dict(self.data[index]))[self.image_key]
             array, start, scale = compact_volume(image, self.dtype, name=source)
         except Exception as err:
-            cause = _root_cause(err)
+            cause = root_cause(err)  # MONAI's Compose wraps a transform's error in a RuntimeError
             message = " ".join(str(cause).split()) if source in str(cause) else f"{source}: {one_line(cause)}"
             raise ValueError(f"Cannot cache {message}") from None
         affine = image.affine if isinstance(image, MetaTensor) else torch.eye(4)
