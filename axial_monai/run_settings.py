@@ -54,6 +54,7 @@ import nibabel as nib
 import nibabel.processing
 import numpy as np
 import torch
+from monai.data import Dataset
 from scipy import ndimage
 from torch import nn
 
@@ -344,6 +345,12 @@ def mean_control(
         total += volume.reshape(grid.shape)
         count += 1
     return ((total / count).astype(np.float32), count) if count else (None, 0)
+
+
+def _loading_dataset(items: Sequence[Mapping], intensity: str) -> Dataset:
+    """Datalist items loaded as the bundle loads them (no cache): what :meth:`RunSettings.average_controls` reads
+    for a checkpoint made without it."""
+    return Dataset(list(items), load_volume("image", intensity))
 
 
 def _cached_volume(item: Mapping, key: str = "image") -> torch.Tensor:
@@ -817,6 +824,8 @@ def attach_run_settings(
     settings.source = str(ckpt_path)
     weights = load_weights(ckpt_path)
     check_weights(settings, weights)
+    training = load_split(str(settings.dataset_dir), "training", settings.datalist)
+    settings.average_controls(_loading_dataset(training, settings.intensity))  # as training stores it since 0.2.5
     target = Path(out_path or ckpt_path)
     save_checkpoint(target, {MODEL_KEY: weights, RUN_KEY: settings.state_dict()})
     return target
@@ -851,20 +860,11 @@ def attach_control_mean(
     settings = RunSettings.load(ckpt_path)
     folder = dataset_dir or settings.dataset_dir
     items = load_split(str(folder), "training", datalist or settings.datalist_for(folder))
-    load = load_volume("image", settings.intensity)
-    mean, count = mean_control(
-        [item.get("label") for item in items],
-        lambda i: load({"image": str(items[i]["image"])})["image"],
-        [str(item["image"]) for item in items],
-        settings.positive_class,
-        settings.grid,
-    )
-    if mean is None:
+    if settings.average_controls(_loading_dataset(items, settings.intensity)).control_mean is None:
         raise InputError(
             f"No usable control scan (label other than {settings.positive_class}) on the run's grid in the training "
             f"split of {datalist or settings.datalist_for(folder)}; nothing was written to {settings.source}."
         )
-    settings.control_mean, settings.control_count = mean.astype(np.float16), count
     checkpoint = read_checkpoint(settings.source)
     target = Path(out_path or settings.source)
     save_checkpoint(target, {**checkpoint, RUN_KEY: settings.state_dict()})

@@ -187,6 +187,7 @@ def test_weights_only_checkpoint_is_refused_then_attached(mci_run, tiny_cohort, 
     attach_run_settings(legacy, dataset_dir=tiny_cohort, **RUN)
     attached = RunSettings.load(legacy)
     assert attached.network_kwargs == RunSettings.load(mci_run).network_kwargs
+    assert attached.control_count == RunSettings.load(mci_run).control_count  # the mean control scan too
     with pytest.raises(InputError, match="another backbone"):  # settings that do not fit the weights
         attach_run_settings(legacy, tmp_path / "wrong.pt", dataset_dir=tiny_cohort, **{**RUN, "backbone": "resnet34"})
 
