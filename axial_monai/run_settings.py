@@ -82,6 +82,7 @@ __all__ = [
     "attach_run_settings",
     "attach_control_mean",
     "MAX_CONTROLS",
+    "mean_control",
 ]
 
 logger = logging.getLogger(__name__)
