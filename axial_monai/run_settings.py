@@ -54,18 +54,16 @@ import nibabel as nib
 import nibabel.processing
 import numpy as np
 import torch
-from monai.data import Dataset
+from monai.data import Dataset, list_data_collate
 from scipy import ndimage
 from torch import nn
 
 from axial_monai.data.datalist import check_nifti_header, load_split
-from axial_monai.data.volume_cache import box_keys
 from axial_monai.derivatives import DerivativesLayout
 from axial_monai.errors import InputError, SettingsError
 from axial_monai.geometry import plane_index
 from axial_monai.input_check import Grid, InputCheck, read_grid, voxel_problem
 from axial_monai.networks.checkpoints import load_checkpoint
-from axial_monai.transforms.compact import restore_volume
 from axial_monai.transforms.pipeline import load_volume
 
 __all__ = [
@@ -354,16 +352,6 @@ def _loading_dataset(items: Sequence[Mapping], intensity: str) -> Dataset:
     return Dataset(list(items), load_volume("image", intensity))
 
 
-def _cached_volume(item: Mapping, key: str = "image") -> torch.Tensor:
-    """The full ``(X, Y, Z)`` volume of a training dataset item: a compact cache entry restored, or as loaded."""
-    start_key, shape_key, scale_key = box_keys(key)
-    image = torch.as_tensor(item[key])
-    if start_key not in item:  # no cache: the loading chain's output
-        return image.reshape(image.shape[-3:])
-    full = restore_volume(image[None], item[start_key], item[shape_key], float(item[scale_key]))
-    return full.reshape(full.shape[-3:])
-
-
 @dataclass
 class RunSettings:
     """The settings of a trained run (see the module docstring for what each means).
@@ -469,16 +457,21 @@ class RunSettings:
             recipe=network,
         )
 
-    def average_controls(self, dataset: Sequence[Mapping], limit: int = MAX_CONTROLS) -> RunSettings:
+    def average_controls(
+        self, dataset: Sequence[Mapping], restore: Callable[[Mapping], Any] | None = None, limit: int = MAX_CONTROLS
+    ) -> RunSettings:
         """Set :attr:`control_mean` from the training dataset: the mean of up to ``limit`` of its control scans.
 
-        The training config calls this before training (``run``), with the training dataset: the volumes come from
-        its cache (``axial_monai.data.VolumeCacheDataset``), so no scan is decoded again, and they are the very
-        volumes the network trains on (in the cache's dtype). Without a usable control the run stores no mean (with
-        a warning): its default explanation is then refused, with what to do.
+        The training config calls this before training (``run``), with the training dataset and its batch restore
+        (``PrepareVolumeBatch.restore``): the volumes come from the dataset's cache
+        (``axial_monai.data.VolumeCacheDataset``), so no scan is decoded again, and they are the very volumes the
+        network trains on (in the cache's dtype). Without a usable control the run stores no mean (with a warning):
+        its default explanation is then refused, with what to do.
 
         Args:
             dataset: the training dataset (items with ``image`` and ``label``; ``.data`` holds the datalist items).
+            restore: batch -> ``(B, 1, X, Y, Z)`` volumes, for a dataset whose items are compact cache entries; None
+                for items that are the full volumes.
             limit: the most controls averaged (:data:`MAX_CONTROLS`).
 
         Returns:
@@ -487,7 +480,7 @@ class RunSettings:
         items = getattr(dataset, "data", dataset)
         mean, count = mean_control(
             [item.get("label") for item in items],
-            lambda i: _cached_volume(dataset[i]),
+            lambda i: dataset[i]["image"] if restore is None else restore(list_data_collate([dataset[i]])),
             [str(item.get("image")) for item in items],
             self.positive_class,
             self.grid,
@@ -860,11 +853,12 @@ def attach_control_mean(
 
     settings = RunSettings.load(ckpt_path)
     folder = dataset_dir or settings.dataset_dir
-    items = load_split(str(folder), "training", datalist or settings.datalist_for(folder))
+    datalist = datalist or settings.datalist_for(folder)
+    items = load_split(str(folder), "training", datalist)
     if settings.average_controls(_loading_dataset(items, settings.intensity)).control_mean is None:
         raise InputError(
             f"No usable control scan (label other than {settings.positive_class}) on the run's grid in the training "
-            f"split of {datalist or settings.datalist_for(folder)}; nothing was written to {settings.source}."
+            f"split of {datalist}; nothing was written to {settings.source}."
         )
     checkpoint = read_checkpoint(settings.source)
     target = Path(out_path or settings.source)
