@@ -13,7 +13,15 @@ from __future__ import annotations
 
 from axial_monai.errors import SettingsError
 
-__all__ = ["PLANES", "PLANE_NAMES", "IMAGENET_MEAN", "IMAGENET_STD", "plane_index", "central_slice_indices"]
+__all__ = [
+    "PLANES",
+    "PLANE_NAMES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "plane_index",
+    "central_slice_start",
+    "central_slice_indices",
+]
 
 #: plane name -> array axis of a RAS volume (without batch/channel dims).
 PLANES = {"sagittal": 0, "coronal": 1, "axial": 2}
@@ -39,18 +47,33 @@ def plane_index(plane: int | str) -> int:
     return int(plane)
 
 
-def central_slice_indices(depth: int, num_slices: int) -> range:
-    """The ``num_slices`` central slice indices of an axis of length ``depth``.
+def central_slice_start(depth: int, num_slices: int) -> int:
+    """The first of the ``num_slices`` central slice indices of an axis of length ``depth``.
 
-    ``start = int(depth / 2 - num_slices / 2)``, as in AXIAL; the result is ``range(start, start + num_slices)``.
+    ``int(depth / 2 - num_slices / 2)``, as in AXIAL. TorchScript compiles it (the networks cut their slices with it).
 
     Raises:
         SettingsError: if ``num_slices`` is not in ``[1, depth]``.
     """
     if num_slices < 1 or num_slices > depth:
         raise SettingsError(
-            f"Cannot take {num_slices} central slices from an axis with {depth} slices: "
-            f"num_slices must be between 1 and {depth}."
+            "Cannot take "
+            + str(num_slices)
+            + " central slices from an axis with "
+            + str(depth)
+            + " slices: num_slices must be between 1 and "
+            + str(depth)
+            + "."
         )
-    start = int(depth / 2 - num_slices / 2)
+    return int(depth / 2 - num_slices / 2)
+
+
+def central_slice_indices(depth: int, num_slices: int) -> range:
+    """The ``num_slices`` central slice indices of an axis of length ``depth``: ``range(start, start + num_slices)``
+    with ``start`` from :func:`central_slice_start`.
+
+    Raises:
+        SettingsError: if ``num_slices`` is not in ``[1, depth]``.
+    """
+    start = central_slice_start(depth, num_slices)
     return range(start, start + num_slices)

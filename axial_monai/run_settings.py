@@ -40,6 +40,7 @@ import datetime
 import functools
 import importlib
 import importlib.metadata
+import inspect
 import json
 import logging
 import os
@@ -292,6 +293,18 @@ def _slice_problem(grid: Grid, kwargs: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _class_names(class_names: Sequence[str], positive_class: int, kwargs: Mapping[str, Any]) -> list[str]:
+    """The class names as strings, after checking them against ``positive_class`` and the network's ``num_classes``."""
+    names = [str(c) for c in class_names]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise SettingsError(f"class_names must be at least two distinct names, not {list(class_names)}.")
+    if not 0 <= int(positive_class) < len(names):
+        raise SettingsError(f"positive_class must index class_names {names}, not {positive_class}.")
+    if "num_classes" in kwargs and kwargs["num_classes"] != len(names):
+        raise SettingsError(f"num_classes={kwargs['num_classes']} but class_names has {len(names)}: {names}.")
+    return names
+
+
 def _is_control(label: Any, positive_class: int) -> bool:
     try:
         return int(label) != positive_class
@@ -416,13 +429,7 @@ class RunSettings:
                 have fewer voxels along the plane than ``num_slices``.
         """
         target, kwargs = _network_spec(network)
-        names = [str(c) for c in class_names]
-        if len(names) < 2 or len(set(names)) != len(names):
-            raise SettingsError(f"class_names must be at least two distinct names, not {list(class_names)}.")
-        if not 0 <= int(positive_class) < len(names):
-            raise SettingsError(f"positive_class must index class_names {names}, not {positive_class}.")
-        if "num_classes" in kwargs and kwargs["num_classes"] != len(names):
-            raise SettingsError(f"num_classes={kwargs['num_classes']} but class_names has {len(names)}: {names}.")
+        names = _class_names(class_names, positive_class, kwargs)
         datalist_path = os.path.abspath(datalist or os.path.join(str(dataset_dir), "datalist.json"))
         where = f"the {split} split of {datalist_path}"
         items = load_split(str(dataset_dir), split, datalist_path)
@@ -452,6 +459,57 @@ class RunSettings:
             template_source=template_path,
             dataset_dir=None if dataset_dir is None else os.path.abspath(str(dataset_dir)),
             datalist=datalist_path,
+            versions=_versions(),
+            created=datetime.datetime.now().isoformat(timespec="seconds"),
+            recipe=network,
+        )
+
+    @classmethod
+    def for_fine_tuning(
+        cls,
+        ckpt_path: str | os.PathLike,
+        network: functools.partial,
+        class_names: Sequence[str],
+        positive_class: int = 1,
+        dataset_dir: str | None = None,
+        datalist: str | None = None,
+    ) -> RunSettings:
+        """The settings of a run that trains further from a trained model (an exported bundle's ``models/model.pt``)
+        on other data.
+
+        The new run keeps the model's input grid, template, brain mask and intensity mode (the training items are
+        checked against that grid: ``input_check``), and takes the network recipe and classes given (a new task may
+        have other classes: the head is trained anew). No image is read here, so the config resolves before any data
+        is given.
+
+        Args:
+            ckpt_path: the trained model's checkpoint (or its run or bundle folder).
+            network: the network recipe, a partial of its class with all keyword arguments.
+            class_names, positive_class: the classes of the new run, in label order.
+            dataset_dir, datalist: the new training data (recorded as the run's data).
+
+        Raises:
+            SettingsError: for a network that is not a recipe or class names that do not fit ``positive_class``.
+            InputError: if the model's grid cannot give the network's slices, or the checkpoint has no run settings.
+        """
+        model = cls.load(ckpt_path)
+        target, kwargs = _network_spec(network)
+        names = _class_names(class_names, positive_class, kwargs)
+        problem = _slice_problem(model.grid, kwargs)
+        if problem:
+            raise InputError(f"The inputs of {model.source} {problem}.")
+        return cls(
+            network=target,
+            network_kwargs=kwargs,
+            class_names=names,
+            positive_class=int(positive_class),
+            intensity=model.intensity,
+            grid=model.grid,
+            template=model.template,
+            brain_mask=model.brain_mask,
+            template_source=model.template_source,
+            dataset_dir=None if dataset_dir is None else os.path.abspath(str(dataset_dir)),
+            datalist=None if datalist is None else os.path.abspath(str(datalist)),
             versions=_versions(),
             created=datetime.datetime.now().isoformat(timespec="seconds"),
             recipe=network,
@@ -503,9 +561,13 @@ class RunSettings:
         return self.saved_network()
 
     def saved_network(self) -> nn.Module:
-        """The network from the saved class and arguments, with ``pretrained="none"``."""
+        """The network from the saved class and arguments, with ``pretrained="none"``; a network of this package is
+        locked to the run's input grid (``spatial_shape``: it refuses volumes of another shape, compiled or not)."""
+        cls = _network_class(self.network)
         kwargs = {k: ("none" if k == "pretrained" else v) for k, v in self.network_kwargs.items()}
-        return _network_class(self.network)(**kwargs)
+        if self.grid is not None and "spatial_shape" in inspect.signature(cls).parameters:
+            kwargs["spatial_shape"] = list(self.grid.shape)
+        return cls(**kwargs)
 
     # --- saving and loading ---------------------------------------------------------------------------------
 
@@ -667,26 +729,20 @@ class RunSettings:
         return nib.Nifti1Image(np.asarray(self.brain_mask, np.uint8), np.asarray(self.grid.affine))
 
     def split_items(self, split: str = "test") -> list[dict]:
-        """The items of one split of the run's datalist (absolute paths): the default scans of inference.
-
-        Raises:
-            FileNotFoundError: if the run's datalist is gone (then give the scans explicitly).
-        """
+        """The items of one split of the run's datalist (absolute paths): the default scans of inference; none (with
+        a warning) when the run names no datalist or it is not here (an exported bundle: give the scans)."""
         if not self.datalist or not os.path.isfile(self.datalist):
-            raise FileNotFoundError(
-                f"No scans given, and the datalist of the run ({self.datalist}) does not exist here: pass the scans "
-                "to run on (--input FOLDER, files or a datalist JSON)."
-            )
+            where = "names no datalist" if not self.datalist else f"datalist {self.datalist} does not exist here"
+            logger.warning(f"No scans given, and the run {where}: pass the scans to run on (--input).")
+            return []
         return load_split(str(self.dataset_dir), split, self.datalist)
 
-    def datalist_for(self, dataset_dir: str | None) -> str:
+    def datalist_for(self, dataset_dir: str | None) -> str | None:
         """The datalist to evaluate on: the run's for its own ``dataset_dir``, else ``<dataset_dir>/datalist.json``."""
         if dataset_dir is None or (
             self.dataset_dir is not None and os.path.abspath(dataset_dir) == os.path.abspath(self.dataset_dir)
         ):
-            if self.datalist is None:
-                raise FileNotFoundError("The run settings name no datalist: give dataset_dir and datalist.")
-            return self.datalist
+            return self.datalist  # None for a run that names no data (an exported bundle): give dataset_dir
         return os.path.join(dataset_dir, "datalist.json")
 
     def summary(self) -> dict[str, Any]:

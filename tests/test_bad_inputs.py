@@ -273,7 +273,9 @@ def inference(path: Path, d: Path) -> str:
     """The batch of inference/explain/predict: the bad scan is skipped into skipped.csv, the good one kept."""
     good = _good(d, "ok.nii.gz")
     check = InputCheck(read_grid(good), _volume() > 0, model="runs/demo")
-    items = inference_datalist([str(path), str(good)], str(d / "out"), check=check)
+    items = inference_datalist([str(path), str(good)], check=check)
+    assert not (d / "out").exists()  # nothing is written while the config resolves
+    items.report(d / "out")
     assert [item["image"] for item in items] == [str(good)]
     skipped = pd.read_csv(d / "out" / "skipped.csv")
     assert skipped["file"].tolist() == [str(path)]

@@ -1,5 +1,6 @@
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from bundle_utils import BUNDLE, TINY, run, workflow
 from monai.bundle import ConfigParser, ckpt_export, verify_net_in_out
 
 from axial_monai.configs import config_path
-from axial_monai.run_settings import load_weights
+from axial_monai.run_settings import RunSettings, load_weights
 
 
 def _models_digest():
@@ -135,8 +136,14 @@ def test_inference_gives_the_probabilities_of_the_evaluation(trained, tiny_cohor
     assert inferred.loc[evaluated.index, "pred_label"].tolist() == evaluated["pred_label"].tolist()
 
 
-def test_verify_net_in_out_and_export(trained, tmp_path):
-    overrides = {"ckpt_path": str(trained / "models" / "model.pt")}
+def test_verify_net_in_out_and_scripted_export(trained, tmp_path):
+    """The model zoo's checks on the shipped inference.json: verify_net_in_out, and ckpt_export in its default mode
+    (TorchScript scripting): the scripted network equals the eager one on the run's grid and refuses another."""
+    grid = list(RunSettings.load(trained).grid.shape)
+    overrides = {
+        "ckpt_path": str(trained / "models" / "model.pt"),
+        "_meta_#network_data_format#inputs#image#spatial_shape": grid,
+    }
     verify_net_in_out(
         net_id="network_def",
         meta_file=str(config_path("metadata")),
@@ -151,26 +158,26 @@ def test_verify_net_in_out_and_export(trained, tmp_path):
         meta_file=str(config_path("metadata")),
         config_file=str(config_path("inference")),
         key_in_ckpt="model",
-        use_trace=True,
-        input_shape=[1, 1, 97, 115, 97],
         **overrides,
     )
     exported = torch.jit.load(str(ts))
     # the eager network of the same config and checkpoint, on the same input: the same logits
     parser = ConfigParser()
     parser.read_config(str(config_path("inference")))
-    parser.update(overrides)
+    parser.update({"ckpt_path": overrides["ckpt_path"]})
     eager = parser.get_parsed_content("network_def")
     eager.load_state_dict(load_weights(trained / "models" / "model.pt"))
     eager.eval()
     generator = torch.Generator().manual_seed(0)
-    inputs = [torch.rand(1, 1, 97, 115, 97, generator=generator) for _ in range(2)]  # the traced input shape
+    inputs = [torch.rand(1, 1, *grid, generator=generator) for _ in range(2)]
     with torch.no_grad():
         expected = torch.cat([eager(x) for x in inputs])
         got = torch.cat([exported(x) for x in inputs])
     assert got.shape == (2, 2)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(expected[0], expected[1])  # the input matters: not a constant output
+    with pytest.raises(torch.jit.Error, match=re.escape(f"spatial shape {grid}, not")):
+        exported(torch.rand(1, 1, grid[0] + 2, *grid[1:]))
 
 
 def test_demo_cohort_is_learnable(trained_demo):

@@ -2,6 +2,7 @@ import pytest
 import torch
 from monai.visualize import GradCAM, GradCAMpp
 
+from axial_monai.errors import InputError
 from axial_monai.geometry import central_slice_indices
 from axial_monai.networks import (
     AxialNet,
@@ -140,15 +141,49 @@ def test_vgg_gradcam_hooks_with_inplace_relu_disabled():
     assert maps.shape == (3, 1, 2, 2)
 
 
-def test_torchscript_trace_export(tmp_path):
-    net = AxialNet(num_slices=4, **TINY).eval()
-    x = torch.rand(1, *SHAPE[1:])
-    traced = torch.jit.trace(net, x)
+def _locked(cls, **kwargs):
+    """``cls`` on the grid of SHAPE, small, in eval mode."""
+    kwargs = {"num_classes": 3, "num_slices": 6, **TINY, **kwargs}
+    if cls is SliceTransformerNet:
+        kwargs["num_heads"] = 2
+    torch.manual_seed(0)
+    return cls(spatial_shape=SHAPE[2:], **kwargs).eval()
+
+
+@pytest.mark.parametrize(
+    "net_cls", [AxialNet, TriPlanarAxialNet, MeanPoolNet, SliceTransformerNet, SliceClassifier2D], ids=str
+)
+def test_scripted_network_is_the_eager_one_on_its_grid_and_refuses_any_other(net_cls, tmp_path):
+    """TorchScript (what the model zoo's ckpt_export does by default) keeps the network's results and its grid."""
+    net = _locked(net_cls)
     path = tmp_path / "net.ts"
-    traced.save(str(path))
-    torch.testing.assert_close(torch.jit.load(str(path))(x), net(x))
+    torch.jit.script(net).save(str(path))
+    scripted = torch.jit.load(str(path))
+    x = torch.rand(*SHAPE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        eager, compiled = net(x), scripted(x)
+    assert (eager - compiled).abs().max() <= 1e-5
+    assert not torch.allclose(eager[0], eager[1])  # the input matters: not a constant output
+    other = torch.rand(1, 1, SHAPE[2], SHAPE[3] + 1, SHAPE[4])
+    expected = r"spatial shape \[21, 24, 19\], not \[21, 25, 19\]"
+    with pytest.raises(InputError, match=expected):
+        net(other)
+    with pytest.raises(torch.jit.Error, match=expected):
+        scripted(other)
 
 
+@pytest.mark.parametrize("backbone", ["vgg11_bn", "densenet121", "efficientnet_b0", "convnext_tiny", "swin_v2_t"])
+def test_every_backbone_family_scripts(backbone):
+    net = _locked(AxialNet, backbone=backbone, num_slices=2)
+    x = torch.rand(1, *SHAPE[1:])
+    with torch.no_grad():
+        assert (torch.jit.script(net)(x) - net(x)).abs().max() <= 1e-5
+
+
+def test_a_network_without_spatial_shape_takes_any_grid():
+    net = AxialNet(num_slices=4, **TINY).eval()
+    with torch.no_grad():
+        assert net(torch.rand(*SHAPE)).shape == (2, 2) and net(torch.rand(1, 1, 30, 20, 25)).shape == (1, 2)
 #: state-dict keys outside the backbone, as written by the networks before they shared ``SliceNet``: checkpoints
 #: saved then must keep loading, so these names may never change.
 _OWN_KEYS = {

@@ -7,7 +7,7 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Sized
 from pathlib import Path
 
 import nibabel as nib
@@ -21,9 +21,11 @@ from axial_monai.io import NIFTI_SUFFIXES, nifti_stem, write_csv
 __all__ = [
     "load_split",
     "check_items",
+    "labelled_split",
+    "require_items",
     "expand_inputs",
     "inference_datalist",
-    "exit_if_skipped",
+    "ScanList",
     "check_nifti_header",
     "scan_ids",
     "SKIPPED_COLUMNS",
@@ -37,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 
 def load_split(
-    dataset_dir: str,
+    dataset_dir: str | None,
     split: str,
     datalist: str | None = None,
     keys: Sequence[str] = ("image",),
@@ -46,7 +48,7 @@ def load_split(
     """Items of one split (``"training"``, ``"validation"``, ``"test"``) of a datalist JSON.
 
     Args:
-        dataset_dir: base directory of relative image paths.
+        dataset_dir: base directory of relative image paths (None: the datalist's folder).
         split: key of the split in the datalist.
         datalist: JSON path; default ``<dataset_dir>/datalist.json``.
         keys: keys every item must have (training and evaluation: ``("image", "label")``).
@@ -160,6 +162,53 @@ def check_items(
     return good
 
 
+def labelled_split(
+    dataset_dir: str | None,
+    split: str,
+    datalist: str | None = None,
+    num_classes: int | None = None,
+    check: Callable[[str], str | None] | None = None,
+    drop: bool = False,
+) -> list[dict]:
+    """The checked items (``image``, ``label``) of one split of a datalist, for training or evaluation.
+
+    :func:`load_split` with ``keys=("image", "label")``, then :func:`check_items`. With neither ``dataset_dir`` nor
+    ``datalist`` there is no data yet: no item, with a warning (a shared bundle's training config resolves before its
+    receiver names the data; :func:`require_items` refuses the run).
+
+    Args:
+        dataset_dir: base directory of relative image paths.
+        split: key of the split in the datalist.
+        datalist: JSON path; default ``<dataset_dir>/datalist.json``.
+        num_classes: every ``label`` must be a class index ``0 .. num_classes - 1``.
+        check, drop: as :func:`check_items`.
+    """
+    if dataset_dir is None and datalist is None:
+        logger.warning(f"No data for the {split} split: set dataset_dir (and datalist).")
+        return []
+    path = datalist or os.path.join(str(dataset_dir), "datalist.json")
+    # without dataset_dir, image paths are relative to the datalist's folder
+    items = load_split(dataset_dir, split, path, keys=("image", "label"), num_classes=num_classes)
+    return check_items(items, f"the {split} split of {path}", check=check, drop=drop)
+
+
+def require_items(splits: Mapping[str, Sized]) -> None:
+    """Refuse to start a run that has no data for one of its splits (the first step of a bundle's ``run``).
+
+    Args:
+        splits: split name -> its items or dataset, e.g. ``{"training": ..., "validation": ...}``.
+
+    Raises:
+        InputError: naming the empty splits and how to give the data.
+    """
+    empty = [name for name, items in splits.items() if len(items) == 0]
+    if empty:
+        raise InputError(
+            f"No data for the {', '.join(empty)} split{'s' if len(empty) > 1 else ''}: set dataset_dir (the data "
+            "folder) and datalist (default <dataset_dir>/datalist.json)."
+        )
+
+
 def check_nifti_header(path: str) -> str | None:
     """Return what is wrong with a NIfTI file's header (unreadable, not one 3D volume, singular affine), or None if
     fine (one line).
@@ -241,30 +290,80 @@ def scan_ids(items: Sequence[Mapping]) -> list[str]:
     return ids
 
 
+class ScanList(list):
+    """The scans of an inference or explanation run: the usable datalist items (the list itself) and the others.
+
+    :func:`inference_datalist` builds it while the bundle's config is resolved, so building it only reads headers
+    and writes nothing (the model zoo resolves a bundle's configs without data to check its properties). The run
+    starts with :meth:`report` and ends with :meth:`exit_if_skipped`.
+
+    Attributes:
+        skipped: ``{"file", "problem"}`` of each scan left out (columns :data:`SKIPPED_COLUMNS`).
+        given: how many scans were given.
+    """
+
+    def __init__(self, items: Sequence[Mapping], skipped: Sequence[Mapping[str, str]], given: int) -> None:
+        super().__init__(items)
+        self.skipped = [dict(row) for row in skipped]
+        self.given = int(given)
+
+    def report(self, output_dir: str | os.PathLike) -> None:
+        """Write ``<output_dir>/skipped.csv`` (empty when nothing was skipped) and refuse a run with no usable scan.
+
+        Raises:
+            InputError: if no scan was given, or none is usable (one line; the file lists why).
+        """
+        path = os.path.join(output_dir, "skipped.csv")
+        write_csv(path, pd.DataFrame(self.skipped, columns=list(SKIPPED_COLUMNS)))
+        if not self.given:
+            raise InputError(
+                "No scans to run on: pass --input with a folder, NIfTI files or a datalist JSON (with --datalist_key "
+                "for its split)."
+            )
+        if not self:
+            raise InputError(f"No usable scan among the {self.given} given ({len(self.skipped)} skipped; see {path}).")
+
+    def exit_if_skipped(self) -> None:
+        """End a batch run with exit status 1 if it skipped any scan (the bundle's ``finalize`` step).
+
+        The other scans have been processed and written by then; the status lets a job script or a scheduler notice
+        that ``skipped.csv`` lists scans that still need attention.
+
+        Raises:
+            SystemExit: status 1, after one log line, if a scan was skipped.
+        """
+        if self.skipped:
+            logger.error(
+                f"{len(self.skipped)} scan(s) were skipped, listed with the reason in skipped.csv; the others finished."
+            )
+            raise SystemExit(1)
+
+
 def inference_datalist(
-    inputs: str | Sequence[str] | Sequence[Mapping],
-    output_dir: str | None = None,
+    inputs: str | Sequence[str] | Sequence[Mapping] | None,
     datalist_key: str = "test",
     check: Callable[[str], str | None] | None = None,
-) -> list[dict]:
-    """Build the inference datalist from a folder, a glob, a list of NIfTI files, datalist items or a datalist JSON.
+) -> ScanList:
+    """The scans of an inference run, from a folder, a glob, a list of NIfTI files, datalist items or a datalist JSON.
 
     Files that are missing, unreadable, not a single 3D volume or (with ``check``) not usable by the model are left
-    out with one log line each naming the file and the problem, and listed in ``<output_dir>/skipped.csv``
-    (columns :data:`SKIPPED_COLUMNS`; written on every run, empty when nothing was skipped); the other scans still
-    run. Each item keeps its ``scan_id`` or gets one (:func:`scan_ids`): its output folder name.
+    out with one log line each naming the file and the problem; :meth:`ScanList.report` lists them in
+    ``skipped.csv`` when the run starts, and the other scans still run. Each item keeps its ``scan_id`` or gets one
+    (:func:`scan_ids`): its output folder name.
 
     Args:
-        inputs: what to run on; paths in a datalist JSON are relative to the JSON's folder.
-        output_dir: where ``skipped.csv`` goes (None: not written).
+        inputs: what to run on (``None`` or empty: nothing yet; the run then refuses to start); paths in a datalist
+            JSON are relative to the JSON's folder.
         datalist_key: the split of a datalist JSON.
         check: returns the problem of a file, or None if the model can use it; e.g. a trained run's
             :class:`~axial_monai.input_check.InputCheck` (grid, brain-extracted).
 
     Raises:
-        InputError: if no usable scan is left.
+        InputError: if two scans would get the same output folder.
     """
-    items = expand_inputs(inputs, datalist_key)
+    items = expand_inputs(inputs, datalist_key) if inputs else []
+    if inputs and not items:
+        logger.warning(f"No scan found in {inputs}.")
     unnamed = [item for item in items if not item.get("scan_id")]
     for item, sid in zip(unnamed, scan_ids(unnamed), strict=True):
         item["scan_id"] = sid
@@ -283,25 +382,4 @@ def inference_datalist(
             skipped.append({"file": path, "problem": problem})
         else:
             good.append(item)
-    if output_dir:
-        write_csv(os.path.join(output_dir, "skipped.csv"), pd.DataFrame(skipped, columns=list(SKIPPED_COLUMNS)))
-    if not good:
-        listed = f"; see {os.path.join(output_dir, 'skipped.csv')}" if output_dir else ""
-        raise InputError(f"No usable scan among the {len(items)} given ({len(skipped)} skipped{listed}).")
-    return good
-
-
-def exit_if_skipped(output_dir: str) -> None:
-    """End a batch run with exit status 1 if it skipped any scan (the bundle's ``finalize`` step).
-
-    The other scans have been processed and written by then; the status lets a job script or a scheduler notice
-    that ``<output_dir>/skipped.csv`` lists scans that still need attention.
-
-    Raises:
-        SystemExit: status 1, after one log line, if ``skipped.csv`` has rows.
-    """
-    path = os.path.join(output_dir, "skipped.csv")
-    skipped = pd.read_csv(path) if os.path.isfile(path) else pd.DataFrame()
-    if len(skipped):
-        logger.error(f"{len(skipped)} scan(s) were skipped, listed with the reason in {path}; the others finished.")
-        raise SystemExit(1)
+    return ScanList(good, skipped, len(items))

@@ -2,7 +2,7 @@ from .axialnet import AttentionPool, AxialNet
 from .backbones import BACKBONES, Backbone, build_backbone, configure_backbones, freeze_layers, layers
 from .base import ExplainableNetwork, SliceNet
 from .baselines import MeanPoolNet, SliceClassifier2D, SliceTransformerNet, sinusoidal_positions
-from .encoder import SliceEncoder, slice_features
+from .encoder import SliceEncoder
 from .slicing import SliceStack
 from .transfer import init_from_checkpoint
 from .triplanar import TriPlanarAxialNet
@@ -23,7 +23,6 @@ __all__ = [
     "SliceTransformerNet",
     "sinusoidal_positions",
     "SliceEncoder",
-    "slice_features",
     "SliceStack",
     "TriPlanarAxialNet",
     "init_from_checkpoint",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -42,6 +44,8 @@ class AxialNet(SliceNet):
         freeze: fraction of backbone layers frozen (0.5 in the paper).
         dropout: dropout probability before the head (0.3 in the paper).
         normalize: "imagenet" (volume intensities in [0, 1]) or "none".
+        spatial_shape: the only volume shape ``(X, Y, Z)`` accepted (the input grid of a trained network); None
+            accepts any. Not a training setting: the run settings add it when they build a trained network.
 
     ``forward`` maps ``(B, 1, X, Y, Z)`` to logits ``(B, num_classes)``. ``forward_attention`` also returns
     the slice attention ``(B, N)``; ``slice_indices`` gives the slice positions it refers to.
@@ -58,6 +62,7 @@ class AxialNet(SliceNet):
         freeze: float = 0.5,
         dropout: float = 0.3,
         normalize: str = "imagenet",
+        spatial_shape: Sequence[int] | None = None,
     ) -> None:
         encoder = SliceEncoder(
             backbone=backbone,
@@ -67,6 +72,7 @@ class AxialNet(SliceNet):
             pretrained=pretrained,
             freeze=freeze,
             normalize=normalize,
+            spatial_shape=spatial_shape,
         )
         super().__init__(num_classes=num_classes, in_features=encoder.out_features, dropout=dropout)
         self.encoder = encoder

@@ -90,10 +90,24 @@ class Backbone(nn.Sequential):
         self.channels_last = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last and x.ndim == 4:
+        if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        if not (self.slice_chunk or self.checkpoint) or _has_hooks(self):
-            return super().forward(x)
+        if torch.jit.is_scripting() or not (self.slice_chunk > 0 or self.checkpoint):
+            # a compiled backbone runs plainly: the memory options are for training, and are exact anyway
+            for module in self:
+                x = module(x)
+            return x
+        return self._forward_with_memory_options(x)
+
+    def pooled(self, slices: torch.Tensor) -> torch.Tensor:
+        """Features of prepared slices ``(B, N, 3, S, S)``, globally average-pooled: ``(B, N, out_features)``."""
+        b, n = slices.shape[0], slices.shape[1]
+        return self(slices.flatten(0, 1)).mean(dim=(2, 3)).view(b, n, -1)
+
+    @torch.jit.unused
+    def _forward_with_memory_options(self, x: torch.Tensor) -> torch.Tensor:
+        if _has_hooks(self):
+            return _sequential(list(self))(x)
         leaves = list(_execution_order(self))
         split = next((i for i, m in enumerate(leaves) if _batch_dependent(m)), len(leaves))
         x = self._run_chunked(leaves[:split], x)
@@ -189,15 +203,21 @@ def _recompute_context(modules: list[nn.Module]):
 
 
 def configure_backbones(
-    network: nn.Module, slice_chunk: int = 0, checkpoint: bool = False, channels_last: bool = False
+    network: nn.Module,
+    slice_chunk: int = 0,
+    checkpoint: bool = False,
+    channels_last: bool = False,
+    device: torch.device | str | None = None,
 ) -> nn.Module:
-    """Set the execution options of every ``Backbone`` in ``network`` (see :class:`Backbone`); returns ``network``.
+    """Set the execution options of every ``Backbone`` in ``network`` (see :class:`Backbone`) and move it to
+    ``device``; returns ``network``.
 
     Args:
         network: any module holding one or more ``Backbone`` (``AxialNet``, ``TriPlanarAxialNet``, baselines).
         slice_chunk: slices per backbone call where that is exact (0: all at once).
         checkpoint: activation checkpointing in training.
         channels_last: NHWC memory format for the backbone's weights and inputs.
+        device: where the network goes (None: where it is).
 
     Raises:
         ValueError: for a negative ``slice_chunk``, or options set on a network without a ``Backbone``.
@@ -215,7 +235,7 @@ def configure_backbones(
         backbone.channels_last = bool(channels_last)
         if channels_last:
             backbone.to(memory_format=torch.channels_last)
-    return network
+    return network if device is None else network.to(device)
 
 
 def layers(module: nn.Module) -> Iterator[nn.Module]:

@@ -42,11 +42,18 @@ class SliceNet(nn.Module):
     builds its slicing and its :class:`~axial_monai.networks.Backbone` (directly or inside a ``SliceEncoder``),
     then calls ``super().__init__`` with the width of what it feeds to the head, and assigns its modules.
 
+    Every slice network takes ``spatial_shape`` (passed to its :class:`~axial_monai.networks.SliceStack`): a trained
+    network built with its input grid refuses volumes of any other shape, and so does its TorchScript compilation
+    (``torch.jit.script``: the networks of this package script).
+
     Args:
         num_classes: number of output classes.
         in_features: width of the features given to :meth:`classify`.
         dropout: dropout probability before the linear head.
     """
+
+    #: eager-only helpers that TorchScript must not compile
+    __jit_unused_properties__ = ["backbone_module", "cam_layer"]
 
     def __init__(self, *, num_classes: int, in_features: int, dropout: float) -> None:
         super().__init__()

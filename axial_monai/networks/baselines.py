@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -25,7 +26,7 @@ class SliceClassifier2D(SliceNet):
       ``(B, num_classes)`` is the share of slice votes per class. Ties go to the tied class with the highest
       mean slice probability (then the lowest class index), so ``argmax`` of the output is the volume label.
 
-    Args: as ``AxialNet``.
+    Args: as ``AxialNet`` (``spatial_shape`` applies to volume inputs).
     """
 
     def __init__(
@@ -39,10 +40,17 @@ class SliceClassifier2D(SliceNet):
         freeze: float = 0.5,
         dropout: float = 0.3,
         normalize: str = "imagenet",
+        spatial_shape: Sequence[int] | None = None,
     ) -> None:
         features = build_backbone(name=backbone, pretrained=pretrained, freeze=freeze)
         super().__init__(num_classes=num_classes, in_features=features.out_features, dropout=dropout)
-        self.slicer = SliceStack(plane=plane, num_slices=num_slices, image_size=image_size, normalize=normalize)
+        self.slicer = SliceStack(
+            plane=plane,
+            num_slices=num_slices,
+            image_size=image_size,
+            normalize=normalize,
+            spatial_shape=spatial_shape,
+        )
         self.backbone = features
 
     def classify_slices(self, slices: torch.Tensor) -> torch.Tensor:
@@ -55,13 +63,13 @@ class SliceClassifier2D(SliceNet):
         shares = nn.functional.one_hot(slice_logits.argmax(-1), c).float().mean(1)
         # mean probability / (N + 1) is below one vote, so it only decides between tied classes
         tie_break = slice_logits.softmax(-1).mean(1) / (slice_logits.shape[1] + 1)
-        return shares + tie_break * (shares == shares.max(-1, keepdim=True).values)
+        return shares + tie_break * (shares == shares.max(-1, keepdim=True)[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 4:
             return self.classify_slices(self.slicer.to_backbone_input(x))
         slices = self.slicer(x)
-        b, n = slices.shape[:2]
+        b, n = slices.shape[0], slices.shape[1]
         return self.vote(self.classify_slices(slices.flatten(0, 1)).view(b, n, -1))
 
 
@@ -82,6 +90,7 @@ class MeanPoolNet(SliceNet):
         freeze: float = 0.5,
         dropout: float = 0.3,
         normalize: str = "imagenet",
+        spatial_shape: Sequence[int] | None = None,
     ) -> None:
         encoder = SliceEncoder(
             backbone=backbone,
@@ -91,6 +100,7 @@ class MeanPoolNet(SliceNet):
             pretrained=pretrained,
             freeze=freeze,
             normalize=normalize,
+            spatial_shape=spatial_shape,
         )
         super().__init__(num_classes=num_classes, in_features=encoder.out_features, dropout=dropout)
         self.encoder = encoder
@@ -131,6 +141,7 @@ class SliceTransformerNet(SliceNet):
         dropout: float = 0.3,
         normalize: str = "imagenet",
         num_heads: int = 8,
+        spatial_shape: Sequence[int] | None = None,
     ) -> None:
         if num_slices < 2:
             raise SettingsError(f"SliceTransformerNet needs at least 2 slices, not {num_slices}.")
@@ -142,6 +153,7 @@ class SliceTransformerNet(SliceNet):
             pretrained=pretrained,
             freeze=freeze,
             normalize=normalize,
+            spatial_shape=spatial_shape,
         )
         d = encoder.out_features
         if d % num_heads:
@@ -157,6 +169,8 @@ class SliceTransformerNet(SliceNet):
         c = feats.shape[1] // 2
         others = torch.cat([feats[:, :c], feats[:, c + 1 :]], dim=1)
         out, weights = self.attn(feats[:, c : c + 1], others, others, need_weights=True)
+        if weights is None:  # never with need_weights=True; the check narrows the Optional for TorchScript
+            raise RuntimeError("MultiheadAttention returned no attention weights.")
         return self.classify(self.norm(out.squeeze(1))), weights.squeeze(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

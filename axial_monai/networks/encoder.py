@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from .backbones import build_backbone
 from .slicing import SliceStack
 
-__all__ = ["SliceEncoder", "slice_features"]
-
-
-def slice_features(backbone: nn.Module, slices: torch.Tensor) -> torch.Tensor:
-    """Backbone + global average pooling of prepared slices ``(B, N, 3, S, S)`` -> ``(B, N, d)``."""
-    b, n = slices.shape[:2]
-    return backbone(slices.flatten(0, 1)).mean(dim=(2, 3)).view(b, n, -1)
+__all__ = ["SliceEncoder"]
 
 
 class SliceEncoder(nn.Module):
@@ -28,6 +24,7 @@ class SliceEncoder(nn.Module):
         pretrained: "none", "imagenet" or a path to a local state dict.
         freeze: fraction of backbone layers frozen.
         normalize: "imagenet" (input intensities in [0, 1]) or "none".
+        spatial_shape: the only ``(X, Y, Z)`` accepted (see :class:`SliceStack`); None accepts any.
 
     Input ``(B, 1, X, Y, Z)``; output ``(B, N, d)``.
     """
@@ -41,14 +38,23 @@ class SliceEncoder(nn.Module):
         pretrained: str = "none",
         freeze: float = 0.5,
         normalize: str = "imagenet",
+        spatial_shape: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        self.slicer = SliceStack(plane=plane, num_slices=num_slices, image_size=image_size, normalize=normalize)
+        self.slicer = SliceStack(
+            plane=plane,
+            num_slices=num_slices,
+            image_size=image_size,
+            normalize=normalize,
+            spatial_shape=spatial_shape,
+        )
         self.backbone = build_backbone(name=backbone, pretrained=pretrained, freeze=freeze)
+
+    __jit_unused_properties__ = ["out_features"]
 
     @property
     def out_features(self) -> int:
         return self.backbone.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return slice_features(self.backbone, self.slicer(x))
+        return self.backbone.pooled(self.slicer(x))

@@ -12,7 +12,6 @@ from axial_monai.errors import SettingsError
 from .axialnet import AttentionPool
 from .backbones import build_backbone
 from .base import SliceNet
-from .encoder import slice_features
 from .slicing import SliceStack
 
 __all__ = ["TriPlanarAxialNet"]
@@ -35,6 +34,7 @@ class TriPlanarAxialNet(SliceNet):
         freeze: fraction of backbone layers frozen.
         dropout: dropout probability before the head.
         normalize: "imagenet" (volume intensities in [0, 1]) or "none".
+        spatial_shape: the only volume shape ``(X, Y, Z)`` accepted (see ``AxialNet``); None accepts any.
 
     ``forward`` maps ``(B, 1, X, Y, Z)`` to logits ``(B, num_classes)``; ``plane_attention`` also returns
     ``{plane: attention (B, N_plane)}``.
@@ -50,6 +50,7 @@ class TriPlanarAxialNet(SliceNet):
         freeze: float = 0.5,
         dropout: float = 0.3,
         normalize: str = "imagenet",
+        spatial_shape: Sequence[int] | None = None,
     ) -> None:
         n = [int(num_slices)] * 3 if isinstance(num_slices, int) else [int(v) for v in num_slices]
         if len(n) != 3:
@@ -58,10 +59,15 @@ class TriPlanarAxialNet(SliceNet):
         d = features.out_features
         super().__init__(num_classes=num_classes, in_features=3 * d, dropout=dropout)
         self.slicers = nn.ModuleList(
-            SliceStack(plane=p, num_slices=n[p], image_size=image_size, normalize=normalize) for p in range(3)
+            SliceStack(
+                plane=p, num_slices=n[p], image_size=image_size, normalize=normalize, spatial_shape=spatial_shape
+            )
+            for p in range(3)
         )
         self.backbone = features
         self.attention = nn.ModuleList(AttentionPool(d) for _ in range(3))
+
+    __jit_unused_properties__ = [*SliceNet.__jit_unused_properties__, "num_slices"]
 
     @property
     def num_slices(self) -> tuple[int, int, int]:
@@ -73,11 +79,24 @@ class TriPlanarAxialNet(SliceNet):
 
     def plane_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """Logits ``(B, num_classes)`` and ``{plane: attention (B, N_plane)}`` for volumes ``(B, 1, X, Y, Z)``."""
-        slices = torch.cat([s(x) for s in self.slicers], dim=1)  # (B, N0+N1+N2, 3, S, S)
-        per_plane = slice_features(self.backbone, slices).split(self.num_slices, dim=1)
-        pooled, alphas = zip(*(att(f) for att, f in zip(self.attention, per_plane, strict=True)), strict=True)
-        logits = self.classify(torch.cat(pooled, dim=1))
+        logits, alphas = self._attend(x)
         return logits, dict(enumerate(alphas))
 
+    def _attend(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        # loops over the ModuleLists, as TorchScript compiles them
+        stacks: list[torch.Tensor] = []
+        sizes: list[int] = []
+        for slicer in self.slicers:
+            stacks.append(slicer(x))
+            sizes.append(slicer.num_slices)
+        per_plane = self.backbone.pooled(torch.cat(stacks, dim=1)).split(sizes, dim=1)  # (B, N_p, d) each
+        pooled: list[torch.Tensor] = []
+        alphas: list[torch.Tensor] = []
+        for p, attention in enumerate(self.attention):
+            z, alpha = attention(per_plane[p])
+            pooled.append(z)
+            alphas.append(alpha)
+        return self.classify(torch.cat(pooled, dim=1)), alphas
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.plane_attention(x)[0]
+        return self._attend(x)[0]
