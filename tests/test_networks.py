@@ -184,6 +184,8 @@ def test_a_network_without_spatial_shape_takes_any_grid():
     net = AxialNet(num_slices=4, **TINY).eval()
     with torch.no_grad():
         assert net(torch.rand(*SHAPE)).shape == (2, 2) and net(torch.rand(1, 1, 30, 20, 25)).shape == (1, 2)
+
+
 #: state-dict keys outside the backbone, as written by the networks before they shared ``SliceNet``: checkpoints
 #: saved then must keep loading, so these names may never change.
 _OWN_KEYS = {
