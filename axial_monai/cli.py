@@ -34,8 +34,8 @@ from pathlib import Path
 import fire
 from fire import docstrings
 
-from axial_monai.commandline import HELP_FLAGS, USER_ERRORS, bundle_command, run_fire
-from axial_monai.errors import SettingsError, root_cause
+from .commandline import HELP_FLAGS, USER_ERRORS, bundle_command, run_fire
+from .errors import SettingsError, root_cause
 
 __all__ = ["COMMANDS", "subcommand", "main"]
 
@@ -78,7 +78,7 @@ def check_bids(
         diagnosis_map: other diagnosis spellings, as JSON '{"Dementia": "AD"}' or adnimerge.
         strict: exit status 1 on warnings too.
     """
-    from axial_monai.data.bids_check import check_bids_tree
+    from .data.bids_check import check_bids_tree
 
     report = check_bids_tree(bids_dir, None if task is None else [task], horizon, derivatives, diagnosis_map)
     print("\n".join(report.lines()))
@@ -120,10 +120,10 @@ def datalist(
     """
     import os
 
-    from axial_monai.crossval.__main__ import CLASS_NAMES
-    from axial_monai.crossval.holdout import class_counts, write_datalists
-    from axial_monai.crossval.runner import TRAIN_CONFIG
-    from axial_monai.data.clinica import TASKS, clinica_task_table, label_sessions, load_clinica_table
+    from .crossval.__main__ import CLASS_NAMES
+    from .crossval.holdout import class_counts, write_datalists
+    from .crossval.runner import TRAIN_CONFIG
+    from .data.clinica import TASKS, clinica_task_table, label_sessions, load_clinica_table
 
     if task not in TASKS:
         raise SettingsError(f"--task must be one of {list(TASKS)}, not {task!r}.")
@@ -171,7 +171,7 @@ def report(
         max_scans: explained scans shown one by one (all are in the cohort figures and tables).
         anatomy: NIfTI under the cohort maps (default: nilearn's MNI152 template).
     """
-    from axial_monai.report import write_report
+    from .report import write_report
 
     path = write_report(
         run_dir,
@@ -208,7 +208,7 @@ def predict(
         resolution: voxel size (mm) of the registration when the model's grid is coarser (ANTs is tuned for ~1 mm).
         cache_dir: where preprocessed scans are cached by content (default $AXIAL_MONAI_CACHE or ~/.cache/axial_monai).
     """
-    from axial_monai.predict import predict_scans
+    from .predict import predict_scans
 
     if model is None:
         raise SettingsError("--model is required: a run folder, its models/model.pt or an exported bundle folder.")
@@ -243,7 +243,7 @@ def export(
         torchscript: also write models/model.ts (traced on the run's input grid).
         overwrite: replace an existing OUT folder.
     """
-    from axial_monai.export import export_bundle
+    from .export import export_bundle
 
     bundle = export_bundle(
         run_dir, out, name=name, version=version, changelog=changelog, torchscript=torchscript, overwrite=overwrite
@@ -270,7 +270,8 @@ def attach_controls(
         dataset_dir: where the training scans are now (default: the run's).
         datalist: the datalist with their training split (default: the run's).
     """
-    from axial_monai.run_settings import RunSettings, attach_control_mean
+    from .run import RunSettings
+    from .run.migrate import attach_control_mean
 
     path = attach_control_mean(run_dir, out, dataset_dir, datalist)
     print(f"{path}: now carries the mean of {RunSettings.load(path).control_count} training control scans")
@@ -290,7 +291,7 @@ def demo(output_dir: str = "runs/axial", epochs: int | None = None) -> int:
 
     from monai.bundle import ConfigWorkflow
 
-    from axial_monai.configs import config_path
+    from .configs import config_path
 
     settings = {"output_dir": os.path.abspath(output_dir)}
     if epochs is not None:

@@ -50,7 +50,7 @@ def flag(value: Any, name: str) -> bool:
     Raises:
         SettingsError: for anything but a bool, 0/1 or true/false/yes/no (any case).
     """
-    from axial_monai.errors import SettingsError
+    from .errors import SettingsError
 
     if isinstance(value, bool):
         return value

@@ -31,10 +31,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from axial_monai.errors import SettingsError
-from axial_monai.io import NIFTI_SUFFIXES, nifti_stem
+from .errors import SettingsError
+from .io import NIFTI_SUFFIXES, nifti_stem
 
 __all__ = [
+    "session_month",
     "PIPELINE_NAME",
     "T1W_SUFFIXES",
     "QC_COLUMNS",
@@ -91,6 +92,15 @@ class QCRecord:
 
 #: Columns of ``qc.tsv``: the fields of :class:`QCRecord`, in order.
 QC_COLUMNS = tuple(f.name for f in dataclasses.fields(QCRecord))
+
+
+_MONTH = re.compile(r"^ses-M(\d+)$")
+
+
+def session_month(session: str) -> int | None:
+    """Month of a Clinica session id (``"ses-M036"`` -> 36), or ``None`` if it has no ``ses-M<digits>`` form."""
+    match = _MONTH.match(str(session))
+    return int(match.group(1)) if match else None
 
 
 def anat_dir(root: str | os.PathLike, subject: str, session: str) -> Path:

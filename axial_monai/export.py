@@ -51,10 +51,11 @@ from pathlib import Path
 from typing import Any
 
 import axial_monai
-from axial_monai.configs import CONFIG_DIR, config_path
-from axial_monai.errors import SettingsError
-from axial_monai.io import atomic_path, save_checkpoint, write_json, write_nifti, write_text
-from axial_monai.run_settings import RunSettings, check_weights, load_weights
+
+from .configs import CONFIG_DIR, config_path
+from .errors import SettingsError
+from .io import atomic_path, save_checkpoint, write_json, write_nifti, write_text
+from .run import RunSettings, check_weights, load_weights
 
 __all__ = [
     "LARGE_FILE_BYTES",

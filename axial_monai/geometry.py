@@ -11,7 +11,7 @@ statistics used to standardise them.
 
 from __future__ import annotations
 
-from axial_monai.errors import SettingsError
+from .errors import SettingsError
 
 __all__ = [
     "PLANES",

@@ -32,7 +32,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from axial_monai.errors import InputError, one_line
+from .errors import InputError, one_line
 
 __all__ = [
     "PREPROCESS_FIRST",

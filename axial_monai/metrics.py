@@ -12,7 +12,7 @@ from monai.utils import evenly_divisible_all_gather
 from scipy import sparse
 from sklearn import metrics as skm
 
-from axial_monai.errors import InputError, SettingsError
+from .errors import InputError, SettingsError
 
 __all__ = [
     "METRICS",

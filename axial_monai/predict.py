@@ -41,12 +41,13 @@ import numpy as np
 import pandas as pd
 
 import axial_monai
-from axial_monai.configs import config_path
-from axial_monai.data.datalist import SKIPPED_COLUMNS, check_nifti_header, expand_inputs, scan_ids
-from axial_monai.errors import InputError, SettingsError
-from axial_monai.input_check import InputCheck
-from axial_monai.io import atomic_path, write_csv, write_json, write_nifti
-from axial_monai.run_settings import RunSettings, load_weights
+
+from .configs import config_path
+from .data.datalist import SKIPPED_COLUMNS, check_nifti_header, expand_inputs, scan_ids
+from .errors import InputError, SettingsError
+from .input_check import InputCheck
+from .io import atomic_path, write_csv, write_json, write_nifti
+from .run import RunSettings, load_weights
 
 __all__ = ["PredictModel", "Prediction", "resolve_model", "prepare_scan", "predict_scans"]
 
@@ -219,8 +220,8 @@ def prepare_scan(
 
     import ants
 
-    from axial_monai.preprocess.pipeline import ants_environment, preprocess_t1w, read_t1w
-    from axial_monai.preprocess.templates import load_template
+    from .preprocess.pipeline import ants_environment, preprocess_t1w, read_t1w
+    from .preprocess.templates import load_template
 
     logger.info(f"{path}: {problem.split(';')[0]}; preprocessing it (N4, {transform} registration, brain mask)")
     start = time.perf_counter()
@@ -250,8 +251,8 @@ def prepare_scan(
 
 
 def _overview(prediction: Prediction, folder: Path, explained: bool) -> None:
-    from axial_monai.explain import DEFAULT_METHOD
-    from axial_monai.explain.plots import plot_overlay
+    from .explain import DEFAULT_METHOD
+    from .explain.plots import plot_overlay
 
     anatomy = nib.load(prediction.image)
     cam = folder / f"{DEFAULT_METHOD}.nii.gz"  # the default voxel map of explain.json
@@ -302,7 +303,7 @@ def predict_scans(
         SettingsError: if no scan is given.
         FileNotFoundError: if the model cannot be found.
     """
-    from axial_monai.data.demo import default_cache_root
+    from .data.volume_cache import default_cache_root
 
     if not scans:
         raise SettingsError("Give at least one scan: a NIfTI file or a folder of them.")
@@ -382,7 +383,7 @@ def _run_bundle(
 ) -> None:
     from monai.bundle import ConfigWorkflow
 
-    from axial_monai.commandline import bundle_command
+    from .commandline import bundle_command
 
     datalist = out / "predict_datalist.json"
     items = [{"image": r.image, "scan_id": r.scan_id, "source": r.scan} for r in usable]

@@ -23,9 +23,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from axial_monai.data.clinica import session_month
-from axial_monai.errors import InputError
-from axial_monai.metrics import METRICS, bootstrap_intervals, classification_scores
+from .derivatives import session_month
+from .errors import InputError
+from .metrics import METRICS, bootstrap_intervals, classification_scores
 
 __all__ = [
     "LEVELS",

@@ -40,7 +40,7 @@ def main() -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     extra: list[str] = []
     if args.small:  # the cohort and settings of the tests' trained_demo fixture
-        from axial_monai.data import prepare_demo_cohort
+        from axial_monai.data.demo import prepare_demo_cohort
 
         cohort = prepare_demo_cohort(
             str(work / "cohort"), n_subjects=40, spacing=3.0, strength=0.9, val_fraction=0.25, test_fraction=0.25

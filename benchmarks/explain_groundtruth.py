@@ -106,7 +106,7 @@ def _workflow(configs: list[str], workflow_type: str, **override):
 
 def _network(run_dir: Path, device: str):
     """The trained network of the cell, built from the run settings saved with its checkpoint (eval mode)."""
-    from axial_monai.run_settings import load_run_settings, load_weights
+    from axial_monai.run import load_run_settings, load_weights
 
     ckpt = run_dir / "models" / "model.pt"
     net = load_run_settings(ckpt).build_network()
@@ -119,7 +119,7 @@ def run_cell(task: dict) -> list[dict]:
     import nibabel as nib
     import torch
 
-    from axial_monai.data import prepare_demo_cohort
+    from axial_monai.data.demo import prepare_demo_cohort
     from axial_monai.explain import (
         ExplainSettings,
         auprc,
@@ -134,7 +134,7 @@ def run_cell(task: dict) -> list[dict]:
         region_ranking,
         relevance_mass_ratio,
     )
-    from axial_monai.run_settings import RunSettings
+    from axial_monai.run import RunSettings
     from axial_monai.transforms import load_volume
 
     torch.set_num_threads(task["threads"])
@@ -291,7 +291,7 @@ def run_detection(task: dict) -> list[dict]:
     """
     import torch
 
-    from axial_monai.data import prepare_demo_cohort
+    from axial_monai.data.demo import prepare_demo_cohort
 
     torch.set_num_threads(task["threads"])
     bundle = task["detection_config"] == "bundle"

@@ -28,8 +28,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, command, machine, write_result  # noqa: E402
 
-from axial_monai.data import prepare_demo_cohort  # noqa: E402
-from axial_monai.run_settings import load_weights  # noqa: E402
+from axial_monai.data.demo import prepare_demo_cohort  # noqa: E402
+from axial_monai.run import load_weights  # noqa: E402
 
 
 def train(out: Path, cohort: str, device: str, args, **settings) -> float:

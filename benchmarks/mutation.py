@@ -72,8 +72,7 @@ GROUPS = {
         ),
     ),
     "cohort_map_geometry": Group(
-        ("axial_monai/explain/cohort.py", "axial_monai/explain/volumes.py"),
-        ("tests/test_explain_volumes.py",),
+        ("axial_monai/explain/cohort.py", "axial_monai/explain/volumes.py"), ("tests/test_explain_volumes.py",)
     ),
 }
 

@@ -342,7 +342,7 @@ BY_NAME = {m.name: m for m in MECHANISMS}
 NOT_HERE = {
     "every bad input of the corpus gets its one-line message (test_bad_inputs.py::test_bad_input, 33 cases)": (
         "each case has its own check: switching them off is 33 edits, one per case, not one mechanism"
-    ),
+    )
 }
 
 #: what earlier runs of this script found, shown with the mechanism's result

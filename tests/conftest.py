@@ -37,7 +37,7 @@ def no_network(monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_cohort(tmp_path_factory):
     """A small 3 mm demo cohort (40 subjects, strong atrophy, 10 validation and 10 test subjects)."""
-    from axial_monai.data import prepare_demo_cohort
+    from axial_monai.data.demo import prepare_demo_cohort
 
     root = str(tmp_path_factory.mktemp("cohort"))
     return prepare_demo_cohort(root, n_subjects=40, spacing=3.0, strength=0.9, val_fraction=0.25, test_fraction=0.25)

@@ -11,7 +11,7 @@ from monai.bundle import ConfigParser
 
 from axial_monai.configs import config_path
 from axial_monai.engines import AutocastInferer, autocast_dtype
-from axial_monai.run_settings import load_weights
+from axial_monai.run import load_weights
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,13 @@ line; the entry points are the real ones a user hits:
   bad scan is skipped into ``skipped.csv``, the good one next to it is kept;
 * ``training-cache``: the training dataset (:class:`~axial_monai.data.VolumeCacheDataset` over ``load_volume``)
   with a good scan next to the bad one: refused in one message;
-* ``training-settings``: :meth:`RunSettings.for_training <axial_monai.run_settings.RunSettings.for_training>`
+* ``training-settings``: :func:`~axial_monai.run.training.training_settings`
   (the grid of the training images, before anything trains);
 * ``datalist``: :func:`~axial_monai.data.datalist.load_split` as ``train.json`` calls it;
 * ``crossval``: :func:`~axial_monai.crossval.leakage.check_no_leakage`;
 * ``clinica`` / ``check-bids``: :func:`~axial_monai.data.clinica.load_clinica_table` (datalist building) and
   :func:`~axial_monai.data.bids_check.check_bids_tree` (``axial-monai check-bids``) on a small BIDS tree;
-* ``checkpoint`` / ``transfer``: :func:`~axial_monai.run_settings.load_run_settings` and ``init_ckpt``.
+* ``checkpoint`` / ``transfer``: :func:`~axial_monai.run.load_run_settings` and ``init_ckpt``.
 
 Then the batch guarantees: bundle inference over a folder with one bad scan among good ones predicts all the good
 ones and lists the bad one in ``skipped.csv``; training refuses a datalist with several bad items in one message
@@ -47,7 +47,8 @@ from axial_monai.errors import InputError
 from axial_monai.input_check import InputCheck, read_grid
 from axial_monai.networks import AxialNet
 from axial_monai.networks.transfer import init_from_checkpoint
-from axial_monai.run_settings import RunSettings, load_run_settings
+from axial_monai.run import load_run_settings
+from axial_monai.run.training import training_settings as run_training_settings
 from axial_monai.transforms import load_volume
 
 #: a 3 mm grid with a brain-like block of tissue inside
@@ -203,7 +204,7 @@ def dementia(d):
 
 
 def _settings_state(ckpt: Path) -> dict:
-    """Run settings of a real (tiny) resnet18 run, via RunSettings.for_training on a two-scan datalist."""
+    """Run settings of a real (tiny) resnet18 run, via training_settings on a two-scan datalist."""
     folder = ckpt.parent / "data"
     datalist, _ = _datalist(
         folder, {"training": [{"image": "a.nii.gz", "label": 0}, {"image": "b.nii.gz", "label": 1}]}
@@ -211,7 +212,7 @@ def _settings_state(ckpt: Path) -> dict:
     recipe = functools.partial(
         AxialNet, num_classes=2, backbone="resnet18", plane=1, num_slices=4, image_size=32, pretrained="none"
     )
-    settings = RunSettings.for_training(
+    settings = run_training_settings(
         recipe, ["CN", "AD"], dataset_dir=str(folder), datalist=str(datalist), template=str(folder / "a.nii.gz")
     )
     return settings.state_dict()
@@ -294,7 +295,7 @@ def training_settings(datalist: Path, d: Path) -> str:
     )
     folder = datalist.parent
     template = str(folder / "a.nii.gz")
-    call = functools.partial(RunSettings.for_training, recipe, ["CN", "AD"], dataset_dir=str(folder))
+    call = functools.partial(run_training_settings, recipe, ["CN", "AD"], dataset_dir=str(folder))
     return _raises(lambda: call(datalist=str(datalist), template=template))
 
 

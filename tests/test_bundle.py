@@ -12,7 +12,7 @@ from bundle_utils import BUNDLE, TINY, run, workflow
 from monai.bundle import ConfigParser, ckpt_export, verify_net_in_out
 
 from axial_monai.configs import config_path
-from axial_monai.run_settings import RunSettings, load_weights
+from axial_monai.run import RunSettings, load_weights
 
 
 def _models_digest():

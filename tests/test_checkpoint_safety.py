@@ -20,7 +20,7 @@ from axial_monai.configs import config_path
 from axial_monai.errors import InputError
 from axial_monai.networks import AxialNet
 from axial_monai.networks.transfer import init_from_checkpoint
-from axial_monai.run_settings import RunSettings, load_run_settings, load_weights, read_checkpoint
+from axial_monai.run import RunSettings, load_run_settings, load_weights, read_checkpoint
 
 
 class SideEffect:

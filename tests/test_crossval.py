@@ -36,7 +36,7 @@ from axial_monai.data.clinica import clinica_task_table
 from axial_monai.errors import SettingsError
 from axial_monai.metrics import METRICS, classification_scores
 from axial_monai.networks import AxialNet, MeanPoolNet, init_from_checkpoint
-from axial_monai.run_settings import load_weights
+from axial_monai.run import load_weights
 
 K = 3
 TINY = {"num_slices": 4, "image_size": 32, "batch_size": 2, "num_workers": 0, "epochs": 1}

@@ -17,7 +17,8 @@ from monai.data import load_decathlon_datalist
 from scipy import ndimage
 
 from axial_monai.data import demo as demo_module
-from axial_monai.data import load_atlas, prepare_demo_cohort, region_mask, resample_atlas
+from axial_monai.data import load_atlas, region_mask, resample_atlas
+from axial_monai.data.demo import prepare_demo_cohort
 
 FAST = {"n_subjects": 10, "spacing": 4.0, "seed": 3}
 DEFAULT_REGIONS = ("Left_Hippocampus", "Right_Hippocampus", "Left_Amygdala", "Right_Amygdala")

@@ -131,7 +131,7 @@ def test_default_map_is_integrated_gradients_from_the_stored_mean_control_scan(e
     from monai.transforms import Compose, EnsureTyped
 
     from axial_monai.explain import DEFAULT_METHOD, ExplainSettings, explain_scan
-    from axial_monai.run_settings import load_run_settings, load_weights
+    from axial_monai.run import load_run_settings, load_weights
     from axial_monai.transforms import load_volume
 
     explain_dir, items, cohort = explained

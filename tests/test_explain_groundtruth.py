@@ -22,7 +22,7 @@ import torch
 from bundle_utils import run, workflow
 from sklearn.metrics import roc_auc_score
 
-from axial_monai.data import prepare_demo_cohort
+from axial_monai.data.demo import prepare_demo_cohort
 from axial_monai.explain import (
     DEFAULT_METHOD,
     DEFAULT_METHODS,

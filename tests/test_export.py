@@ -30,7 +30,7 @@ from monai.bundle import ConfigParser
 
 from axial_monai.explain import DEFAULT_METHOD
 from axial_monai.export import LARGE_FILE_BYTES, export_bundle
-from axial_monai.run_settings import RunSettings, load_weights
+from axial_monai.run import RunSettings, load_weights
 
 #: written into the clean environment: at exit, every imported module and its file go to $AXIAL_AUDIT.
 AUDIT = """import atexit, json, os, sys

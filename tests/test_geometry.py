@@ -7,14 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from axial_monai.errors import InputError, SettingsError
-from axial_monai.geometry import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    PLANE_NAMES,
-    PLANES,
-    central_slice_indices,
-    plane_index,
-)
+from axial_monai.geometry import IMAGENET_MEAN, IMAGENET_STD, PLANE_NAMES, PLANES, central_slice_indices, plane_index
 from axial_monai.networks import SliceStack
 
 
@@ -25,8 +18,7 @@ def test_plane_tables():
 
 
 @pytest.mark.parametrize(
-    "plane, axis",
-    [("sagittal", 0), ("coronal", 1), ("axial", 2), ("Axial", 2), ("CORONAL", 1), (0, 0), (1, 1), (2, 2)],
+    "plane, axis", [("sagittal", 0), ("coronal", 1), ("axial", 2), ("Axial", 2), ("CORONAL", 1), (0, 0), (1, 1), (2, 2)]
 )
 def test_plane_index(plane, axis):
     assert plane_index(plane) == axis and type(plane_index(plane)) is int

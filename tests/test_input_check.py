@@ -19,7 +19,7 @@ from bundle_utils import run, workflow
 from axial_monai.errors import InputError
 from axial_monai.explain import DEFAULT_METHOD
 from axial_monai.input_check import PREPROCESS_FIRST, Grid, InputCheck, outside_brain_share, read_grid
-from axial_monai.run_settings import RunSettings
+from axial_monai.run import RunSettings
 from axial_monai.transforms import CheckVolumed, load_volume
 
 COLIN = Path("/usr/share/mricron/templates")

@@ -66,7 +66,7 @@ def test_every_writer_leaves_only_the_target(tmp_path):
     assert (tmp_path / "map.nii.gz").read_bytes()[:2] == b"\x1f\x8b"  # gzip, chosen by the target name
     assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert torch.equal(torch.load(tmp_path / "model.pt", weights_only=True)["w"], torch.ones(2))
-    leftovers = [p for p in tmp_path.rglob(".*")]
+    leftovers = list(tmp_path.rglob(".*"))
     assert leftovers == []
 
 
@@ -74,13 +74,13 @@ def test_a_failed_write_keeps_the_old_file(tmp_path):
     target = tmp_path / "summary.json"
     write_json(target, {"version": 1})
 
-    class Boom(Exception):
+    class BoomError(Exception):
         pass
 
-    with pytest.raises(Boom):
+    with pytest.raises(BoomError):
         with atomic_path(target) as tmp:
             tmp.write_text('{"version": 2, "trunc')  # a writer killed halfway
-            raise Boom
+            raise BoomError
     assert json.loads(target.read_text()) == {"version": 1}
     assert os.listdir(tmp_path) == ["summary.json"]
 

@@ -138,14 +138,7 @@ def test_one_class_present_gives_nan_auc_and_nan_recall_of_the_absent_class(labe
 def test_three_classes_macro_and_one_vs_rest():
     # rows: class 0, 0, 1, 1, 2, 2; predictions (argmax): 0, 1, 1, 1, 2, 0
     probs = np.array(
-        [
-            [0.7, 0.2, 0.1],
-            [0.3, 0.6, 0.1],
-            [0.1, 0.8, 0.1],
-            [0.2, 0.5, 0.3],
-            [0.1, 0.2, 0.7],
-            [0.5, 0.1, 0.4],
-        ]
+        [[0.7, 0.2, 0.1], [0.3, 0.6, 0.1], [0.1, 0.8, 0.1], [0.2, 0.5, 0.3], [0.1, 0.2, 0.7], [0.5, 0.1, 0.4]]
     )
     labels = np.array([0, 0, 1, 1, 2, 2])
     scores = classification_scores(probs, labels, names=["accuracy", "balanced_accuracy", "auc"])

@@ -21,7 +21,7 @@ from scipy.spatial.transform import Rotation
 import axial_monai.preprocess.pipeline as pipeline
 from axial_monai import cli
 from axial_monai.explain import DEFAULT_METHOD, DEFAULT_METHODS
-from axial_monai.run_settings import RunSettings
+from axial_monai.run import RunSettings
 
 COLIN = Path("/usr/share/mricron/templates/ch2.nii.gz")
 

@@ -23,14 +23,9 @@ from axial_monai import cli
 from axial_monai.errors import InputError, SettingsError
 from axial_monai.handlers import AtomicCheckpointSaver
 from axial_monai.networks import AxialNet
-from axial_monai.run_settings import (
-    RunSettings,
-    attach_control_mean,
-    attach_run_settings,
-    load_run_settings,
-    load_weights,
-    mean_control,
-)
+from axial_monai.run import RunSettings, load_run_settings, load_weights, mean_control
+from axial_monai.run.migrate import attach_control_mean, attach_run_settings
+from axial_monai.run.training import training_settings
 from axial_monai.transforms import load_volume
 
 #: every network setting differs from train.json's defaults (plane 1, 24 slices, 64 px, CN/AD)
@@ -272,9 +267,7 @@ def test_training_refuses_images_on_several_grids(tiny_cohort, tmp_path):
     (tmp_path / "datalist.json").write_text(json.dumps(datalist))
     recipe = functools.partial(AxialNet, num_classes=2, backbone="resnet18")
     with pytest.raises(InputError, match=r"unusable: .*shifted\.nii\.gz.*shifted by.*not on one grid"):
-        RunSettings.for_training(
-            recipe, ["CN", "AD"], dataset_dir=str(tmp_path), datalist=str(tmp_path / "datalist.json")
-        )
+        training_settings(recipe, ["CN", "AD"], dataset_dir=str(tmp_path), datalist=str(tmp_path / "datalist.json"))
 
 
 @pytest.mark.parametrize("saver_class", [AtomicCheckpointSaver, CheckpointSaver])

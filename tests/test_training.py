@@ -25,7 +25,7 @@ from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser
 
 from axial_monai.configs import config_path
-from axial_monai.run_settings import load_weights
+from axial_monai.run import load_weights
 
 #: a planted val_mcc per validation: best at epoch 2, worse at epoch 3 -> with patience 1 training stops after 3
 PLANTED = (0.2, 0.7, 0.5, 0.9, 0.9)

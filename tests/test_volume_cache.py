@@ -25,7 +25,7 @@ from axial_monai.data.atlas import template_path
 from axial_monai.data.volume_cache import VolumeStore, box_keys, transform_signature
 from axial_monai.engines import PrepareVolumeBatch
 from axial_monai.networks import AxialNet
-from axial_monai.run_settings import RunSettings
+from axial_monai.run import RunSettings
 from axial_monai.transforms import RandSliceSampled, load_volume
 
 

@@ -3,10 +3,10 @@
 Use :func:`run_cross_validation` from Python or ``python -m axial_monai.crossval BIDS_DIR OUT_DIR`` from a shell.
 """
 
-from axial_monai.crossval.leakage import check_no_leakage, check_transfer_leakage, split_subjects
-from axial_monai.crossval.runner import RUNNER_KEYS, TRAIN_CONFIG, fold_dir, run_cross_validation, run_fold
-from axial_monai.crossval.splits import SPLITS, assign_folds, make_folds, split_fold
-from axial_monai.scores import LEVELS, baseline_scans, join_predictions, level_scores, summarize
+from ..scores import LEVELS, baseline_scans, join_predictions, level_scores, summarize
+from .leakage import check_no_leakage, check_transfer_leakage, split_subjects
+from .runner import RUNNER_KEYS, TRAIN_CONFIG, fold_dir, run_cross_validation, run_fold
+from .splits import SPLITS, assign_folds, make_folds, split_fold
 
 __all__ = [
     "check_no_leakage",

@@ -30,11 +30,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from axial_monai.commandline import run_fire
-from axial_monai.crossval.runner import TRAIN_CONFIG, run_cross_validation
-from axial_monai.data.clinica import TASKS, clinica_task_table, label_sessions, load_clinica_table
-from axial_monai.errors import SettingsError
-from axial_monai.log import setup_cli_logging
+from ..commandline import run_fire
+from ..data.clinica import TASKS, clinica_task_table, label_sessions, load_clinica_table
+from ..errors import SettingsError
+from ..log import setup_cli_logging
+from .runner import TRAIN_CONFIG, run_cross_validation
 
 __all__ = ["CLASS_NAMES", "crossval_command", "main"]
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from axial_monai.crossval.leakage import check_no_leakage
-from axial_monai.crossval.runner import table_to_items
-from axial_monai.crossval.splits import SPLITS, assign_folds, make_folds, split_fold
-from axial_monai.errors import InputError, SettingsError
-from axial_monai.io import write_json
+from ..errors import InputError, SettingsError
+from ..io import write_json
+from .leakage import check_no_leakage
+from .runner import table_to_items
+from .splits import SPLITS, assign_folds, make_folds, split_fold
 
 __all__ = ["holdout_split", "class_counts", "fold_paths", "write_datalists"]
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
-from axial_monai.errors import InputError, SettingsError
+from ..errors import InputError, SettingsError
 
 __all__ = ["split_subjects", "check_no_leakage", "check_transfer_leakage"]
 

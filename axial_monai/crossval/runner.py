@@ -47,21 +47,14 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from axial_monai.configs import CONFIG_DIR
-from axial_monai.crossval.leakage import check_no_leakage, check_transfer_leakage
-from axial_monai.crossval.splits import SPLITS, assign_folds, check_table, split_fold
-from axial_monai.crossval.stability import explain_fold, explanation_stability
-from axial_monai.errors import InputError, SettingsError
-from axial_monai.io import write_csv, write_json
-from axial_monai.metrics import METRICS
-from axial_monai.scores import (
-    LEVELS,
-    join_predictions,
-    level_intervals,
-    level_scores,
-    pool_predictions,
-    summarize,
-)
+from ..configs import CONFIG_DIR
+from ..errors import InputError, SettingsError
+from ..io import write_csv, write_json
+from ..metrics import METRICS
+from ..scores import LEVELS, join_predictions, level_intervals, level_scores, pool_predictions, summarize
+from .leakage import check_no_leakage, check_transfer_leakage
+from .splits import SPLITS, assign_folds, check_table, split_fold
+from .stability import explain_fold, explanation_stability
 
 __all__ = [
     "TRAIN_CONFIG",
@@ -345,14 +338,7 @@ def run_cross_validation(
             source_overrides = source_settings.get("overrides") or {}
         source_sha256 = source_settings.get("settings_sha256")
     settings = run_settings(
-        config_files,
-        overrides,
-        k,
-        seed,
-        val_fraction,
-        positive,
-        None if source is None else str(source),
-        source_sha256,
+        config_files, overrides, k, seed, val_fraction, positive, None if source is None else str(source), source_sha256
     )
     digest = settings["settings_sha256"]
     folds = assign_folds([table, *assign_with], k, seed, fixed=fixed)

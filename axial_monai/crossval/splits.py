@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from axial_monai.errors import InputError, SettingsError
+from ..errors import InputError, SettingsError
 
 __all__ = ["SPLITS", "check_table", "assign_folds", "split_fold", "make_folds"]
 
@@ -66,10 +66,7 @@ def _stratified_group_folds(frame: pd.DataFrame, n_splits: int, seed: int) -> li
 
 
 def assign_folds(
-    tables: pd.DataFrame | Sequence[pd.DataFrame],
-    k: int = 5,
-    seed: int = 0,
-    fixed: Mapping[str, int] | None = None,
+    tables: pd.DataFrame | Sequence[pd.DataFrame], k: int = 5, seed: int = 0, fixed: Mapping[str, int] | None = None
 ) -> pd.Series:
     """One fold per subject over the union of the subjects of ``tables`` (see the module docstring).
 
@@ -106,12 +103,12 @@ def assign_folds(
     bad = {s: f for s, f in fixed.items() if not 0 <= f < k}
     if bad:
         raise SettingsError(f"Fixed folds must be in 0..{k - 1}; got {dict(list(bad.items())[:10])}.")
-    folds = {s: f for s, f in fixed.items()}
+    folds = dict(fixed)
     rest = scans[~scans["subject"].isin(set(fixed))].reset_index(drop=True)
     subjects = rest["subject"].unique()
     if len(subjects) >= k:
         for fold, positions in enumerate(_stratified_group_folds(rest, k, seed)):
-            folds.update({s: fold for s in rest["subject"].iloc[positions]})
+            folds.update(dict.fromkeys(rest["subject"].iloc[positions], fold))
     elif len(subjects):
         if not fixed:
             raise SettingsError(

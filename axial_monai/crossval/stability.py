@@ -20,8 +20,8 @@ from typing import Any
 import pandas as pd
 from scipy.stats import spearmanr
 
-from axial_monai.configs import CONFIG_DIR
-from axial_monai.io import write_csv
+from ..configs import CONFIG_DIR
+from ..io import write_csv
 
 __all__ = ["STABILITY_FILE", "explain_config_files", "explain_fold", "fold_relevance", "explanation_stability"]
 

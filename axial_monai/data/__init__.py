@@ -1,15 +1,10 @@
-"""Data: brain template and label atlases, and the built-in planted-atrophy demo cohort."""
+"""Data: datalists, the compact volume cache, brain template and label atlases.
 
-from axial_monai.data.atlas import Atlas, load_atlas, region_mask, resample_atlas, template_path
-from axial_monai.data.demo import prepare_demo_cohort
-from axial_monai.data.volume_cache import VolumeCacheDataset
+The built-in planted-atrophy demo cohort is :func:`axial_monai.data.demo.prepare_demo_cohort` (imported by name:
+an exported bundle does not carry it).
+"""
 
-__all__ = [
-    "Atlas",
-    "load_atlas",
-    "prepare_demo_cohort",
-    "region_mask",
-    "resample_atlas",
-    "template_path",
-    "VolumeCacheDataset",
-]
+from .atlas import Atlas, load_atlas, region_mask, resample_atlas, template_path
+from .volume_cache import VolumeCacheDataset
+
+__all__ = ["Atlas", "load_atlas", "region_mask", "resample_atlas", "template_path", "VolumeCacheDataset"]

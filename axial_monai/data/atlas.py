@@ -35,8 +35,8 @@ import nibabel.processing
 import numpy as np
 import pandas as pd
 
-from axial_monai.errors import InputError, SettingsError
-from axial_monai.io import NIFTI_SUFFIXES, nifti_stem
+from ..errors import InputError, SettingsError
+from ..io import NIFTI_SUFFIXES, nifti_stem
 
 __all__ = [
     "TEMPLATE_FILENAME",

@@ -34,16 +34,9 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from axial_monai.data.clinica import (
-    DIAGNOSES,
-    TASKS,
-    find_session_image,
-    label_sessions,
-    normalize_diagnoses,
-    session_month,
-)
-from axial_monai.data.datalist import check_nifti_header
-from axial_monai.errors import SettingsError
+from ..errors import SettingsError
+from .clinica import DIAGNOSES, TASKS, find_session_image, label_sessions, normalize_diagnoses, session_month
+from .datalist import check_nifti_header
 
 __all__ = ["CLASS_NAMES", "CLINICA_STEPS", "Problem", "BidsCheck", "check_bids_tree"]
 

@@ -27,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from axial_monai.derivatives import DerivativesLayout, raw_t1w_images
-from axial_monai.errors import InputError, SettingsError
+from ..derivatives import DerivativesLayout, raw_t1w_images, session_month
+from ..errors import InputError, SettingsError
 
 __all__ = [
     "TASKS",
@@ -58,13 +57,6 @@ TASKS = ("ADvsCN", "pMCIvsSMCI")
 DIAGNOSES = ("CN", "MCI", "AD")
 #: ADNIMERGE's per-visit ``DX`` and baseline ``DX_bl`` spellings that are not ours (``diagnosis_map="adnimerge"``).
 ADNIMERGE_DIAGNOSES = {"DEMENTIA": "AD", "EMCI": "MCI", "LMCI": "MCI"}
-_MONTH = re.compile(r"^ses-M(\d+)$")
-
-
-def session_month(session: str) -> int | None:
-    """Month of a Clinica session id (``"ses-M036"`` -> 36), or ``None`` if it has no ``ses-M<digits>`` form."""
-    match = _MONTH.match(str(session))
-    return int(match.group(1)) if match else None
 
 
 def _diagnosis_mapping(diagnosis_map: Mapping[str, str | None] | str | None) -> dict[str, str | None]:

@@ -14,9 +14,9 @@ import nibabel as nib
 import pandas as pd
 from monai.data import load_decathlon_datalist
 
-from axial_monai.errors import InputError, one_line
-from axial_monai.input_check import affine_problem, voxel_problem
-from axial_monai.io import NIFTI_SUFFIXES, nifti_stem, write_csv
+from ..errors import InputError, one_line
+from ..input_check import affine_problem, voxel_problem
+from ..io import NIFTI_SUFFIXES, nifti_stem, write_csv
 
 __all__ = [
     "load_split",
@@ -113,10 +113,7 @@ def _item_problems(items: Sequence[Mapping], keys: Sequence[str], num_classes: i
 
 
 def check_items(
-    items: Sequence[Mapping],
-    where: str,
-    check: Callable[[str], str | None] | None = None,
-    drop: bool = False,
+    items: Sequence[Mapping], where: str, check: Callable[[str], str | None] | None = None, drop: bool = False
 ) -> list[dict]:
     """Check the image files of datalist items (exist, readable NIfTI header, one 3D volume, non-singular affine,
     and ``check``, e.g. the run's grid) and refuse them all at once, or drop the bad ones.

@@ -89,9 +89,10 @@ from scipy import ndimage
 from sklearn.model_selection import train_test_split
 from tqdm import tqdm
 
-from axial_monai.data.atlas import Atlas, load_atlas, region_indices, region_mask, resample_atlas, template_path
+from .atlas import Atlas, load_atlas, region_indices, region_mask, resample_atlas, template_path
+from .volume_cache import default_cache_root
 
-__all__ = ["ATROPHY_MODELS", "CLASS_NAMES", "GENERATOR_VERSION", "default_cache_root", "prepare_demo_cohort"]
+__all__ = ["ATROPHY_MODELS", "CLASS_NAMES", "GENERATOR_VERSION", "prepare_demo_cohort"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,11 +118,6 @@ _TRANSLATE_MM = 1.5
 _BIAS_COEFF_RANGE = (0.0, 0.15)
 _INTENSITY_SCALE_RANGE = (0.9, 1.1)
 _NOISE_STD_RANGE = (0.01, 0.03)
-
-
-def default_cache_root() -> Path:
-    """``$AXIAL_MONAI_CACHE`` if set, else ``~/.cache/axial_monai``."""
-    return Path(os.environ.get("AXIAL_MONAI_CACHE") or "~/.cache/axial_monai").expanduser()
 
 
 def _parameters(
@@ -310,9 +306,7 @@ class _RandomWarp(Randomizable):
         magnitude = _ELASTIC_RMS_MM / spacing / np.sqrt((2 / 3) ** 3)
         self.deform = RandDeformGrid(spacing=(self.control,) * 3, magnitude_range=(0.75 * magnitude, 1.25 * magnitude))
         self.affine = RandAffineGrid(
-            rotate_range=(_ROTATE_RAD,) * 3,
-            scale_range=(_SCALE,) * 3,
-            translate_range=(_TRANSLATE_MM / spacing,) * 3,
+            rotate_range=(_ROTATE_RAD,) * 3, scale_range=(_SCALE,) * 3, translate_range=(_TRANSLATE_MM / spacing,) * 3
         )
         self.resample = Resample(padding_mode="zeros", dtype=np.float32)
 
@@ -342,13 +336,7 @@ class _RandomWarp(Randomizable):
 
 
 def _simulate_subject(
-    anatomy: _Anatomy,
-    label: int,
-    strength: float,
-    seed: int,
-    index: int,
-    warp: _RandomWarp,
-    bias: RandBiasField,
+    anatomy: _Anatomy, label: int, strength: float, seed: int, index: int, warp: _RandomWarp, bias: RandBiasField
 ) -> tuple[np.ndarray, np.ndarray]:
     """One subject: ``(image float32, atrophy mask uint8)``, both of shape ``(X, Y, Z)``."""
     rng = np.random.default_rng([seed, index])

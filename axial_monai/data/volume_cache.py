@@ -53,20 +53,27 @@ __all__ = [
     "VolumeStore",
     "box_keys",
     "default_cache_dir",
+    "default_cache_root",
     "transform_signature",
 ]
 
 logger = logging.getLogger(__name__)
+#: the top-level name of this package (``axial_monai``; another in a bundle's copy of the code)
+_PACKAGE = __name__.split(".")[0]
 
 CACHE_MODES = ("none", "memory", "disk")
 #: bumped whenever the stored layout or the meaning of a record changes, so that older entries are rebuilt.
 FORMAT_VERSION = 1
 
 
+def default_cache_root() -> Path:
+    """``$AXIAL_MONAI_CACHE`` if set, else ``~/.cache/axial_monai``: the root of every cache of axial-monai (volumes,
+    demo cohorts, preprocessed scans of ``axial-monai predict``)."""
+    return Path(os.environ.get("AXIAL_MONAI_CACHE") or "~/.cache/axial_monai").expanduser()
+
+
 def default_cache_dir() -> Path:
     """``<$AXIAL_MONAI_CACHE or ~/.cache/axial_monai>/volumes``: the bundle's default ``cache_dir``."""
-    from .demo import default_cache_root
-
     return default_cache_root() / "volumes"
 
 
@@ -83,7 +90,7 @@ def _is_setting_holder(value: Any) -> bool:
     """A MONAI or axial_monai object (transform, image reader), or a list of them."""
     if isinstance(value, (list, tuple)):
         return bool(value) and all(_is_setting_holder(v) for v in value)
-    return hasattr(value, "__dict__") and type(value).__module__.split(".")[0] in ("monai", "axial_monai")
+    return hasattr(value, "__dict__") and type(value).__module__.split(".")[0] in ("monai", _PACKAGE)
 
 
 def _describe(obj: Any, depth: int = 0) -> Any:

@@ -15,8 +15,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from axial_monai.geometry import plane_index
-
+from ..geometry import plane_index
 from .volumes import _check_indices, _check_shape, _to_numpy, minmax
 
 __all__ = ["cohort_attention_map", "explainable_mri", "mean_map"]

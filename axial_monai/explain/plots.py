@@ -17,9 +17,8 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from axial_monai.geometry import PLANE_NAMES
-from axial_monai.io import write_png
-
+from ..geometry import PLANE_NAMES
+from ..io import write_png
 from .volumes import _to_numpy
 
 __all__ = ["PLANE_NAMES", "high_attention_runs", "plot_attention_profiles", "plot_overlay"]

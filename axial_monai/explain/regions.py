@@ -289,7 +289,7 @@ class RegionTableAccumulator:
         seen = set()
         for row in table.to_dict("records"):
             index = int(row["index"])
-            entry = self.sums.setdefault(index, {k: 0.0 for k in (*self._VALUES, "n_scans")})
+            entry = self.sums.setdefault(index, dict.fromkeys((*self._VALUES, "n_scans"), 0.0))
             self.names.setdefault(index, str(row["name"]))
             for key in self._VALUES:
                 value = row.get(key, 0.0)
@@ -304,7 +304,7 @@ class RegionTableAccumulator:
         self.any_rows |= other.any_rows
         self.all_have_mm3 &= other.all_have_mm3
         for index, values in other.sums.items():
-            entry = self.sums.setdefault(index, {k: 0.0 for k in (*self._VALUES, "n_scans")})
+            entry = self.sums.setdefault(index, dict.fromkeys((*self._VALUES, "n_scans"), 0.0))
             for key, value in values.items():
                 entry[key] += value
             self.names.setdefault(index, other.names[index])

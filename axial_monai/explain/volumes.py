@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from axial_monai.geometry import plane_index
+from ..geometry import plane_index
 
 __all__ = [
     "CAM_NORMALIZATIONS",

@@ -9,7 +9,7 @@ from typing import Any
 from ignite.handlers.checkpoint import BaseSaveHandler
 from monai.handlers import CheckpointSaver
 
-from axial_monai.io import save_checkpoint
+from ..io import save_checkpoint
 
 __all__ = ["AtomicCheckpointSaver"]
 

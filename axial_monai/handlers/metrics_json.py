@@ -8,7 +8,7 @@ import os
 import ignite.distributed as idist
 from ignite.engine import Engine, Events
 
-from axial_monai.io import write_json
+from ..io import write_json
 
 __all__ = ["MetricsJSONWriter"]
 
@@ -81,7 +81,7 @@ class MetricsJSONWriter:
         logger.info(f"metrics written to {path}")
 
     def _intervals(self) -> dict:
-        from axial_monai.scores import level_intervals, prediction_frame
+        from ..scores import level_intervals, prediction_frame
 
         if not os.path.isfile(self.predictions):
             raise RuntimeError(

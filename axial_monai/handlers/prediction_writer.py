@@ -11,7 +11,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.utils import string_list_all_gather
 
-from axial_monai.io import write_csv
+from ..io import write_csv
 
 __all__ = ["PredictionWriter"]
 

@@ -31,6 +31,9 @@ from monai.transforms import Randomizable
 
 __all__ = ["RandomStates", "EarlyStopState", "GradScalerState", "TrainingStateLoader"]
 
+#: the top-level name of this package (``axial_monai``; another in a bundle's copy of the code)
+_PACKAGE = __name__.split(".")[0]
+
 
 def _randomizables(root: Any) -> list[Randomizable]:
     """Every ``Randomizable`` reachable from ``root`` through attributes, lists and tuples, in a fixed order."""
@@ -47,7 +50,7 @@ def _randomizables(root: Any) -> list[Randomizable]:
             return
         if isinstance(obj, Randomizable):
             found.append(obj)
-        if hasattr(obj, "__dict__") and type(obj).__module__.split(".")[0] in ("monai", "axial_monai"):
+        if hasattr(obj, "__dict__") and type(obj).__module__.split(".")[0] in ("monai", _PACKAGE):
             for value in vars(obj).values():
                 visit(value, depth + 1)
 

@@ -13,8 +13,7 @@ import torch.utils.checkpoint
 import torchvision
 from torch import nn
 
-from axial_monai.errors import InputError, SettingsError
-
+from ..errors import InputError, SettingsError
 from .checkpoints import load_checkpoint
 
 __all__ = ["BACKBONES", "Backbone", "build_backbone", "configure_backbones", "freeze_layers", "layers"]

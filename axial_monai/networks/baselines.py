@@ -8,8 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from axial_monai.errors import SettingsError
-
+from ..errors import SettingsError
 from .backbones import build_backbone
 from .base import SliceNet
 from .encoder import SliceEncoder
@@ -45,11 +44,7 @@ class SliceClassifier2D(SliceNet):
         features = build_backbone(name=backbone, pretrained=pretrained, freeze=freeze)
         super().__init__(num_classes=num_classes, in_features=features.out_features, dropout=dropout)
         self.slicer = SliceStack(
-            plane=plane,
-            num_slices=num_slices,
-            image_size=image_size,
-            normalize=normalize,
-            spatial_shape=spatial_shape,
+            plane=plane, num_slices=num_slices, image_size=image_size, normalize=normalize, spatial_shape=spatial_shape
         )
         self.backbone = features
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from axial_monai.errors import InputError, one_line
+from ..errors import InputError, one_line
 
 __all__ = ["load_checkpoint"]
 

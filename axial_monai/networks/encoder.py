@@ -42,11 +42,7 @@ class SliceEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.slicer = SliceStack(
-            plane=plane,
-            num_slices=num_slices,
-            image_size=image_size,
-            normalize=normalize,
-            spatial_shape=spatial_shape,
+            plane=plane, num_slices=num_slices, image_size=image_size, normalize=normalize, spatial_shape=spatial_shape
         )
         self.backbone = build_backbone(name=backbone, pretrained=pretrained, freeze=freeze)
 

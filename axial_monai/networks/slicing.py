@@ -8,14 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from axial_monai.errors import InputError, SettingsError
-from axial_monai.geometry import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    central_slice_indices,
-    central_slice_start,
-    plane_index,
-)
+from ..errors import InputError, SettingsError
+from ..geometry import IMAGENET_MEAN, IMAGENET_STD, central_slice_indices, central_slice_start, plane_index
 
 __all__ = ["SliceStack", "check_volume"]
 

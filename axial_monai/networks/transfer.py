@@ -18,8 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from axial_monai.errors import InputError, SettingsError
-
+from ..errors import InputError, SettingsError
 from .backbones import Backbone, freeze_layers
 from .checkpoints import load_checkpoint
 

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from axial_monai.errors import SettingsError
-
+from ..errors import SettingsError
 from .axialnet import AttentionPool
 from .backbones import build_backbone
 from .base import SliceNet

@@ -12,8 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from axial_monai.preprocess.bids import Scan, derivative_path, find_t1w_scans, parse_shard, pipeline_dir, select_shard
-from axial_monai.preprocess.qc import collect_qc
+from .bids import Scan, derivative_path, find_t1w_scans, parse_shard, pipeline_dir, select_shard
+from .qc import collect_qc
 
 _LAZY = {
     "TRANSFORMS": "pipeline",

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import sys
 
-from axial_monai.commandline import run_fire
-from axial_monai.log import setup_cli_logging
-from axial_monai.preprocess.pipeline import preprocess_bids
+from ..commandline import run_fire
+from ..log import setup_cli_logging
+from .pipeline import preprocess_bids
 
 __all__ = ["main"]
 

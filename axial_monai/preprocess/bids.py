@@ -16,9 +16,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from axial_monai.derivatives import PIPELINE_NAME, T1W_SUFFIXES, DerivativesLayout
-from axial_monai.errors import InputError, SettingsError
-from axial_monai.io import write_json, write_text
+from ..derivatives import PIPELINE_NAME, T1W_SUFFIXES, DerivativesLayout
+from ..errors import InputError, SettingsError
+from ..io import write_json, write_text
 
 __all__ = [
     "Scan",

@@ -53,13 +53,13 @@ import nibabel as nib
 import numpy as np
 from tqdm.auto import tqdm
 
-from axial_monai import __version__
-from axial_monai.derivatives import DerivativesLayout, QCRecord
-from axial_monai.errors import InputError, SettingsError
-from axial_monai.io import atomic_path, write_json
-from axial_monai.preprocess.bids import Scan, find_t1w_scans, parse_shard, select_shard, write_dataset_description
-from axial_monai.preprocess.qc import collect_qc, read_record
-from axial_monai.preprocess.templates import DEFAULT_TEMPLATE, TEMPLATES, Template, load_template
+from .. import __version__
+from ..derivatives import DerivativesLayout, QCRecord
+from ..errors import InputError, SettingsError
+from ..io import atomic_path, write_json
+from .bids import Scan, find_t1w_scans, parse_shard, select_shard, write_dataset_description
+from .qc import collect_qc, read_record
+from .templates import DEFAULT_TEMPLATE, TEMPLATES, Template, load_template
 
 __all__ = [
     "TRANSFORMS",
@@ -75,12 +75,7 @@ logger = logging.getLogger(__name__)
 
 #: Short names of the registration types -> ANTsPy ``type_of_transform``. Any other ANTsPy type (e.g.
 #: ``"SyNRA"``, ``"antsRegistrationSyN[s]"``) is passed through unchanged.
-TRANSFORMS = {
-    "SyNQuick": "antsRegistrationSyNQuick[s]",
-    "SyN": "SyN",
-    "Affine": "Affine",
-    "Rigid": "Rigid",
-}
+TRANSFORMS = {"SyNQuick": "antsRegistrationSyNQuick[s]", "SyN": "SyN", "Affine": "Affine", "Rigid": "Rigid"}
 _ANTSPY_TYPES = frozenset(
     "Translation Rigid Similarity QuickRigid DenseRigid BOLDRigid Affine AffineFast BOLDAffine TRSAA Elastic "
     "ElasticSyN SyN SyNRA SyNOnly SyNCC SyNabp SyNBold SyNBoldAff SyNAggro SyNLessAggro TVMSQ TVMSQC".split()

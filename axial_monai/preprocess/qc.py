@@ -20,8 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from axial_monai.derivatives import QC_COLUMNS, DerivativesLayout
-from axial_monai.io import write_csv
+from ..derivatives import QC_COLUMNS, DerivativesLayout
+from ..io import write_csv
 
 __all__ = ["read_record", "collect_qc"]
 

@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
-from axial_monai.derivatives import space_label
-from axial_monai.errors import InputError, SettingsError
+from ..derivatives import space_label
+from ..errors import InputError, SettingsError
 
 if TYPE_CHECKING:  # ANTs is imported where images are read: the names and files above are needed without it
     import ants

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from axial_monai.io import write_text
-from axial_monai.metrics import METRICS
-from axial_monai.report import figures
-from axial_monai.report.runs import Evaluation, Explanations, RunContents, find_run_contents, read_scalars
-from axial_monai.scores import baseline_scans, level_intervals
+from ..io import write_text
+from ..metrics import METRICS
+from ..scores import baseline_scans, level_intervals
+from . import figures
+from .runs import Evaluation, Explanations, RunContents, find_run_contents, read_scalars
 
 __all__ = ["METRIC_LABELS", "build_report", "write_report"]
 
@@ -261,12 +261,7 @@ def _explain_blocks(contents: RunContents, max_scans: int, anatomy: str | None) 
             names = ", ".join(top["name"].astype(str)) if "name" in top.columns else ""
             rows.append([_cell(path.stem[len("regions_") :]), _cell(names or "(no region above threshold)")])
         blocks.append(
-            {
-                "kind": "scan",
-                "title": sid,
-                "items": items,
-                "table": {"columns": ["map", "top regions"], "rows": rows},
-            }
+            {"kind": "scan", "title": sid, "items": items, "table": {"columns": ["map", "top regions"], "rows": rows}}
         )
     return blocks
 

@@ -22,17 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from axial_monai.errors import InputError
-from axial_monai.scores import join_predictions, prediction_frame
+from ..errors import InputError
+from ..scores import join_predictions, prediction_frame
 
-__all__ = [
-    "Evaluation",
-    "CrossValidation",
-    "Explanations",
-    "RunContents",
-    "read_scalars",
-    "find_run_contents",
-]
+__all__ = ["Evaluation", "CrossValidation", "Explanations", "RunContents", "read_scalars", "find_run_contents"]
 
 
 @dataclass

@@ -10,7 +10,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandGaussianNoise, RandGaussianNoised, RandomizableTransform, Transform
 from monai.utils import convert_to_dst_type, convert_to_tensor
 
-from axial_monai.errors import InputError, SettingsError
+from ..errors import InputError, SettingsError
 
 __all__ = [
     "RandGaussianNoiseTorch",

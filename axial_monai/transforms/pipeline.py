@@ -6,8 +6,7 @@ from collections.abc import Sequence
 
 from monai.transforms import Compose, LoadImaged, Orientationd
 
-from axial_monai.input_check import InputCheck
-
+from ..input_check import InputCheck
 from .intensity import RobustNormalizeIntensityd
 from .validation import CheckVolumed
 

@@ -8,8 +8,8 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable, Transform
 
-from axial_monai.errors import InputError
-from axial_monai.geometry import central_slice_indices, plane_index
+from ..errors import InputError
+from ..geometry import central_slice_indices, plane_index
 
 __all__ = ["RandSliceSample", "RandSliceSampled"]
 

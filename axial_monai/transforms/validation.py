@@ -10,9 +10,8 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
-from axial_monai.errors import InputError
-from axial_monai.input_check import InputCheck, affine_problem, volume_problem
-
+from ..errors import InputError
+from ..input_check import InputCheck, affine_problem, volume_problem
 from .intensity import source_name
 
 __all__ = ["CheckVolume", "CheckVolumed"]

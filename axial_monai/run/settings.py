@@ -1,0 +1,532 @@
+"""Run settings: what a trained network is and what it accepts, saved inside its checkpoint.
+
+Training saves one checkpoint ``models/model.pt`` that holds two entries (MONAI's ``CheckpointSaver`` with
+``save_dict={"model": network, "run": run_settings}``, written atomically by ignite's ``DiskSaver``)::
+
+    {"model": <state dict of the network>, "run": <RunSettings.state_dict(): plain data and two small tensors>}
+
+Both load with ``torch.load(path, weights_only=True)``, so a ``model.pt`` copied on its own still says what it is.
+The settings are (:meth:`RunSettings.state_dict`):
+
+* ``network``: the class (``axial_monai.networks.axialnet.AxialNet``) and every constructor argument, as the
+  config resolved them (``backbone``, ``plane``, ``num_slices``, ``image_size``, slice ``normalize``, ...);
+* ``class_names`` (label order), ``positive_class``, ``task`` and the volume ``intensity`` mode;
+* ``grid``: the RAS shape, voxel size, orientation and affine of the training images, read from their NIfTI
+  headers (:func:`axial_monai.input_check.read_grid`), and the ``template`` they were registered to, resampled to
+  that grid (uint8 intensities and a bit-packed brain mask: 1.3 MB for the 2 mm demo grid, 10 MB at 1 mm): the
+  brain-extracted check of new scans and the registration target of ``axial-monai predict``;
+* ``controls``: the mean control scan: the voxel-wise mean of up to :data:`MAX_CONTROLS` training scans of the
+  classes other than ``positive_class``, as the network trains on them (read from the training dataset's volume cache
+  before training: :meth:`RunSettings.average_controls`), on the input grid (float16: 3.6 MB for the 2 mm demo grid,
+  17 MB at 1 mm). It is the default baseline of Integrated Gradients
+  (:class:`axial_monai.explain.ExplainSettings`), so that a shared model explains new scans without its training
+  data. Checkpoints made before axial-monai 0.2.5 lack it (:func:`axial_monai.run.migrate.attach_control_mean` adds it);
+* ``data``: the training ``dataset_dir`` and ``datalist`` (the defaults of evaluation and inference);
+* ``versions`` of the packages that made the run.
+
+Why inside the checkpoint rather than a JSON sidecar: one file cannot lose its half, be paired with another run's
+weights, or be overwritten separately; ignite/MONAI checkpoint handlers already save and load dicts of several
+entries; and ``weights_only=True`` still applies (no pickled objects). A checkpoint that has no settings (made
+before they existed) is refused with what to do (:func:`axial_monai.run.migrate.attach_run_settings` or retraining).
+
+Evaluation, inference and explanation build the network from the settings (:meth:`RunSettings.build_network`);
+a setting given explicitly that contradicts the run is a :class:`~axial_monai.errors.SettingsError` naming both
+values (:meth:`RunSettings.check_given`); a null setting means "the run's".
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import importlib
+import importlib.metadata
+import inspect
+import logging
+import os
+import platform
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+from monai.data import list_data_collate
+from torch import nn
+
+from .. import networks as own_networks
+from ..data.datalist import load_split
+from ..errors import InputError, SettingsError
+from ..geometry import plane_index
+from ..input_check import Grid, InputCheck
+from .checkpoint import RUN_KEY, check_weights, checkpoint_path, load_weights, read_checkpoint
+from .controls import MAX_CONTROLS, mean_control
+
+__all__ = ["FORMAT", "NETWORK_MODULES", "RunSettings", "load_run_settings"]
+
+logger = logging.getLogger(__name__)
+
+#: version of the layout of the saved settings.
+FORMAT = 1
+#: a checkpoint may only name network classes from these packages (nothing else is imported or called).
+NETWORK_MODULES = ("axial_monai.networks", "monai.networks")
+#: the import name of this package: ``axial_monai``, or another where a bundle carries a copy of it.
+_OWN_PACKAGE = own_networks.__name__.rpartition(".")[0]
+#: packages whose versions a run records.
+_PACKAGES = ("axial-monai", "monai", "torch", "torchvision", "pytorch-ignite", "numpy", "nibabel")
+#: settings compared with the run by value that are not network arguments.
+_RUN_LEVEL = ("class_names", "positive_class", "intensity")
+#: network arguments that only matter for training: the checkpoint holds every weight.
+_TRAINING_ONLY = ("pretrained", "freeze")
+#: at most this many training controls make the stored mean control scan (evenly spaced over the split): enough to
+
+
+def package_versions() -> dict[str, str]:
+    """The versions of Python and of the packages a run records."""
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _plain(value: Any, name: str) -> Any:
+    """``value`` as JSON-like plain data (tuples become lists), or a SettingsError naming ``name``."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v, name) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, name) for k, v in value.items()}
+    raise SettingsError(
+        f"The network setting {name} is a {type(value).__name__}; run settings hold plain values only "
+        "(numbers, strings, lists)."
+    )
+
+
+def network_recipe(network: Any) -> tuple[str, dict[str, Any]]:
+    """Class path and keyword arguments of a network recipe: ``functools.partial`` (``_mode_: "callable"``)."""
+    if not isinstance(network, functools.partial) or not isinstance(network.func, type):
+        raise SettingsError(
+            "network must be the network's recipe: a partial of its class with every constructor argument "
+            '(in a config: "network_spec" with "_mode_": "callable"), not '
+            f"{type(network).__name__}."
+        )
+    if network.args:
+        raise SettingsError(f"network settings must be keyword arguments, not positional {network.args}.")
+    module = network.func.__module__
+    if module.startswith(_OWN_PACKAGE + ".networks"):  # recorded under its installed name, wherever it ran from
+        module = "axial_monai" + module[len(_OWN_PACKAGE) :]
+    return f"{module}.{network.func.__qualname__}", {k: _plain(v, k) for k, v in network.keywords.items()}
+
+
+def _network_class(target: str) -> type[nn.Module]:
+    """The network class a checkpoint names: one of this package's networks (``axial_monai.networks.<...>.<class>``,
+    looked up by name among them) or of ``monai.networks``; anything else is refused, and nothing else is imported."""
+    prefix = next((p for p in NETWORK_MODULES if target.startswith(p + ".")), None)
+    if prefix is None:
+        raise InputError(
+            f"The run settings name the network {target!r}; only classes of {list(NETWORK_MODULES)} are built."
+        )
+    module_name, _, name = target.rpartition(".")
+    try:
+        if prefix == "axial_monai.networks":
+            if name not in own_networks.__all__:
+                raise AttributeError(f"axial_monai.networks has no network {name!r}")
+            cls = getattr(own_networks, name)
+        else:
+            cls = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as err:
+        raise InputError(f"The network {target!r} of the run settings cannot be found ({err}).") from None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise InputError(f"{target!r} of the run settings is not a network class.")
+    return cls
+
+
+def _pack_mask(mask: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.packbits(np.asarray(mask, dtype=bool).ravel()))
+
+
+def _unpack_mask(packed: torch.Tensor, shape: Sequence[int]) -> np.ndarray:
+    count = int(np.prod(shape))
+    return np.unpackbits(packed.numpy())[:count].reshape(tuple(shape)).astype(bool)
+
+
+def slice_problem(grid: Grid, kwargs: Mapping[str, Any]) -> str | None:
+    """Why the images of ``grid`` cannot give the network's ``num_slices`` slices along its plane(s), or None."""
+    if "plane" not in kwargs or "num_slices" not in kwargs:
+        return None
+    planes = kwargs["plane"] if isinstance(kwargs["plane"], list | tuple) else [kwargs["plane"]]
+    counts = kwargs["num_slices"] if isinstance(kwargs["num_slices"], list | tuple) else [kwargs["num_slices"]]
+    counts = counts * len(planes) if len(counts) == 1 else counts
+    for plane, count in zip(planes, counts, strict=False):
+        depth = grid.shape[plane_index(plane)]
+        if int(count) > depth:
+            return (
+                f"have {depth} voxels along plane {plane!r} ({grid.describe()}), fewer than num_slices={count}: "
+                f"lower num_slices to at most {depth} or preprocess to a finer grid"
+            )
+    return None
+
+
+def checked_class_names(class_names: Sequence[str], positive_class: int, kwargs: Mapping[str, Any]) -> list[str]:
+    """The class names as strings, after checking them against ``positive_class`` and the network's ``num_classes``."""
+    names = [str(c) for c in class_names]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise SettingsError(f"class_names must be at least two distinct names, not {list(class_names)}.")
+    if not 0 <= int(positive_class) < len(names):
+        raise SettingsError(f"positive_class must index class_names {names}, not {positive_class}.")
+    if "num_classes" in kwargs and kwargs["num_classes"] != len(names):
+        raise SettingsError(f"num_classes={kwargs['num_classes']} but class_names has {len(names)}: {names}.")
+    return names
+
+
+@dataclass
+class RunSettings:
+    """The settings of a trained run (see the module docstring for what each means).
+
+    Build one with :func:`axial_monai.run.training.training_settings` (the training config does),
+    :meth:`for_fine_tuning` or :meth:`load` (from a checkpoint). It has
+    ``state_dict``/``load_state_dict``, so checkpoint handlers save and load it next to the network.
+    """
+
+    network: str = ""
+    network_kwargs: dict[str, Any] = field(default_factory=dict)
+    class_names: list[str] = field(default_factory=list)
+    positive_class: int = 1
+    intensity: str = "percentile"
+    grid: Grid | None = None
+    template: np.ndarray | None = None
+    brain_mask: np.ndarray | None = None
+    template_source: str = ""
+    control_mean: np.ndarray | None = None
+    control_count: int = 0
+    dataset_dir: str | None = None
+    datalist: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+    source: str | None = None
+    recipe: Any = field(default=None, repr=False)
+
+    # --- building -------------------------------------------------------------------------------------------
+
+    @classmethod
+    def for_fine_tuning(
+        cls,
+        ckpt_path: str | os.PathLike,
+        network: functools.partial,
+        class_names: Sequence[str],
+        positive_class: int = 1,
+        dataset_dir: str | None = None,
+        datalist: str | None = None,
+    ) -> RunSettings:
+        """The settings of a run that trains further from a trained model (an exported bundle's ``models/model.pt``)
+        on other data.
+
+        The new run keeps the model's input grid, template, brain mask and intensity mode (the training items are
+        checked against that grid: ``input_check``), and takes the network recipe and classes given (a new task may
+        have other classes: the head is trained anew). No image is read here, so the config resolves before any data
+        is given.
+
+        Args:
+            ckpt_path: the trained model's checkpoint (or its run or bundle folder).
+            network: the network recipe, a partial of its class with all keyword arguments.
+            class_names, positive_class: the classes of the new run, in label order.
+            dataset_dir, datalist: the new training data (recorded as the run's data).
+
+        Raises:
+            SettingsError: for a network that is not a recipe or class names that do not fit ``positive_class``.
+            InputError: if the model's grid cannot give the network's slices, or the checkpoint has no run settings.
+        """
+        model = cls.load(ckpt_path)
+        target, kwargs = network_recipe(network)
+        names = checked_class_names(class_names, positive_class, kwargs)
+        problem = slice_problem(model.grid, kwargs)
+        if problem:
+            raise InputError(f"The inputs of {model.source} {problem}.")
+        return cls(
+            network=target,
+            network_kwargs=kwargs,
+            class_names=names,
+            positive_class=int(positive_class),
+            intensity=model.intensity,
+            grid=model.grid,
+            template=model.template,
+            brain_mask=model.brain_mask,
+            template_source=model.template_source,
+            dataset_dir=None if dataset_dir is None else os.path.abspath(str(dataset_dir)),
+            datalist=None if datalist is None else os.path.abspath(str(datalist)),
+            versions=package_versions(),
+            created=datetime.datetime.now().isoformat(timespec="seconds"),
+            recipe=network,
+        )
+
+    def average_controls(
+        self, dataset: Sequence[Mapping], restore: Callable[[Mapping], Any] | None = None, limit: int = MAX_CONTROLS
+    ) -> RunSettings:
+        """Set :attr:`control_mean` from the training dataset: the mean of up to ``limit`` of its control scans.
+
+        The training config calls this before training (``run``), with the training dataset and its batch restore
+        (``PrepareVolumeBatch.restore``): the volumes come from the dataset's cache
+        (``axial_monai.data.VolumeCacheDataset``), so no scan is decoded again, and they are the very volumes the
+        network trains on (in the cache's dtype). Without a usable control the run stores no mean (with a warning):
+        its default explanation is then refused, with what to do.
+
+        Args:
+            dataset: the training dataset (items with ``image`` and ``label``; ``.data`` holds the datalist items).
+            restore: batch -> ``(B, 1, X, Y, Z)`` volumes, for a dataset whose items are compact cache entries; None
+                for items that are the full volumes.
+            limit: the most controls averaged (:data:`MAX_CONTROLS`).
+
+        Returns:
+            these settings.
+        """
+        items = getattr(dataset, "data", dataset)
+        mean, count = mean_control(
+            [item.get("label") for item in items],
+            lambda i: dataset[i]["image"] if restore is None else restore(list_data_collate([dataset[i]])),
+            [str(item.get("image")) for item in items],
+            self.positive_class,
+            self.grid,
+            limit,
+        )
+        if mean is None:
+            logger.warning(
+                f"No usable control scan (label other than {self.positive_class}) in the training split: the run "
+                "stores no mean control scan, the default baseline of Integrated Gradients; explain it with another."
+            )
+        self.control_mean = None if mean is None else mean.astype(np.float16)
+        self.control_count = count
+        return self
+
+    def build_network(self) -> nn.Module:
+        """The network, freshly initialised: from the recipe while training, else from the saved class and
+        arguments with ``pretrained="none"`` (the checkpoint holds every weight; nothing is downloaded)."""
+        if self.recipe is not None:
+            return self.recipe()
+        return self.saved_network()
+
+    def saved_network(self) -> nn.Module:
+        """The network from the saved class and arguments, with ``pretrained="none"``; a network of this package is
+        locked to the run's input grid (``spatial_shape``: it refuses volumes of another shape, compiled or not)."""
+        cls = _network_class(self.network)
+        kwargs = {k: ("none" if k == "pretrained" else v) for k, v in self.network_kwargs.items()}
+        if self.grid is not None and "spatial_shape" in inspect.signature(cls).parameters:
+            kwargs["spatial_shape"] = list(self.grid.shape)
+        return cls(**kwargs)
+
+    # --- saving and loading ---------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data (and two uint8 tensors) that ``torch.load(..., weights_only=True)`` reads back."""
+        if self.grid is None:
+            raise SettingsError(
+                "These run settings have no grid: build them with axial_monai.run.training.training_settings."
+            )
+        state = {
+            "format": FORMAT,
+            "network": {"class": self.network, "kwargs": dict(self.network_kwargs)},
+            "class_names": list(self.class_names),
+            "positive_class": self.positive_class,
+            "task": self.task,
+            "intensity": self.intensity,
+            "grid": self.grid.to_dict(),
+            "template": {
+                "source": self.template_source,
+                "image": torch.as_tensor(self.template),
+                "mask": _pack_mask(self.brain_mask),
+            },
+            "data": {"dataset_dir": self.dataset_dir, "datalist": self.datalist},
+            "versions": dict(self.versions),
+            "created": self.created,
+        }
+        if self.control_mean is not None:
+            mean = torch.as_tensor(self.control_mean, dtype=torch.float16)
+            state["controls"] = {"mean": mean, "count": self.control_count}
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Set these settings from :meth:`state_dict` output."""
+        if int(state.get("format", 0)) > FORMAT:
+            raise InputError(
+                f"These run settings have format {state['format']}; this axial-monai reads format {FORMAT} and "
+                "older: update axial-monai."
+            )
+        grid = Grid.from_dict(state["grid"])
+        self.network = str(state["network"]["class"])
+        self.network_kwargs = dict(state["network"]["kwargs"])
+        self.class_names = [str(c) for c in state["class_names"]]
+        self.positive_class = int(state["positive_class"])
+        self.intensity = str(state["intensity"])
+        self.grid = grid
+        self.template = np.asarray(state["template"]["image"]).reshape(grid.shape)
+        self.brain_mask = _unpack_mask(state["template"]["mask"], grid.shape)
+        self.template_source = str(state["template"].get("source", ""))
+        controls = state.get("controls")  # absent before 0.2.5
+        self.control_mean = None if not controls else np.asarray(controls["mean"]).reshape(grid.shape)
+        self.control_count = int(controls["count"]) if controls else 0
+        self.dataset_dir = state["data"].get("dataset_dir")
+        self.datalist = state["data"].get("datalist")
+        self.versions = dict(state.get("versions") or {})
+        self.created = str(state.get("created", ""))
+        self.recipe = None
+
+    @classmethod
+    def load(cls, ckpt_path: str | os.PathLike) -> RunSettings:
+        """The settings saved in a checkpoint (``ckpt_path``: ``models/model.pt``, or the run folder itself).
+
+        Raises:
+            FileNotFoundError: if there is no checkpoint.
+            InputError: if it cannot be read or has no run settings (with what to do).
+        """
+        path = checkpoint_path(ckpt_path)
+        checkpoint = read_checkpoint(path)
+        if not isinstance(checkpoint.get(RUN_KEY), Mapping):
+            raise InputError(
+                f"{path} holds network weights only, without the run settings that training now saves with them "
+                "(network, slices, image size, classes, input grid). Retrain it with this version, or attach the "
+                "settings it was trained with: axial_monai.run.migrate.attach_run_settings"
+                f"('{path}', config_files=[the training configs], <the training overrides>)."
+            )
+        settings = cls()
+        try:
+            settings.load_state_dict(checkpoint[RUN_KEY])
+        except (KeyError, TypeError, ValueError) as err:
+            if isinstance(err, InputError):
+                raise
+            raise InputError(f"The run settings in {path} are damaged ({type(err).__name__}: {err}).") from None
+        settings.source = str(path)
+        return settings
+
+    # --- using ----------------------------------------------------------------------------------------------
+
+    @property
+    def task(self) -> str:
+        """E.g. ``"AD vs CN"``: the positive class against the others."""
+        others = [c for i, c in enumerate(self.class_names) if i != self.positive_class]
+        return f"{self.class_names[self.positive_class]} vs {' / '.join(others)}"
+
+    @property
+    def run_dir(self) -> str | None:
+        """The run folder of a loaded checkpoint (``<run>/models/model.pt`` -> ``<run>``), or its folder."""
+        if self.source is None:
+            return None
+        folder = Path(self.source).resolve().parent
+        return str(folder.parent if folder.name == "models" else folder)
+
+    def check_given(self, given: Mapping[str, Any] | None) -> RunSettings:
+        """Refuse settings given explicitly that contradict the run; ``None`` values mean "the run's".
+
+        Args:
+            given: setting name -> value, e.g. ``{"num_slices": 24, "plane": None}``. Names are network arguments
+                (``backbone``, ``plane``, ``num_slices``, ``image_size``, ``dropout``, ...) or ``class_names``,
+                ``positive_class``, ``intensity``.
+
+        Returns:
+            these settings (for chaining in configs).
+
+        Raises:
+            SettingsError: one line naming the setting, the given value and the run's value.
+        """
+        for name, value in (given or {}).items():
+            if value is None:
+                continue
+            if name in _RUN_LEVEL:
+                expected = getattr(self, name)
+            elif name in self.network_kwargs:
+                expected = self.network_kwargs[name]
+            else:
+                cls = self.network.rpartition(".")[2]
+                raise SettingsError(
+                    f"{name}={value!r} was given, but the run's network {cls} has no setting {name!r} "
+                    f"(its settings: {sorted(self.network_kwargs)}); leave {name} unset (null)."
+                )
+            if name in _TRAINING_ONLY:
+                continue  # no effect on a trained network: every weight comes from the checkpoint
+            if not _same(name, value, expected):
+                raise SettingsError(
+                    f"{name}={value!r} contradicts the run {self.source or ''}: it was trained with "
+                    f"{name}={expected!r}. Leave {name} unset (null) to use the run's value, or use a run trained "
+                    "with the value you want."
+                )
+        return self
+
+    def input_check(self, brain_extracted: bool = True, model: str | None = None, **kwargs: Any) -> InputCheck:
+        """The :class:`~axial_monai.input_check.InputCheck` of this run's inputs.
+
+        Args:
+            brain_extracted: also check "brain-extracted" against the template brain mask.
+            model: how the run is named in the suggested command (default: the run folder).
+            kwargs: ``max_outside``, ``dilation_mm`` of :class:`InputCheck`.
+        """
+        mask = self.brain_mask if brain_extracted else None
+        return InputCheck(self.grid, mask, model=model or self.run_dir, **kwargs)
+
+    def template_image(self) -> nib.Nifti1Image:
+        """The template on the run's grid (float32, 0 to about 1)."""
+        return nib.Nifti1Image(np.asarray(self.template, np.float32) / 255.0, np.asarray(self.grid.affine))
+
+    def control_image(self) -> nib.Nifti1Image | None:
+        """The mean control scan on the run's grid (float32, normalised as the inputs), or None if the run has none."""
+        if self.control_mean is None:
+            return None
+        return nib.Nifti1Image(np.asarray(self.control_mean, np.float32), np.asarray(self.grid.affine))
+
+    def mask_image(self) -> nib.Nifti1Image:
+        """The template brain mask on the run's grid (uint8)."""
+        return nib.Nifti1Image(np.asarray(self.brain_mask, np.uint8), np.asarray(self.grid.affine))
+
+    def split_items(self, split: str = "test") -> list[dict]:
+        """The items of one split of the run's datalist (absolute paths): the default scans of inference; none (with
+        a warning) when the run names no datalist or it is not here (an exported bundle: give the scans)."""
+        if not self.datalist or not os.path.isfile(self.datalist):
+            where = "names no datalist" if not self.datalist else f"datalist {self.datalist} does not exist here"
+            logger.warning(f"No scans given, and the run {where}: pass the scans to run on (--input).")
+            return []
+        return load_split(str(self.dataset_dir), split, self.datalist)
+
+    def datalist_for(self, dataset_dir: str | None) -> str | None:
+        """The datalist to evaluate on: the run's for its own ``dataset_dir``, else ``<dataset_dir>/datalist.json``."""
+        if dataset_dir is None or (
+            self.dataset_dir is not None and os.path.abspath(dataset_dir) == os.path.abspath(self.dataset_dir)
+        ):
+            return self.datalist  # None for a run that names no data (an exported bundle): give dataset_dir
+        return os.path.join(dataset_dir, "datalist.json")
+
+    def summary(self) -> dict[str, Any]:
+        """The settings as JSON-ready plain data (no template arrays): for logs, metadata and reports."""
+        state = self.state_dict()
+        state["template"] = {"source": self.template_source}
+        state["controls"] = {"count": self.control_count}
+        return state
+
+
+def _same(name: str, value: Any, expected: Any) -> bool:
+    if name == "plane":
+        return plane_index(value) == plane_index(expected)
+    if name == "num_slices" and isinstance(expected, list) and not isinstance(value, list | tuple):
+        return [int(value)] * len(expected) == [int(v) for v in expected]
+    if isinstance(expected, list) or isinstance(value, list | tuple):
+        return [str(v) for v in value] == [str(v) for v in expected] if len(value) == len(expected) else False
+    if isinstance(expected, float) or isinstance(value, float):
+        return float(value) == float(expected)
+    return value == expected
+
+
+def load_run_settings(ckpt_path: str | os.PathLike, given: Mapping[str, Any] | None = None) -> RunSettings:
+    """The run settings of a checkpoint, after checking the explicitly ``given`` settings against them and the
+    checkpoint's weights against the network they describe.
+
+    The configs call this (``run_settings`` of ``inference.json`` and ``evaluate.json``) and build the network with
+    :meth:`RunSettings.build_network`.
+
+    Raises:
+        SettingsError: a given setting contradicts the run (one line, both values).
+        InputError: no settings in the checkpoint, or weights that do not fit (one line naming the backbone).
+    """
+    settings = RunSettings.load(ckpt_path).check_given(given)
+    check_weights(settings, load_weights(settings.source))
+    return settings
