@@ -231,28 +231,45 @@ def export(
     changelog: str | None = None,
     torchscript: bool = True,
     overwrite: bool = False,
+    with_control_mean: bool = False,
+    url_base: str | None = None,
 ) -> int:
     """Export a trained run as a MONAI model-zoo bundle (folder + zip) that runs without this repository.
 
     Args:
         run_dir: the run folder (training output_dir) or its models/model.pt.
-        out: the bundle folder to write (OUT.zip is written next to it).
-        name: bundle name in its README (default: the folder name of OUT).
+        out: the bundle folder to write (OUT.zip is written next to it); its name is the bundle's, in the model
+            zoo's <data>_<modality>_<task> form (e.g. adni_mri_classification).
+        name: bundle name (default: the folder name of OUT).
         version: bundle version in configs/metadata.json.
-        changelog: changelog entry of this version (default: which run it was exported from).
-        torchscript: also write models/model.ts (traced on the run's input grid).
+        changelog: changelog entry of this version (default: the export date and the run's task).
+        torchscript: also write models/model.ts (scripted; shipped only if it equals the network on its grid).
         overwrite: replace an existing OUT folder.
+        with_control_mean: also ship the run's mean control scan (derived from training subjects: check that their
+            terms allow sharing it; at least 20 scans). Without it the explanations start from the template.
+        url_base: where the files over 1 MB will be hosted (large_files.yml lists <url_base>/<path>).
     """
+    from .configs import flag
     from .export import export_bundle
 
     bundle = export_bundle(
-        run_dir, out, name=name, version=version, changelog=changelog, torchscript=torchscript, overwrite=overwrite
+        run_dir,
+        out,
+        name=name,
+        version=version,
+        changelog=changelog,
+        torchscript=torchscript,
+        overwrite=overwrite,
+        with_control_mean=flag(with_control_mean, "with_control_mean"),
+        url_base=url_base,
     )
     print(f"bundle: {bundle.folder}\narchive: {bundle.archive}")
     if bundle.large_files:
-        print(f"files over 25 MB (listed with their sha256 in large_files.yml): {', '.join(bundle.large_files)}")
+        print(f"files over 1 MB (listed with their md5 in large_files.yml): {', '.join(bundle.large_files)}")
     print(
-        "a colleague unzips it and runs, from the bundle folder (no axial-monai needed):\n"
+        "the receiver runs it with their own axial-monai (no code of the bundle runs):\n"
+        f"  axial-monai predict SCAN --model {bundle.folder.name}\n"
+        "or, with MONAI alone, from the bundle folder (this runs the bundle's scripts/):\n"
         "  python -m monai.bundle run inferring --config_file configs/inference.json --input /data/scans"
     )
     return 0

@@ -2,9 +2,8 @@
 
 :func:`predict_scans` is what ``axial-monai predict SCAN... --model RUN_OR_BUNDLE`` does:
 
-1. The model is a trained run (its folder or ``models/model.pt``: the run settings give the input grid, template
-   and brain mask) or an exported bundle (``configs/inference.json``, ``models/template.nii.gz``,
-   ``models/brain_mask.nii.gz``).
+1. The model is a trained run (its folder or ``models/model.pt``) or an exported bundle (its ``models/model.pt``):
+   the run settings in the checkpoint give the network, input grid, template and brain mask.
 2. Each scan (NIfTI files or folders of them, not BIDS) is checked with the model's
    :class:`~axial_monai.input_check.InputCheck`. A scan that passes (already on the model's grid and
    brain-extracted) is used as it is. Any other is preprocessed with the code of :mod:`axial_monai.preprocess`
@@ -20,7 +19,8 @@
    :class:`~axial_monai.handlers.InterpretabilityHandler`. ``<out>/predictions.csv`` has every scan,
    ``<out>/skipped.csv`` those that could not be used, one line each saying why.
 
-Scans of an exported bundle run with the bundle's configs and this installation's ``axial_monai`` code.
+An exported bundle is read as data (its ``models/model.pt``: weights and run settings); its configs and code are
+never run: every model runs with this installation's code and shipped configs.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from .data.datalist import SKIPPED_COLUMNS, check_nifti_header, expand_inputs, s
 from .errors import InputError, SettingsError
 from .input_check import InputCheck
 from .io import atomic_path, write_csv, write_json, write_nifti
-from .run import RunSettings, load_weights
+from .run import RunSettings
 
 __all__ = ["PredictModel", "Prediction", "resolve_model", "prepare_scan", "predict_scans"]
 
@@ -122,33 +122,28 @@ def _sha256(path: str | os.PathLike) -> str:
 def resolve_model(model: str | os.PathLike, cache_dir: Path) -> PredictModel:
     """The :class:`PredictModel` of a run folder, a checkpoint or an exported bundle folder.
 
+    A bundle is read as data only: the run settings and weights of its ``models/model.pt`` (``weights_only``); its
+    configs and its ``scripts/`` are not used, so receiving a model runs none of the sender's code. Every model runs
+    with this installation's code and shipped configs.
+
     Raises:
         FileNotFoundError: if ``model`` is none of them.
-        InputError: for a checkpoint without run settings, one that carries pickled objects or cannot be read.
+        InputError: for a checkpoint without run settings (a bundle exported before axial-monai 0.3.0), one that
+            carries pickled objects or cannot be read.
     """
     path = Path(model).resolve()
-    if (path / "configs" / "inference.json").is_file() and (path / "models" / "model.pt").is_file():
-        configs = path / "configs"
-        mask = path / "models" / "brain_mask.nii.gz"
-        # refuse a checkpoint that carries pickled objects (or is unreadable) before any scan is preprocessed
-        load_weights(path / "models" / "model.pt")
-        meta = json.loads((configs / "metadata.json").read_text())
-        channels = meta["network_data_format"]["outputs"]["pred"]["channel_def"]
-        return PredictModel(
-            kind="bundle",
-            path=path,
-            check=InputCheck.from_mask_file(mask, model=str(model)),
-            template=path / "models" / "template.nii.gz",
-            brain_mask=mask,
-            class_names=[channels[str(i)] for i in range(len(channels))],
-            config_files=[str(configs / "inference.json")],
-            explain_config=str(configs / "explain.json"),
-            overrides={"bundle_root": str(path)},
-            meta_file=str(configs / "metadata.json"),
-            logging_file=str(configs / "logging.conf"),
-        )
-    settings = RunSettings.load(path)
-    # the template and mask as NIfTI files for ANTs, once per run (keyed by their content)
+    bundle = (path / "configs" / "metadata.json").is_file() and (path / "models" / "model.pt").is_file()
+    checkpoint = path / "models" / "model.pt" if bundle else path
+    try:
+        settings = RunSettings.load(checkpoint)
+    except InputError as err:
+        if bundle and "weights only" in str(err):
+            raise InputError(
+                f"The bundle {path} was exported before axial-monai 0.3.0: its models/model.pt holds weights without "
+                "the run settings. Export it again from its run with this version."
+            ) from None
+        raise
+    # the template and mask as NIfTI files for ANTs, once per model (keyed by their content)
     template, mask = settings.template_image(), settings.mask_image()
     key = hashlib.sha256(np.asarray(settings.template).tobytes() + np.asarray(settings.brain_mask).tobytes())
     folder = cache_dir / "templates" / key.hexdigest()[:16]
@@ -156,8 +151,8 @@ def resolve_model(model: str | os.PathLike, cache_dir: Path) -> PredictModel:
         if not (folder / name).is_file():
             write_nifti(folder / name, image)
     return PredictModel(
-        kind="run",
-        path=Path(settings.source),
+        kind="bundle" if bundle else "run",
+        path=path if bundle else Path(settings.source),
         check=settings.input_check(model=str(model)),
         template=folder / "template.nii.gz",
         brain_mask=folder / "brain_mask.nii.gz",

@@ -7,6 +7,8 @@ the block. Every method must put its maximum inside that block, and nothing outs
 
 from __future__ import annotations
 
+import json
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from monai.data import MetaTensor
 from scipy import ndimage
 from torch import nn
 
+from axial_monai.errors import SettingsError
 from axial_monai.explain import (
     METHODS,
     VOXEL_METHODS,
@@ -317,11 +320,40 @@ def test_occlusion_only_tries_windows_in_the_support():
         ({"antialias": "yes"}, "antialias must be true, false or 'normalized'"),
     ],
 )
-def test_bad_settings_are_refused_at_construction(kwargs, message, tmp_path):
-    with pytest.raises(ValueError, match=message):
+def test_bad_settings_are_refused_at_construction(kwargs, message):
+    with pytest.raises(ValueError, match=message):  # explain.json builds them before the handler sees any scan
         ExplainSettings(**kwargs)
-    with pytest.raises(ValueError, match=message):  # the handler checks them before any scan is seen
-        InterpretabilityHandler(str(tmp_path), BlockNet(), ["CN", "AD"], **kwargs)
+
+
+def test_the_template_stands_in_for_a_missing_mean_control_scan_and_the_record_says_so(tmp_path):
+    """A model without a mean control scan (an exported bundle, by default) explains from its template's brain; the
+    maps are those of Integrated Gradients from that volume, and explanation.json says which baseline it was."""
+    net = BlockNet().eval()
+    image = MetaTensor(_volume(1)[0], affine=torch.as_tensor(AFFINE), meta={"filename_or_obj": "/d/s01.nii"})
+    template = CONTROL_MEAN * 0.5
+    fallback = ExplainSettings(methods=["integrated_gradients"], template_baseline=template)
+    assert fallback.baseline("ig_baseline") is template
+    explicit = ExplainSettings(methods=["integrated_gradients"], control_mean=template)
+    result = explain_scan(net, image, fallback, label=1)
+    np.testing.assert_array_equal(
+        result.maps["integrated_gradients"], explain_scan(net, image, explicit).maps["integrated_gradients"]
+    )
+    assert (
+        "template" in result.baselines["ig_baseline"]
+        and "controls" in explain_scan(net, image, explicit).baselines["ig_baseline"]
+    )
+    # the mean control scan wins when both are there
+    both = ExplainSettings(methods=["integrated_gradients"], control_mean=CONTROL_MEAN, template_baseline=template)
+    assert both.baseline("ig_baseline") is CONTROL_MEAN
+    handler = InterpretabilityHandler(str(tmp_path), net, ["CN", "AD"], settings=fallback, atlas=None, plots=False)
+    handler.explain(image, 1)
+    record = json.loads((tmp_path / "s01" / "explanation.json").read_text())
+    assert record["baselines"]["ig_baseline"].startswith("template: the model carries no mean control scan")
+
+
+def test_the_handler_refuses_anything_but_explain_settings(tmp_path):
+    with pytest.raises(SettingsError, match="settings must be an ExplainSettings"):
+        InterpretabilityHandler(str(tmp_path), BlockNet(), ["CN", "AD"], settings={"methods": ["gradient"]})
 
 
 def test_real_network_gradient_reaches_only_the_slices_it_reads():
@@ -425,12 +457,7 @@ def test_explain_scan_and_the_handler_accept_normalized_antialiasing(tmp_path):
     result = explain_scan(net, image, settings, label=1)
     for volume in result.maps.values():  # BlockNet does not resample: nothing to divide out, the peak stays
         assert pointing_game(volume, _block_mask()) == 1.0 and np.all(volume[~result.support] == 0)
-    handler = InterpretabilityHandler(str(tmp_path), net, ["CN", "AD"], antialias=True, control_mean=CONTROL_MEAN)
-    assert handler.settings.antialias is True
-    assert (
-        InterpretabilityHandler(str(tmp_path), net, ["CN", "AD"], control_mean=CONTROL_MEAN).settings.antialias
-        == "normalized"
-    )
+    assert ExplainSettings(control_mean=CONTROL_MEAN).antialias == "normalized"
 
 
 def test_explain_scan_applies_the_chosen_antialiasing_to_a_resampling_network():

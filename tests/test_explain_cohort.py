@@ -79,7 +79,7 @@ def test_cohort_memory_does_not_grow_with_the_number_of_scans(tmp_path):
     sizes, held = {}, {}
     for n in (2, 8):
         handler = InterpretabilityHandler(
-            str(tmp_path / f"n{n}"), net, ["CN", "AD"], atlas=None, plots=False, **SETTINGS
+            str(tmp_path / f"n{n}"), net, ["CN", "AD"], settings=settings, atlas=None, plots=False
         )
         # what the package's own code still holds afterwards (pytest keeps captured log records and warnings,
         # which would grow with the scans and are not ours)
@@ -97,7 +97,9 @@ def test_cohort_memory_does_not_grow_with_the_number_of_scans(tmp_path):
 
 def test_cohort_mean_is_the_mean_of_the_written_maps(tmp_path):
     net = BlockNet().eval()
-    handler = InterpretabilityHandler(str(tmp_path), net, ["CN", "AD"], atlas=None, plots=False, **SETTINGS)
+    handler = InterpretabilityHandler(
+        str(tmp_path), net, ["CN", "AD"], settings=ExplainSettings(**SETTINGS), atlas=None, plots=False
+    )
     _engine(handler, [[{"image": _image(i), "label": torch.tensor(1)}, {"image": _image(i + 10)}] for i in range(3)])
     cohort = tmp_path / "cohort"
     rows = pd.read_csv(cohort / "explanations.csv")
@@ -112,7 +114,9 @@ def test_cohort_mean_is_the_mean_of_the_written_maps(tmp_path):
 
 
 def test_unnamed_images_get_distinct_folders(tmp_path):
-    handler = InterpretabilityHandler(str(tmp_path), BlockNet(), ["CN", "AD"], atlas=None, plots=False, **SETTINGS)
+    handler = InterpretabilityHandler(
+        str(tmp_path), BlockNet(), ["CN", "AD"], settings=ExplainSettings(**SETTINGS), atlas=None, plots=False
+    )
     plain = [{"image": MetaTensor(_volume(i)[0], affine=torch.as_tensor(AFFINE))} for i in range(2)]
     _engine(handler, [plain])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cohort", "scan0000", "scan0001"]
@@ -122,7 +126,9 @@ def _ddp_worker(local_rank: int, out: str) -> None:
     """One rank: explains its own scans (rank r gets scans r, r + 2, ...), then the cohort is gathered."""
     rank, world = idist.get_rank(), idist.get_world_size()
     torch.set_num_threads(1)
-    handler = InterpretabilityHandler(out, BlockNet().eval(), ["CN", "AD"], atlas=None, plots=False, **SETTINGS)
+    handler = InterpretabilityHandler(
+        out, BlockNet().eval(), ["CN", "AD"], settings=ExplainSettings(**SETTINGS), atlas=None, plots=False
+    )
     scans = [{"image": _image(i), "label": torch.tensor(i % 2)} for i in range(rank, 5, world)]
     _engine(handler, [[s] for s in scans])
 

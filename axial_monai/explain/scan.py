@@ -141,8 +141,12 @@ class ExplainSettings:
         occlusion_stride_mm: occlusion window step in mm; None for the window (no overlap).
         occlusion_baseline: what an occluded window shows: ``"zeros"``, ``"blur"``, ``"controls"`` or a NIfTI path.
         control_mean: the run's mean control scan, ``(X, Y, Z)`` on the input grid and normalised as the inputs
-            (``RunSettings.control_mean``, which training stores in the checkpoint), or its NIfTI path; needed by a
-            ``"controls"`` baseline of a requested method.
+            (``RunSettings.control_mean``, which training stores in the checkpoint), or its NIfTI path: the
+            ``"controls"`` baseline.
+        template_baseline: the model's template brain normalised as the inputs (``RunSettings.template_input()``),
+            or its NIfTI path: the ``"controls"`` baseline of a model without a mean control scan (an exported
+            bundle carries none unless asked to: it is derived from training subjects). A ``"controls"`` baseline
+            of a requested method with neither is refused.
         batch_size: noisy copies, path points or occluded volumes per forward pass.
         seed: seed of the SmoothGrad noise (the global torch generator is restored afterwards).
         antialias: how the gradient, SmoothGrad and Integrated Gradients maps lose the network's resampling
@@ -164,6 +168,7 @@ class ExplainSettings:
     occlusion_stride_mm: float | None = None
     occlusion_baseline: str = "zeros"
     control_mean: np.ndarray | str | os.PathLike | None = field(default=None, compare=False, repr=False)
+    template_baseline: np.ndarray | str | os.PathLike | None = field(default=None, compare=False, repr=False)
     batch_size: int = 4
     seed: int = 0
     antialias: bool | str = "normalized"
@@ -205,22 +210,45 @@ class ExplainSettings:
             raise ValueError(f"ig_sign must be one of {IG_SIGNS}, not {self.ig_sign!r}.")
         for name, users in _BASELINE_USERS.items():
             value = _baseline_spec(getattr(self, name), name)
-            if isinstance(value, str) and value == CONTROLS and self.control_mean is None and set(users) & set(methods):
+            stand_ins = (self.control_mean, self.template_baseline)
+            controls = isinstance(value, str) and value == CONTROLS
+            if controls and all(v is None for v in stand_ins) and set(users) & set(methods):
                 raise _no_controls(name)
-        if isinstance(self.control_mean, str | os.PathLike) and not os.path.isfile(self.control_mean):
-            raise ValueError(
-                f"control_mean {os.fspath(self.control_mean)!r} is not a file (a NIfTI mean control scan)."
-            )
+        for name in ("control_mean", "template_baseline"):
+            value = getattr(self, name)
+            if isinstance(value, str | os.PathLike) and not os.path.isfile(value):
+                raise ValueError(f"{name} {os.fspath(value)!r} is not a file (a NIfTI volume on the input grid).")
 
     def baseline(self, name: str) -> str | os.PathLike | np.ndarray:
         """The reference volume of the baseline setting ``name`` (``"ig_baseline"``, ``"occlusion_baseline"``):
-        :attr:`control_mean` for ``"controls"``, else the setting (see :func:`~.attribution.make_baseline`)."""
+        for ``"controls"`` :attr:`control_mean`, or :attr:`template_baseline` without one; else the setting (see
+        :func:`~.attribution.make_baseline`)."""
         value = getattr(self, name)
         if isinstance(value, str) and value == CONTROLS:
-            if self.control_mean is None:
+            stand_in = self.control_mean if self.control_mean is not None else self.template_baseline
+            if stand_in is None:
                 raise _no_controls(name)
-            return self.control_mean
+            return stand_in
         return value
+
+    def baselines(self) -> dict[str, str]:
+        """What each baseline setting of the requested methods means, in words: ``explanation.json`` records it."""
+        described = {}
+        for name, users in _BASELINE_USERS.items():
+            if not set(users) & set(self.methods):
+                continue
+            value = getattr(self, name)
+            if not (isinstance(value, str) and value == CONTROLS):
+                described[name] = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
+            elif self.control_mean is not None:
+                described[name] = "controls: the mean control scan of the model's training run"
+            else:
+                described[name] = (
+                    "template: the model carries no mean control scan (none is shared without the exporter's "
+                    "consent: it is derived from training subjects), so the template's brain, normalised as the "
+                    "inputs, stands in for it"
+                )
+        return described
 
     def voxels(self, length_mm: float, spacing: Sequence[float]) -> tuple[int, int, int]:
         """A length in mm as whole voxels per axis (at least 1) for a grid of ``spacing`` mm."""
@@ -243,6 +271,7 @@ class ScanExplanation:
         target: class index the maps explain.
         support: ``(X, Y, Z)`` bool, brain voxels the network reads (the maps are 0 elsewhere).
         label: true class index, when known.
+        baselines: what the baselines of the maps were (:meth:`ExplainSettings.baselines`).
     """
 
     scan_id: str
@@ -256,6 +285,7 @@ class ScanExplanation:
     target: int
     support: np.ndarray
     label: int | None = None
+    baselines: dict[str, str] = field(default_factory=dict)
 
     @property
     def spatial_shape(self) -> tuple[int, int, int]:
@@ -412,4 +442,5 @@ def explain_scan(
         target=target,
         support=support,
         label=None if label is None else int(label),
+        baselines=settings.baselines(),
     )

@@ -6,7 +6,7 @@ Per scan, into ``<output_dir>/<scan id>/`` (NIfTI on the input grid, with the in
 ``<map>.nii.gz``                 each map of the :class:`~axial_monai.explain.scan.ScanExplanation`, in [0, 1]
 ``attention.csv``                plane, slice index, attention
 ``regions_<map>.csv``            atlas regions above the ``percentile`` threshold (:func:`.region_metrics`)
-``explanation.json``             prediction, probabilities, target class, label, methods
+``explanation.json``             prediction, probabilities, target class, label, methods, baselines
 ``attention.png``                attention profiles, high-attention runs shaded (with ``plots``)
 ``<map>.png``                    each map other than ``attention`` over the scan, cut at its maximum (with ``plots``)
 ================================ ===================================================================================
@@ -119,6 +119,7 @@ class ExplanationWriter:
             "probabilities": dict(zip(self.class_names, map(float, result.probabilities), strict=True)),
             "label": result.label,
             "methods": list(result.maps),
+            "baselines": dict(result.baselines),
         }
         (out / "explanation.json").write_text(json.dumps(summary, indent=2) + "\n")
         tables: dict[str, pd.DataFrame] = {}

