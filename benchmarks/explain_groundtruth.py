@@ -341,6 +341,8 @@ def run_ci(seed: int, report: Path, python: str) -> dict:
         cwd=ROOT, env=env, capture_output=True, text=True,
     )  # fmt: skip
     measured = json.loads(report.read_text()) if report.is_file() else {}
+    # the shared bundle's default (Integrated Gradients from the template) as template_<score> columns
+    measured.update({f"template_{k}": v for k, v in measured.pop("template_baseline", {}).items()})
     tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-300:]
     return {
         "seed": seed,
@@ -369,15 +371,20 @@ def ci_verdicts(frame: pd.DataFrame) -> pd.Series:
     five map checks.
     """
     t = CONFIG["ci"]["thresholds"]
-    return (
-        (frame["heldout_auc"] >= t["heldout_auc"])
-        & (frame["n_ad"] >= 8)
-        & (frame["pointing_game"] >= t["pointing_game"])
-        & (frame["mass_ratio"] >= t["mass_ratio"])
-        & (frame["auprc_over_prevalence"] >= t["auprc_over_prevalence"])
-        & (frame["best_rank"] <= t["best_rank"])
-        & (frame["rand_spearman"] < t["rand_spearman"])
-    )
+
+    def maps(prefix: str) -> pd.Series:
+        return (
+            (frame[f"{prefix}pointing_game"] >= t["pointing_game"])
+            & (frame[f"{prefix}mass_ratio"] >= t["mass_ratio"])
+            & (frame[f"{prefix}auprc_over_prevalence"] >= t["auprc_over_prevalence"])
+            & (frame[f"{prefix}best_rank"] <= t["best_rank"])
+            & (frame[f"{prefix}rand_spearman"] < t["rand_spearman"])
+        )
+
+    verdict = (frame["heldout_auc"] >= t["heldout_auc"]) & (frame["n_ad"] >= 8) & maps("")
+    if "template_pointing_game" in frame:  # rows since 0.3.0 also check the shared bundle's default map
+        verdict &= maps("template_") | frame["template_pointing_game"].isna()
+    return verdict
 
 
 def _dispatch(task: dict) -> list[dict]:

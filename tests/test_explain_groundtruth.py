@@ -10,6 +10,7 @@ The planted regions only parameterise the cohort: the code under test never sees
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -38,6 +39,7 @@ from axial_monai.explain import (
     relevance_mass_ratio,
 )
 from axial_monai.handlers import InterpretabilityHandler
+from axial_monai.run import RunSettings
 from axial_monai.transforms import load_volume
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,30 +111,26 @@ def explained(tmp_path_factory) -> dict:
     labels = np.asarray(nib.load(cohort / "atlas.nii.gz").dataobj).astype(np.int64)
     names = pd.read_csv(cohort / "atlas_labels.csv").set_index("index")["name"].to_dict()
     brain = np.asarray(nib.load(cohort / "template.nii.gz").dataobj) > 0
-    scores = {"pointing_game": [], "mass_ratio": [], "auprc": [], "prevalence": []}
-    images, total = [], None
+    images = []
     for item in ad:
         volume = nib.load(out / "explain" / _sid(item) / f"{DEFAULT_METHOD}.nii.gz").get_fdata()
         image = loader({"image": item["image"]})["image"]
         support = read_mask(network, volume.shape) & (image[0].numpy() != 0)
-        mask = np.asarray(nib.load(item["atrophy_mask"]).dataobj) > 0
-        scores["pointing_game"].append(pointing_game(volume, mask, support))
-        scores["mass_ratio"].append(relevance_mass_ratio(volume, mask, support))
-        ap, prevalence = auprc(volume, mask, support)
-        scores["auprc"].append(ap)
-        scores["prevalence"].append(prevalence)
-        images.append((image, support, volume))
-        total = volume if total is None else total + volume
+        images.append((image, support, np.asarray(nib.load(item["atrophy_mask"]).dataobj) > 0, volume))
     reference = read_mask(network, brain.shape) & brain
-    ranking = region_ranking(total / len(ad), labels, names, reference, by="mean")
-
+    settings = handler.settings
     # Adebayo et al.'s check: re-initialise every block from the head down, explain again with the same settings
     *_, (_, randomized) = cascading_randomization(network, seed=SEED)
-    settings = handler.settings
-    rand = [
-        map_spearman(volume, explain_scan(randomized, image, settings).maps[DEFAULT_METHOD], support)
-        for image, support, volume in images
+    scores, ranking, rand = _scores(images, labels, names, reference, randomized, settings)
+    # the default of a shared bundle, which carries no mean control scan: Integrated Gradients from the template
+    shared = dataclasses.replace(settings, control_mean=None, template_baseline=RunSettings.load(out).template_input())
+    from_template = [
+        (image, support, mask, explain_scan(network, image, shared).maps[DEFAULT_METHOD])
+        for image, support, mask, _ in images
     ]
+    template_scores, template_ranking, template_rand = _scores(
+        from_template, labels, names, reference, randomized, shared
+    )
     test_metrics = json.loads((out / "eval-test" / "metrics.json").read_text())["metrics"]
     # the model check uses the subjects the maps are scored on: all held-out ones (validation + test)
     predicted = pd.read_csv(out / "inference" / "predictions.csv").set_index("file")
@@ -154,11 +152,34 @@ def explained(tmp_path_factory) -> dict:
         "thresholds": THRESHOLDS,
     }
     measured["auprc_over_prevalence"] = measured["auprc"] / measured["prevalence"]
+    template = {k: float(np.mean(v)) for k, v in template_scores.items()}
+    template["auprc_over_prevalence"] = template["auprc"] / template["prevalence"]
+    template.update(best_rank=best_region_rank(template_ranking, regions), rand_spearman=float(np.mean(template_rand)))
+    measured["template_baseline"] = template
     if os.environ.get("AXIAL_GT_REPORT"):
         report = Path(os.environ["AXIAL_GT_REPORT"])
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(measured, indent=2))
     return {"measured": measured, "out": out / "explain", "heldout": heldout, "cohort": cohort}
+
+
+def _scores(maps, labels, names, reference, randomized, settings):
+    """Ground-truth scores of ``maps`` (``(image, support, mask, map)`` per held-out AD subject): per-subject pointing
+    game, mass ratio and AUPRC, the region ranking of their mean, and the Spearman of each map with the randomised
+    network's."""
+    scores = {"pointing_game": [], "mass_ratio": [], "auprc": [], "prevalence": []}
+    for _, support, mask, volume in maps:
+        scores["pointing_game"].append(pointing_game(volume, mask, support))
+        scores["mass_ratio"].append(relevance_mass_ratio(volume, mask, support))
+        ap, prevalence = auprc(volume, mask, support)
+        scores["auprc"].append(ap)
+        scores["prevalence"].append(prevalence)
+    ranking = region_ranking(sum(m[3] for m in maps) / len(maps), labels, names, reference, by="mean")
+    rand = [
+        map_spearman(volume, explain_scan(randomized, image, settings).maps[DEFAULT_METHOD], support)
+        for image, support, _, volume in maps
+    ]
+    return scores, ranking, rand
 
 
 def test_explain_json_uses_the_default_methods_and_antialiasing():
@@ -196,6 +217,17 @@ def test_a_planted_region_ranks_near_the_top(explained):
 
 def test_randomised_weights_change_the_map(explained):
     assert explained["measured"]["rand_spearman"] < THRESHOLDS["rand_spearman"], explained["measured"]
+
+
+def test_the_shared_bundle_default_from_the_template_localises_as_well(explained):
+    """A bundle shares no mean control scan unless asked: its default map starts from the template's brain. It must
+    meet the same thresholds as the run's own default."""
+    template = explained["measured"]["template_baseline"]
+    assert template["pointing_game"] >= THRESHOLDS["pointing_game"], template
+    assert template["mass_ratio"] >= THRESHOLDS["mass_ratio"], template
+    assert template["auprc_over_prevalence"] >= THRESHOLDS["auprc_over_prevalence"], template
+    assert template["best_rank"] <= THRESHOLDS["best_rank"], template
+    assert template["rand_spearman"] < THRESHOLDS["rand_spearman"], template
 
 
 def test_outputs_on_the_input_grid(explained):

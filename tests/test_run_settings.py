@@ -220,11 +220,11 @@ def test_checkpoint_carries_the_mean_control_scan(mci_run, tiny_cohort, tmp_path
     assert mean_control([1] * len(labels), read, images, 1, settings.grid) == (None, 0)
 
 
-def test_checkpoint_without_the_mean_control_scan_is_refused_by_the_default_explanation_then_attached(
+def test_checkpoint_without_the_mean_control_scan_explains_from_the_template_then_attached(
     mci_run, tiny_cohort, tmp_path, capsys
 ):
-    """A 0.2.4 checkpoint: the default map (Integrated Gradients from the mean control scan) is refused before any
-    scan, with what to do; attach_control_mean adds the scan and the default explanation runs."""
+    """A 0.2.4 checkpoint: the default map (Integrated Gradients from the mean control scan) starts from the template's
+    brain instead, and explanation.json says so; attach_control_mean adds the scan and the default uses it."""
     old = tmp_path / "models" / "model.pt"
     old.parent.mkdir()
     checkpoint = torch.load(mci_run / "models" / "model.pt", weights_only=True)
@@ -232,11 +232,10 @@ def test_checkpoint_without_the_mean_control_scan_is_refused_by_the_default_expl
     torch.save(checkpoint, old)
     scans = [item["image"] for item in _test_items(tiny_cohort)[:1]]
     explain = {"output_dir": str(tmp_path), "input": scans, "atlas": None, "plots": False, **LOADER}
-    with pytest.raises(RuntimeError) as caught:
-        run(workflow(["inference", "explain"], "infer", **explain))
-    error = _root_error(caught.value)
-    assert isinstance(error, SettingsError) and "attach_control_mean" in str(error) and "zeros" in str(error)
-    assert not (tmp_path / "explain").exists()
+    run(workflow(["inference", "explain"], "infer", **explain))
+    sid = Path(scans[0]).name.removesuffix(".nii.gz")
+    record = json.loads((tmp_path / "explain" / sid / "explanation.json").read_text())
+    assert record["baselines"]["ig_baseline"].startswith("template: the model carries no mean control scan")
     # no control among the given training scans: refused, nothing written
     only_pmci = [i for i in _test_items(tiny_cohort) if i["label"] == 1]
     (tmp_path / "pmci.json").write_text(json.dumps({"training": only_pmci}))
@@ -251,8 +250,9 @@ def test_checkpoint_without_the_mean_control_scan_is_refused_by_the_default_expl
     assert restored.control_count == original.control_count and restored.network_kwargs == original.network_kwargs
     assert all(torch.equal(a, b) for a, b in zip(load_weights(old).values(), load_weights(mci_run).values()))
     run(workflow(["inference", "explain"], "infer", **explain))
-    sid = Path(scans[0]).name.removesuffix(".nii.gz")
     assert (tmp_path / "explain" / sid / "integrated_gradients.nii.gz").is_file()
+    record = json.loads((tmp_path / "explain" / sid / "explanation.json").read_text())
+    assert record["baselines"]["ig_baseline"].startswith("controls: the mean control scan")
 
 
 def test_training_refuses_images_on_several_grids(tiny_cohort, tmp_path):

@@ -111,8 +111,9 @@ def _baseline_spec(value, name: str):
 
 def _no_controls(name: str) -> SettingsError:
     return SettingsError(
-        f"{name}={CONTROLS!r} (the default) is the mean control scan of the model's training run, and this model has "
-        "none: training stores it in the checkpoint since axial-monai 0.2.5. Add it to an older checkpoint from its "
+        f"{name}={CONTROLS!r} (the default) is the mean control scan of the model's training run, or without one the "
+        "template's brain (template_baseline, which the bundle configs pass), and neither was given: training stores "
+        "the mean in the checkpoint since axial-monai 0.2.5. Add it to an older checkpoint from its "
         "training scans (axial-monai attach-controls RUN, or axial_monai.run.migrate.attach_control_mean), or choose "
         f"another baseline ({name}: {' or '.join(BASELINES)} or a NIfTI path; for Integrated Gradients also ig_sign: "
         "absolute) or another method (e.g. methods: ['attention', 'smoothgrad'])."

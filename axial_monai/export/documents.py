@@ -101,7 +101,9 @@ def readme(
         if compiled
         else "No TorchScript module is shipped: this network could not be compiled into one that equals it."
     )
-    return f"""# {name}
+    return f"""# AXIAL {settings.task} classifier of brain T1 MRI
+
+Bundle `{name}`, version {version}: a MONAI bundle exported by axial-monai {__version__}.
 
 ## Model Overview
 {DESCRIPTION} This bundle holds a trained {network} ({kwargs.get("backbone", "")} backbone;
