@@ -16,6 +16,7 @@ from .errors import InputError, SettingsError
 
 __all__ = [
     "METRICS",
+    "METRIC_LABELS",
     "classification_scores",
     "weighted_binary_scores",
     "cluster_bootstrap_weights",
@@ -26,6 +27,15 @@ __all__ = [
 ]
 
 METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "mcc", "auc")
+#: metric -> label shown in tables (reports, bundle READMEs).
+METRIC_LABELS = {
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "sensitivity": "sensitivity",
+    "specificity": "specificity",
+    "mcc": "MCC",
+    "auc": "ROC AUC",
+}
 
 
 def classification_scores(

@@ -126,25 +126,27 @@ def _fine_tuning(settings: RunSettings) -> dict[str, Any]:
     return config
 
 
+def _described(name: str, description: str) -> dict[str, Any]:
+    """The shipped config ``name`` with the bundle's description."""
+    return {**_shipped(name), "_desc_": description}
+
+
 def _evaluate() -> dict[str, Any]:
-    config = _shipped("evaluate")
-    config["_desc_"] = (
+    description = (
         "Merged over train.json: the metrics of this bundle's model (or --ckpt_path) on your labelled data: python "
         "-m monai.bundle run evaluating --config_file \"['configs/train.json','configs/evaluate.json']\" "
         "--dataset_dir DATA [--datalist ...] [--eval_split test] --output_dir OUT"
     )
-    config["ckpt_path"] = "@bundle_ckpt"
-    return config
+    return {**_described("evaluate", description), "ckpt_path": "@bundle_ckpt"}
 
 
 def _multi_gpu() -> dict[str, Any]:
-    config = _shipped("multi_gpu_train")
-    config["_desc_"] = (
+    description = (
         "Merged over train.json: fine-tuning on N GPUs (DDP): torchrun --nproc_per_node=N -m monai.bundle run "
         "training --config_file \"['configs/train.json','configs/multi_gpu_train.json']\" --dataset_dir DATA "
         "--output_dir RUN"
     )
-    return config
+    return _described("multi_gpu_train", description)
 
 
 def bundle_configs(settings: RunSettings) -> dict[str, dict[str, Any]]:

@@ -17,6 +17,7 @@ from typing import Any
 from packaging.version import Version
 
 from .. import __version__
+from ..metrics import METRIC_LABELS
 from ..run import RunSettings
 from .metadata import DESCRIPTION
 
@@ -38,14 +39,6 @@ LARGE_FILE_BYTES = 1024 * 1024
 LICENSE_TEXT = files(__package__).joinpath("LICENSE-2.0.txt").read_text()
 #: the fewest control scans whose mean a bundle may carry: a mean of a handful of scans is close to one person's scan.
 MIN_CONTROLS = 20
-_METRIC_NAMES = {
-    "accuracy": "accuracy",
-    "balanced_accuracy": "balanced accuracy",
-    "sensitivity": "sensitivity",
-    "specificity": "specificity",
-    "mcc": "MCC",
-    "auc": "ROC AUC",
-}
 
 
 def _name(path: str | None) -> str:
@@ -58,7 +51,7 @@ def _performance(settings: RunSettings, report: Mapping[str, Any]) -> str:
         return "The run held no test metrics (`eval-test/metrics.json`) when it was exported.\n"
     intervals = (report.get("confidence_intervals") or {}).get("scan") or {}
     rows = []
-    for key, label in _METRIC_NAMES.items():
+    for key, label in METRIC_LABELS.items():
         if isinstance(metrics.get(key), float):
             ci = intervals.get(key) or {}
             bounds = f"{ci['low']:.3f} to {ci['high']:.3f}" if {"low", "high"} <= set(ci) else "-"

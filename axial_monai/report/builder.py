@@ -19,22 +19,13 @@ import numpy as np
 import pandas as pd
 
 from ..io import write_text
-from ..metrics import METRICS
+from ..metrics import METRIC_LABELS, METRICS
 from ..scores import baseline_scans, level_intervals
 from . import figures
 from .runs import Evaluation, Explanations, RunContents, find_run_contents, read_scalars
 
 __all__ = ["METRIC_LABELS", "build_report", "write_report"]
 
-#: metric -> label shown in tables.
-METRIC_LABELS = {
-    "accuracy": "accuracy",
-    "balanced_accuracy": "balanced accuracy",
-    "sensitivity": "sensitivity",
-    "specificity": "specificity",
-    "mcc": "MCC",
-    "auc": "ROC AUC",
-}
 _POSITIVE = 1
 
 
