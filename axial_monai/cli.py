@@ -196,24 +196,39 @@ def predict(
     transform: str = "SyNQuick",
     resolution: float = 1.0,
     cache_dir: str | None = None,
+    trust_bundle_code: bool = False,
+    trusted_key: str | None = None,
 ) -> int:
     """Predict (and explain) raw T1 scans with a trained run or an exported bundle: preprocessing included.
 
     Args:
         scans: T1 NIfTI files or folders of them (raw scans or already preprocessed ones; not BIDS).
-        model: the model (required): a run folder (training output_dir), its models/model.pt, or an exported bundle.
+        model: the model (required): a run folder (training output_dir), its models/model.pt, or an exported bundle
+            (folder or zip), whose files are checked against its manifest and whose code never runs.
         explain: also write attention and GradCAM maps, region tables and overlays per scan.
         out: output folder: OUT/<scan>/prediction.json, overview.png (and maps), OUT/predictions.csv, skipped.csv.
         transform: registration to the model's template: SyNQuick (as the preprocessing), SyN, Affine or Rigid.
         resolution: voxel size (mm) of the registration when the model's grid is coarser (ANTs is tuned for ~1 mm).
         cache_dir: where preprocessed scans are cached by content (default $AXIAL_MONAI_CACHE or ~/.cache/axial_monai).
+        trust_bundle_code: run the bundle's own configs and scripts/ (the sender's code, with your rights) instead of
+            this installation's; also AXIAL_MONAI_TRUST_BUNDLE_CODE=1.
+        trusted_key: an Ed25519 public key (PEM file): the bundle must be signed by its private key.
     """
+    from .configs import flag
     from .predict import predict_scans
 
     if model is None:
         raise SettingsError("--model is required: a run folder, its models/model.pt or an exported bundle folder.")
     results = predict_scans(
-        scans, model, out=out, explain=explain, transform=transform, resolution=resolution, cache_dir=cache_dir
+        scans,
+        model,
+        out=out,
+        explain=explain,
+        transform=transform,
+        resolution=resolution,
+        cache_dir=cache_dir,
+        trust_bundle_code=flag(trust_bundle_code, "trust_bundle_code"),
+        trusted_key=trusted_key,
     )
     failed = [r for r in results if r.problem]
     for result in failed:
@@ -233,6 +248,7 @@ def export(
     overwrite: bool = False,
     with_control_mean: bool = False,
     url_base: str | None = None,
+    sign_key: str | None = None,
 ) -> int:
     """Export a trained run as a MONAI model-zoo bundle (folder + zip) that runs without this repository.
 
@@ -248,6 +264,8 @@ def export(
         with_control_mean: also ship the run's mean control scan (derived from training subjects: check that their
             terms allow sharing it; at least 20 scans). Without it the explanations start from the template.
         url_base: where the files over 1 MB will be hosted (large_files.yml lists <url_base>/<path>).
+        sign_key: an Ed25519 private key (PEM file): sign the bundle's manifest (manifest.sig), so that a receiver
+            with the public key knows who sent it (axial-monai predict --trusted_key).
     """
     from .configs import flag
     from .export import export_bundle
@@ -262,6 +280,7 @@ def export(
         overwrite=overwrite,
         with_control_mean=flag(with_control_mean, "with_control_mean"),
         url_base=url_base,
+        sign_key=sign_key,
     )
     print(f"bundle: {bundle.folder}\narchive: {bundle.archive}")
     if bundle.large_files:

@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import time
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -42,12 +43,14 @@ import pandas as pd
 
 import axial_monai
 
-from .configs import config_path
+from .configs import config_path, flag
 from .data.datalist import SKIPPED_COLUMNS, check_nifti_header, expand_inputs, scan_ids
 from .errors import InputError, SettingsError
 from .input_check import InputCheck
 from .io import atomic_path, write_csv, write_json, write_nifti
 from .run import RunSettings
+from .run.layout import BundleLayout
+from .run.received import open_bundle
 
 __all__ = ["PredictModel", "Prediction", "resolve_model", "prepare_scan", "predict_scans"]
 
@@ -119,30 +122,39 @@ def _sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def resolve_model(model: str | os.PathLike, cache_dir: Path) -> PredictModel:
-    """The :class:`PredictModel` of a run folder, a checkpoint or an exported bundle folder.
+#: set to 1/true to run the configs and code of received bundles (as ``--trust_bundle_code``).
+TRUST_ENV = "AXIAL_MONAI_TRUST_BUNDLE_CODE"
 
-    A bundle is read as data only: the run settings and weights of its ``models/model.pt`` (``weights_only``); its
-    configs and its ``scripts/`` are not used, so receiving a model runs none of the sender's code. Every model runs
-    with this installation's code and shipped configs.
+
+def _is_bundle(path: Path) -> bool:
+    return (path.is_file() and zipfile.is_zipfile(path)) or (path / "configs" / "metadata.json").is_file()
+
+
+def resolve_model(
+    model: str | os.PathLike,
+    cache_dir: Path,
+    trust_bundle_code: bool = False,
+    trusted_key: str | os.PathLike | None = None,
+) -> PredictModel:
+    """The :class:`PredictModel` of a run folder, a checkpoint, or an exported bundle (its folder or zip).
+
+    A bundle is received data: its zip is unpacked safely and every file checked against its manifest (and with
+    ``trusted_key`` the manifest's signature) first (:func:`axial_monai.run.received.open_bundle`). Then only its
+    weights (``weights_only``), JSON settings (schema-checked) and NIfTI volumes are read: its configs and its
+    ``scripts/`` are not used, so receiving a model runs none of the sender's code; the model runs with this
+    installation's code and shipped configs. ``trust_bundle_code`` runs the bundle's own configs (and through them
+    its ``scripts/``) instead, with a warning naming them.
 
     Raises:
         FileNotFoundError: if ``model`` is none of them.
-        InputError: for a checkpoint without run settings (a bundle exported before axial-monai 0.3.0), one that
-            carries pickled objects or cannot be read.
+        InputError: for a bundle that fails its checks, a checkpoint without run settings, one that carries pickled
+            objects or cannot be read (one line each).
     """
     path = Path(model).resolve()
-    bundle = (path / "configs" / "metadata.json").is_file() and (path / "models" / "model.pt").is_file()
-    checkpoint = path / "models" / "model.pt" if bundle else path
-    try:
-        settings = RunSettings.load(checkpoint)
-    except InputError as err:
-        if bundle and "weights only" in str(err):
-            raise InputError(
-                f"The bundle {path} was exported before axial-monai 0.3.0: its models/model.pt holds weights without "
-                "the run settings. Export it again from its run with this version."
-            ) from None
-        raise
+    bundle = _is_bundle(path)
+    if bundle:
+        path = open_bundle(path, cache_dir, trusted_key)
+    settings = RunSettings.load(path / BundleLayout.MODEL if bundle else path)
     # the template and mask as NIfTI files for ANTs, once per model (keyed by their content)
     template, mask = settings.template_image(), settings.mask_image()
     key = hashlib.sha256(np.asarray(settings.template).tobytes() + np.asarray(settings.brain_mask).tobytes())
@@ -150,6 +162,15 @@ def resolve_model(model: str | os.PathLike, cache_dir: Path) -> PredictModel:
     for name, image in (("template.nii.gz", template), ("brain_mask.nii.gz", mask)):
         if not (folder / name).is_file():
             write_nifti(folder / name, image)
+    configs = {
+        "config_files": [str(config_path("inference"))],
+        "explain_config": str(config_path("explain")),
+        "overrides": {"ckpt_path": str(settings.source)},
+        "meta_file": str(config_path("metadata")),
+        "logging_file": str(config_path("logging.conf")),
+    }
+    if bundle and (trust_bundle_code or flag(os.environ.get(TRUST_ENV, "false"), TRUST_ENV)):
+        configs = _bundle_configs(path)
     return PredictModel(
         kind="bundle" if bundle else "run",
         path=path if bundle else Path(settings.source),
@@ -157,12 +178,26 @@ def resolve_model(model: str | os.PathLike, cache_dir: Path) -> PredictModel:
         template=folder / "template.nii.gz",
         brain_mask=folder / "brain_mask.nii.gz",
         class_names=list(settings.class_names),
-        config_files=[str(config_path("inference"))],
-        explain_config=str(config_path("explain")),
-        overrides={"ckpt_path": str(settings.source)},
-        meta_file=str(config_path("metadata")),
-        logging_file=str(config_path("logging.conf")),
+        **configs,
     )
+
+
+def _bundle_configs(path: Path) -> dict[str, Any]:
+    """The bundle's own configs, for a receiver who trusts its code (a warning says what will run)."""
+    scripts = sorted(p.relative_to(path).as_posix() for p in (path / "scripts").rglob("*.py"))
+    logger.warning(
+        f"Running the code of the bundle {path} (trust_bundle_code): the $ expressions and _target_ components of "
+        f"configs/inference.json and configs/explain.json, and the {len(scripts)} modules of scripts/ they import, "
+        "with your rights."
+    )
+    configs = path / "configs"
+    return {
+        "config_files": [str(configs / "inference.json")],
+        "explain_config": str(configs / "explain.json"),
+        "overrides": {"bundle_root": str(path)},
+        "meta_file": str(configs / "metadata.json"),
+        "logging_file": str(configs / "logging.conf"),
+    }
 
 
 def prepare_scan(
@@ -272,12 +307,15 @@ def predict_scans(
     num_workers: int = 0,
     bundle_overrides: Mapping[str, Any] | None = None,
     echo: Any = print,
+    trust_bundle_code: bool = False,
+    trusted_key: str | os.PathLike | None = None,
 ) -> list[Prediction]:
     """Predict (and with ``explain``, explain) raw or preprocessed T1 scans with a run or an exported bundle.
 
     Args:
         scans: NIfTI files or folders of them (searched recursively).
-        model: a run folder, its ``models/model.pt`` or an exported bundle folder.
+        model: a run folder, its ``models/model.pt``, or an exported bundle (its folder or zip: checked against its
+            manifest before anything in it is read, and run as data: :func:`resolve_model`).
         out: output folder (see the module docstring).
         explain: also write the maps and region tables.
         transform: registration of the preprocessing (``SyNQuick``, ``SyN``, ``Affine``, ``Rigid`` or an ANTsPy
@@ -290,6 +328,9 @@ def predict_scans(
         num_workers: data loader workers of the bundle run.
         bundle_overrides: more bundle settings (e.g. ``{"atlas": ..., "methods": ["attention", "gradcam"]}``).
         echo: where the one-line messages go (``print``).
+        trust_bundle_code: run a bundle's own configs and ``scripts/`` (the sender's code) instead of this
+            installation's (also ``AXIAL_MONAI_TRUST_BUNDLE_CODE=1``).
+        trusted_key: an Ed25519 public key (PEM): the bundle's manifest must be signed by its private key.
 
     Returns:
         one :class:`Prediction` per scan, in input order.
@@ -304,7 +345,7 @@ def predict_scans(
         raise SettingsError("Give at least one scan: a NIfTI file or a folder of them.")
     out = Path(out).resolve()
     cache = Path(cache_dir).resolve() if cache_dir else default_cache_root()
-    resolved = resolve_model(model, cache)
+    resolved = resolve_model(model, cache, trust_bundle_code, trusted_key)
     items = expand_inputs([os.fspath(s) for s in scans])
     if not items:
         raise InputError(f"No NIfTI file found in {[os.fspath(s) for s in scans]}.")

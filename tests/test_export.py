@@ -500,27 +500,21 @@ def test_fine_tuning_and_evaluation_from_the_bundle_in_one_command(receiver, tra
     assert ours["auc"] == pytest.approx(runs["auc"], abs=0.05)  # the shipped model, on the same test split
 
 
-def test_predict_with_a_bundle_runs_none_of_its_code(exported, trained_demo, tiny_cohort, tmp_path):
-    """axial-monai predict reads the bundle's weights and settings only: a payload in its configs never runs; the
-    default explanation starts from the template (no mean control scan is shared) and says so."""
+def test_predict_with_the_bundle_and_its_zip_equals_the_run(exported, trained_demo, tiny_cohort, tmp_path):
+    """axial-monai predict with the bundle (folder or zip) reads its weights and settings only and gives the run's
+    probabilities; the default explanation starts from the template (no mean control scan is shared) and says so.
+    (What a received bundle may not do: tests/test_received.py.)"""
     from axial_monai.predict import predict_scans
 
-    bundle = tmp_path / NAME
-    shutil.copytree(exported.folder, bundle)
-    sentinel = tmp_path / "payload-ran"
-    config = json.loads((bundle / "configs" / "inference.json").read_text())
-    config["device"] = f"$open({str(sentinel)!r}, 'w').write('x') and torch.device('cpu')"
-    (bundle / "configs" / "inference.json").write_text(json.dumps(config))
     scan = Path(tiny_cohort) / "images" / "sub-0001_T1w.nii.gz"
-    quiet = {
-        "echo": lambda *_: None,
-        "cache_dir": tmp_path / "cache",
-        "bundle_overrides": {"atlas": None, "plots": False},
-    }
-    (by_bundle,) = predict_scans([scan], bundle, out=tmp_path / "bundle", explain=True, **quiet)
+    quiet = {"echo": lambda *_: None, "cache_dir": tmp_path / "cache"}
+    maps = {"bundle_overrides": {"atlas": None, "plots": False}}
+    (by_bundle,) = predict_scans([scan], exported.folder, out=tmp_path / "bundle", explain=True, **quiet, **maps)
+    (by_zip,) = predict_scans([scan], exported.archive, out=tmp_path / "zip", **quiet)
     (by_run,) = predict_scans([scan], trained_demo, out=tmp_path / "run", **quiet)
-    assert not sentinel.exists() and by_bundle.problem is None
+    assert by_bundle.problem is None and by_zip.problem is None
     assert by_bundle.probabilities == pytest.approx(by_run.probabilities, abs=1e-6)
+    assert by_zip.probabilities == pytest.approx(by_run.probabilities, abs=1e-6)
     record = json.loads((tmp_path / "bundle" / "sub-0001_T1w" / "explanation.json").read_text())
     assert record["baselines"]["ig_baseline"].startswith("template:")
     ig = nib.load(tmp_path / "bundle" / "sub-0001_T1w" / "integrated_gradients.nii.gz").get_fdata()

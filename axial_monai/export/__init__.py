@@ -3,6 +3,8 @@
 Layout of the bundle (every path in its configs is relative to ``bundle_root``)::
 
     <name>/                         <data>_<modality>_<task>, e.g. adni_mri_classification
+        manifest.json               the size and SHA-256 of every file (checked by the receiver first)
+        manifest.sig                the Ed25519 signature of the manifest, only with sign_key
         LICENSE                     Apache License 2.0
         large_files.yml             files over 1 MB: path, url (<url_base>/<path>), md5
         configs/metadata.json       meta_schema_20240725: classes, input grid, pinned packages, version + changelog

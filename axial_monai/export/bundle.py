@@ -21,6 +21,7 @@ from ..errors import SettingsError
 from ..io import atomic_path, save_checkpoint, write_json, write_text
 from ..run import RunSettings, check_weights, load_weights
 from ..run.layout import BundleLayout
+from ..run.received import sign_manifest, write_manifest
 from .compiled import CompiledModelError, write_torchscript
 from .configs import bundle_configs, retarget
 from .documents import (
@@ -120,6 +121,7 @@ def export_bundle(
     with_control_mean: bool = False,
     url_base: str | None = None,
     large_file_bytes: int = LARGE_FILE_BYTES,
+    sign_key: str | os.PathLike | None = None,
 ) -> ExportedBundle:
     """Write the model-zoo bundle of a trained run (see :mod:`axial_monai.export` for its layout).
 
@@ -138,6 +140,7 @@ def export_bundle(
             at least 20 scans), the explanations' default baseline; without it they start from the template.
         url_base: where the bundle's large files will be hosted (``large_files.yml`` gives ``<url_base>/<path>``).
         large_file_bytes: files larger than this are listed in ``large_files.yml`` (the zoo's 1024 KB).
+        sign_key: an Ed25519 private key (PEM): sign ``manifest.json`` (``manifest.sig``).
 
     Returns:
         the :class:`ExportedBundle`.
@@ -198,6 +201,9 @@ def export_bundle(
         traces = _local_traces(work, _sender_paths(settings))
         if traces:
             raise RuntimeError(f"The bundle would name folders of this machine: {'; '.join(traces[:5])}.")
+        write_manifest(work)  # every file's size and SHA-256: what the receiver checks first
+        if sign_key is not None:
+            sign_manifest(work, sign_key)
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(work, folder)

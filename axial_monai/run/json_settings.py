@@ -21,8 +21,12 @@ import numpy as np
 from ..errors import InputError, one_line
 from ..input_check import Grid
 
-__all__ = ["SCHEMA", "FILES", "write_json_settings", "read_json_settings"]
+__all__ = ["SCHEMA", "FILES", "MAX_VOXELS", "write_json_settings", "read_json_settings"]
 
+#: the largest ``run_settings.json`` read (a real one is about 2 KB).
+MAX_JSON_BYTES = 2**20
+#: the most voxels of an input grid (0.5 mm over a whole head stays below it).
+MAX_VOXELS = 512**3
 #: the volumes of the settings, as the files beside ``run_settings.json``.
 FILES = {"template": "template.nii.gz", "mask": "brain_mask.nii.gz", "controls": "control_mean.nii.gz"}
 _FILE = {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+\.nii(\.gz)?$", "not": {"pattern": r"^\.\.?$"}}
@@ -59,7 +63,7 @@ SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "required": ["shape", "affine"],
             "properties": {
-                "shape": {**_TRIPLE, "items": {"type": "integer", "minimum": 1, "maximum": 4096}},
+                "shape": {**_TRIPLE, "items": {"type": "integer", "minimum": 1, "maximum": 1024}},
                 "spacing": {**_TRIPLE, "items": {"type": "number", "exclusiveMinimum": 0}},
                 "orientation": {"type": "string", "pattern": "^[RLAPSI]{3}$"},
                 "affine": {
@@ -101,16 +105,21 @@ def write_json_settings(state: Mapping[str, Any], volumes: Mapping[str, nib.Nift
 
 
 def _volume(folder: Path, name: str, grid: Grid, source: Path) -> np.ndarray:
+    """The voxels of ``folder/name``, after its header (read alone) proved it is on ``grid``: a file cannot make
+    this read more than the grid's voxels."""
     path = folder / name
     try:
         image = nib.load(path)
-        data = np.asarray(image.dataobj, dtype=np.float32)
+        shape, affine = tuple(image.shape), image.affine
     except Exception as err:  # noqa: BLE001 - any unreadable file is one line naming it
         raise InputError(f"{path}, named by {source}, cannot be read as NIfTI ({one_line(err)}).") from None
-    problem = grid.mismatch(Grid.from_affine(data.shape[:3], image.affine)) if data.ndim == 3 else "is not 3D"
+    problem = grid.mismatch(Grid.from_affine(shape, affine)) if len(shape) == 3 else f"is not 3D ({shape})"
     if problem:
         raise InputError(f"{path}, named by {source}, is not on the settings' {grid.describe()}: {problem}.")
-    return data
+    try:
+        return np.asarray(image.dataobj, dtype=np.float32)
+    except Exception as err:  # noqa: BLE001 - damaged voxel data
+        raise InputError(f"{path}, named by {source}, cannot be read ({one_line(err)}).") from None
 
 
 def read_json_settings(path: str | os.PathLike) -> dict[str, Any]:
@@ -123,12 +132,16 @@ def read_json_settings(path: str | os.PathLike) -> dict[str, Any]:
     """
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_JSON_BYTES:  # refused before it is read
+            raise ValueError(f"{path.stat().st_size} bytes, more than settings ever need ({MAX_JSON_BYTES})")
         state = json.loads(path.read_text())
         jsonschema.validate(state, SCHEMA)
     except (OSError, ValueError, jsonschema.ValidationError) as err:
         detail = err.message if isinstance(err, jsonschema.ValidationError) else one_line(err)
         where = "/".join(str(p) for p in getattr(err, "absolute_path", []))
         raise InputError(f"{path} is not valid run settings{f' at {where}' if where else ''}: {detail}.") from None
+    if int(np.prod(state["grid"]["shape"])) > MAX_VOXELS:
+        raise InputError(f"{path}: the grid {state['grid']['shape']} has more than {MAX_VOXELS} voxels.")
     if state["positive_class"] >= len(state["class_names"]):
         raise InputError(f"{path}: positive_class {state['positive_class']} is not a class of {state['class_names']}.")
     grid = Grid.from_dict(state["grid"])

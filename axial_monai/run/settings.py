@@ -71,7 +71,7 @@ logger = logging.getLogger(__name__)
 #: version of the layout of the saved settings.
 FORMAT = 1
 #: a checkpoint may only name network classes from these packages (nothing else is imported or called).
-NETWORK_MODULES = ("axial_monai.networks", "monai.networks")
+NETWORK_MODULES = ("axial_monai.networks", "monai.networks.nets")
 #: the import name of this package: ``axial_monai``, or another where a bundle carries a copy of it.
 _OWN_PACKAGE = own_networks.__name__.rpartition(".")[0]
 #: packages whose versions a run records.
@@ -397,6 +397,7 @@ class RunSettings:
         """
         state = read_json_settings(path)
         _check_format(state, path)
+        _network_class(state["network"]["class"])  # refused now, not when the network is first built
         controls = state.get("controls")
         return cls(
             network=state["network"]["class"],
