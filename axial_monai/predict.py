@@ -127,7 +127,9 @@ TRUST_ENV = "AXIAL_MONAI_TRUST_BUNDLE_CODE"
 
 
 def _is_bundle(path: Path) -> bool:
-    return (path.is_file() and zipfile.is_zipfile(path)) or (path / "configs" / "metadata.json").is_file()
+    """An exported bundle: its folder, or its ``.zip`` (a checkpoint is a zip too, but not named so)."""
+    zipped = path.suffix.lower() == ".zip" and path.is_file() and zipfile.is_zipfile(path)
+    return zipped or (path / "configs" / "metadata.json").is_file()
 
 
 def resolve_model(

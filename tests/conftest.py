@@ -9,13 +9,12 @@ import pytest
 
 @pytest.fixture(scope="session", autouse=True)
 def volume_cache_dir(tmp_path_factory):
-    """Bundle runs in tests keep their volume cache in a temporary folder, never in the user's ~/.cache."""
-    import axial_monai.data.volume_cache as volume_cache
-
-    path = tmp_path_factory.mktemp("volume-cache")
+    """Tests keep every cache (volumes, preprocessed and received scans of predict) in a temporary folder, never in
+    the user's ~/.cache: $AXIAL_MONAI_CACHE, which subprocesses inherit too."""
+    root = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(volume_cache, "default_cache_dir", lambda: path)
-        yield path
+        patch.setenv("AXIAL_MONAI_CACHE", str(root))
+        yield root / "volumes"
 
 
 @pytest.fixture

@@ -170,6 +170,16 @@ def test_unknown_keys_and_paths_in_the_run_settings_are_refused(clean, scan, tmp
     _refused(*_predict(bundle, scan, tmp_path, capsys), "Additional properties are not allowed ('hook'")
 
 
+def test_settings_of_a_newer_version_are_refused_with_the_version_they_need(clean, scan, tmp_path, capsys):
+    bundle = _copy(clean, tmp_path)
+    path = bundle / "models" / "run_settings.json"
+    settings = json.loads(path.read_text())
+    settings["format"], settings["versions"]["axial-monai"] = 2, "0.9.0"
+    path.write_text(json.dumps(settings, indent=4) + "\n")
+    write_manifest(bundle)
+    _refused(*_predict(bundle, scan, tmp_path, capsys), "have format 2", "install axial-monai 0.9.0 or later")
+
+
 def test_weights_changed_after_the_export_are_refused(clean, scan, tmp_path, capsys):
     bundle = _copy(clean, tmp_path)
     weights = torch.load(bundle / "models" / "model.pt", weights_only=True)

@@ -266,7 +266,7 @@ def open_bundle(
         InputError: one line naming the bundle and what is wrong.
     """
     path = Path(path)
-    if path.is_file() and zipfile.is_zipfile(path):
+    if path.is_file() and path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
         key = _sha256(path)[:16]
         path = extract_zip(path, Path(cache_dir) / "received" / key, limits)
     verify_manifest(path, public_key, limits)

@@ -562,10 +562,13 @@ class RunSettings:
 
 
 def _check_format(state: Mapping[str, Any], what: Any) -> None:
+    """Refuse settings written by a newer axial-monai, naming the version they need."""
     if int(state.get("format", 0)) > FORMAT:
+        made_by = (state.get("versions") or {}).get("axial-monai")
+        needed = f"axial-monai {made_by} or later" if made_by else "a newer axial-monai"
         raise InputError(
-            f"{what} have format {state['format']}; this axial-monai reads format {FORMAT} and older: update "
-            "axial-monai."
+            f"{what} have format {state['format']}; this axial-monai reads format {FORMAT} and older: install "
+            f"{needed} (pip install -U axial-monai)."
         )
 
 
