@@ -125,7 +125,9 @@ def receiver(exported, tmp_path_factory):
     python = root / "bin" / "python"
     purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
     site = Path(subprocess.check_output([python, "-c", purelib], text=True).strip())
-    (site / "outer_site_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # every site-packages this interpreter uses, in its order (a venv with --system-site-packages has two)
+    outer = [p for p in sys.path if p.rstrip("/").endswith(("site-packages", "dist-packages"))]
+    (site / "outer_site_packages.pth").write_text("\n".join(outer or [sysconfig.get_paths()["purelib"]]) + "\n")
     (site / "sitecustomize.py").write_text(AUDIT)
     return unpacked / NAME, python
 

