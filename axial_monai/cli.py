@@ -198,6 +198,7 @@ def predict(
     cache_dir: str | None = None,
     trust_bundle_code: bool = False,
     trusted_key: str | None = None,
+    profile: str | None = None,
 ) -> int:
     """Predict (and explain) raw T1 scans with a trained run or an exported bundle: preprocessing included.
 
@@ -207,12 +208,14 @@ def predict(
             (folder or zip), whose files are checked against its manifest and whose code never runs.
         explain: also write attention and GradCAM maps, region tables and overlays per scan.
         out: output folder: OUT/<scan>/prediction.json, overview.png (and maps), OUT/predictions.csv, skipped.csv.
-        transform: registration to the model's template: SyNQuick (as the preprocessing), SyN, Affine or Rigid.
+        transform: the paper profile's registration to the model's template: SyNQuick, SyN, Affine or Rigid.
         resolution: voxel size (mm) of the registration when the model's grid is coarser (ANTs is tuned for ~1 mm).
         cache_dir: where preprocessed scans are cached by content (default $AXIAL_MONAI_CACHE or ~/.cache/axial_monai).
         trust_bundle_code: run the bundle's own configs and scripts/ (the sender's code, with your rights) instead of
             this installation's; also AXIAL_MONAI_TRUST_BUNDLE_CODE=1.
         trusted_key: an Ed25519 public key (PEM file): the bundle must be signed by its private key.
+        profile: preprocessing of raw scans: fast (deepbet, N4, greedy: seconds) or paper (N4, ANTs SyNQuick:
+            minutes); default: the profile of the model's training scans, else fast.
     """
     from .configs import flag
     from .predict import predict_scans
@@ -229,6 +232,7 @@ def predict(
         cache_dir=cache_dir,
         trust_bundle_code=flag(trust_bundle_code, "trust_bundle_code"),
         trusted_key=trusted_key,
+        profile=profile,
     )
     failed = [r for r in results if r.problem]
     for result in failed:

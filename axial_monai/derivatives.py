@@ -69,10 +69,15 @@ class QCRecord:
             template brain mask (ANTs ``Correlation`` metric, sign flipped; 0 to 1, higher is better).
         similarity_mi: Mattes mutual information with the template inside the brain mask (ANTs
             ``MattesMutualInformation``, sign flipped; higher is better).
+        jacobian_min, jacobian_max: range of the Jacobian determinant of the registration inside the template brain
+            (below 0: folded; far from 1: strong local stretching).
+        mask_dice: Dice of the scan's own brain mask carried onto the template against the template's brain mask
+            (fast profile: deepbet's mask; none in the paper profile, whose mask is the template's).
+        brain_volume_ml: volume of the scan's own brain mask (fast profile).
         warning: set when ``similarity_cc`` is below the run's ``min_similarity_cc`` (a likely failed registration).
         runtime_s: wall time of the attempt in seconds.
         finished: ISO time stamp.
-        space, transform: template label and ANTs transform type.
+        space, transform: template label and registration (``fast`` profile: ``greedy``; paper: the ANTs type).
     """
 
     subject: str
@@ -83,6 +88,10 @@ class QCRecord:
     error: str = ""
     similarity_cc: float | None = None
     similarity_mi: float | None = None
+    jacobian_min: float | None = None
+    jacobian_max: float | None = None
+    mask_dice: float | None = None
+    brain_volume_ml: float | None = None
     warning: str = ""
     runtime_s: float | None = None
     finished: str = ""

@@ -45,6 +45,7 @@ import axial_monai
 
 from .configs import config_path, flag
 from .data.datalist import SKIPPED_COLUMNS, check_nifti_header, expand_inputs, scan_ids
+from .data.dicom import find_series, is_dicom, series_to_nifti
 from .errors import InputError, SettingsError
 from .input_check import InputCheck
 from .io import atomic_path, write_csv, write_json, write_nifti
@@ -74,6 +75,7 @@ class PredictModel:
         explain_config: the explain config merged over it.
         overrides: bundle settings that point the configs at this model.
         meta_file, logging_file: the bundle's metadata and logging config.
+        profile: the preprocessing profile of the model's training scans, when its settings record it.
     """
 
     kind: str
@@ -87,6 +89,7 @@ class PredictModel:
     overrides: dict[str, Any] = field(default_factory=dict)
     meta_file: str | None = None
     logging_file: str | None = None
+    profile: str | None = None
 
     @cached_property
     def fingerprint(self) -> str:
@@ -100,10 +103,16 @@ class PredictModel:
 
 @dataclass
 class Prediction:
-    """The outcome for one scan: its prediction, or why it was skipped."""
+    """The outcome for one scan: its prediction, or why it was skipped.
+
+    ``scan`` is what was given (a NIfTI file, or ``<DICOM folder>:<SeriesInstanceUID>``), ``file`` the NIfTI read
+    (the scan itself, or the series converted), ``image`` the file the model took (preprocessed or not).
+    """
 
     scan: str
     scan_id: str
+    file: str | None = None
+    series: str | None = None
     image: str | None = None
     preprocessed: bool = False
     cached: bool = False
@@ -180,6 +189,7 @@ def resolve_model(
         template=folder / "template.nii.gz",
         brain_mask=folder / "brain_mask.nii.gz",
         class_names=list(settings.class_names),
+        profile=settings.preprocessing,
         **configs,
     )
 
@@ -212,14 +222,16 @@ def prepare_scan(
     n4_kwargs: Mapping[str, Any] | None = None,
     resolution: float | None = 1.0,
     seed: int = 42,
+    profile: str = "fast",
 ) -> tuple[str, bool, bool, dict[str, float]]:
     """The file to feed the model for the scan ``path``: itself if the model accepts it, else its preprocessed copy.
 
-    Preprocessing is :func:`~axial_monai.preprocess.pipeline.preprocess_t1w` with the model's template. On a model
-    grid coarser than ``resolution`` mm, the registration runs on the template resampled to ``resolution`` and the
-    result is resampled to the model's grid and masked by its brain mask: the registration types of ANTs (their
-    shrink factors, up to 8) are made for about 1 mm voxels, and fail on a 2-3 mm template (e.g. SyNQuick on the
-    2 mm demo grid gives half the similarity to the template that it gives at 1.5 mm).
+    Preprocessing is :func:`~axial_monai.preprocess.pipeline.preprocess_scan` with the model's template and
+    ``profile``. The fast profile registers at 2 mm (or the model's coarser grid) and resamples once onto the
+    model's grid. The paper profile (``transform``, ``n4`` and the keyword arguments are its own) registers, on a
+    model grid coarser than ``resolution`` mm, to the template resampled to ``resolution``, then resamples the result
+    to the model's grid and masks it by its brain mask: the registration types of ANTs (their shrink factors, up to
+    8) are made for about 1 mm voxels, and fail on a 2-3 mm template.
 
     Returns:
         ``(image path, preprocessed, taken from the cache, preprocessing metrics)``.
@@ -233,14 +245,15 @@ def prepare_scan(
     problem = model.check(path)
     if problem is None:
         return path, False, False, {}
-    coarse = resolution is not None and min(model.check.grid.spacing) > 1.01 * float(resolution)
+    paper = profile == "paper"
+    coarse = paper and resolution is not None and min(model.check.grid.spacing) > 1.01 * float(resolution)
     settings = {
         "template": model.fingerprint,
+        "profile": profile,
         "resolution": float(resolution) if coarse else None,
-        "transform": transform,
-        "n4": bool(n4),
-        "registration_kwargs": dict(registration_kwargs or {}),
-        "n4_kwargs": dict(n4_kwargs or {}),
+        **({"transform": transform, "n4": bool(n4)} if paper else {}),
+        "registration_kwargs": dict(registration_kwargs or {}) if paper else {},
+        "n4_kwargs": dict(n4_kwargs or {}) if paper else {},
         "seed": seed,
         "axial_monai": axial_monai.__version__,
     }
@@ -252,23 +265,20 @@ def prepare_scan(
 
     import ants
 
-    from .preprocess.pipeline import ants_environment, preprocess_t1w, read_t1w
+    from .preprocess.pipeline import ants_environment, preprocess_scan
     from .preprocess.templates import load_template
 
-    logger.info(f"{path}: {problem.split(';')[0]}; preprocessing it (N4, {transform} registration, brain mask)")
+    steps = f"N4, {transform} registration, brain mask" if paper else "brain mask, N4, greedy registration"
+    logger.info(f"{path}: {problem.split(';')[0]}; preprocessing it ({profile} profile: {steps})")
     start = time.perf_counter()
     template = load_template(
         str(model.template), mask=str(model.brain_mask), space="model", resolution=settings["resolution"]
     )
     with ants_environment(None, seed):
-        brain, metrics = preprocess_t1w(
-            read_t1w(path),
-            template,
-            transform=transform,
-            n4=n4,
-            registration_kwargs=dict(registration_kwargs or {}),
-            n4_kwargs=dict(n4_kwargs or {}),
-        )
+        options = {"transform": transform, "n4": n4} if paper else {}
+        options.update(registration_kwargs=dict(registration_kwargs or {}), n4_kwargs=dict(n4_kwargs or {}))
+        done = preprocess_scan(path, template, profile, **(options if paper else {}))
+        brain, metrics = done.brain, done.metrics
     if coarse:  # back onto the model's grid; the background stays exactly 0
         grid = ants.image_read(str(model.brain_mask), pixeltype="float")
         brain = ants.resample_image_to_target(brain, grid, interp_type="linear") * grid
@@ -311,6 +321,7 @@ def predict_scans(
     echo: Any = print,
     trust_bundle_code: bool = False,
     trusted_key: str | os.PathLike | None = None,
+    profile: str | None = None,
 ) -> list[Prediction]:
     """Predict (and with ``explain``, explain) raw or preprocessed T1 scans with a run or an exported bundle.
 
@@ -333,6 +344,8 @@ def predict_scans(
         trust_bundle_code: run a bundle's own configs and ``scripts/`` (the sender's code) instead of this
             installation's (also ``AXIAL_MONAI_TRUST_BUNDLE_CODE=1``).
         trusted_key: an Ed25519 public key (PEM): the bundle's manifest must be signed by its private key.
+        profile: preprocessing profile of raw scans, ``"fast"`` or ``"paper"``; default: the one the model's training
+            scans used, when its settings record it, else ``"fast"`` (which is said on ``echo``).
 
     Returns:
         one :class:`Prediction` per scan, in input order.
@@ -348,20 +361,20 @@ def predict_scans(
     out = Path(out).resolve()
     cache = Path(cache_dir).resolve() if cache_dir else default_cache_root()
     resolved = resolve_model(model, cache, trust_bundle_code, trusted_key)
-    items = expand_inputs([os.fspath(s) for s in scans])
-    if not items:
-        raise InputError(f"No NIfTI file found in {[os.fspath(s) for s in scans]}.")
-    results = [Prediction(scan=item["image"], scan_id=sid) for item, sid in zip(items, scan_ids(items), strict=True)]
+    profile = _profile(profile, resolved, echo)
+    results = _inputs(scans, cache, echo)
     for result in results:
-        if not os.path.isfile(result.scan):
+        if result.problem:
+            continue
+        if not os.path.isfile(result.file):
             result.problem = "does not exist"
             continue
         try:
             image, preprocessed, cached, metrics = prepare_scan(
-                result.scan, resolved, cache, transform, n4, registration_kwargs, n4_kwargs, resolution
+                result.file, resolved, cache, transform, n4, registration_kwargs, n4_kwargs, resolution, 42, profile
             )
         except (InputError, RuntimeError, ValueError) as err:  # one scan's failure; the others go on
-            result.problem = str(err).removeprefix(f"{result.scan}: ")
+            result.problem = str(err).removeprefix(f"{result.file}: ")
             echo(f"skipped {result.scan}: {result.problem}")
             continue
         result.image, result.preprocessed, result.cached, result.metrics = image, preprocessed, cached, metrics
@@ -391,6 +404,7 @@ def predict_scans(
                 folder / "prediction.json",
                 {
                     "scan": result.scan,
+                    **({"series": result.series} if result.series is not None else {}),
                     "input": result.image,
                     "preprocessed": result.preprocessed,
                     "preprocessing": result.metrics,
@@ -408,6 +422,54 @@ def predict_scans(
     )
     write_csv(out / "skipped.csv", skipped)
     return results
+
+
+def _is_dicom_folder(path: str) -> bool:
+    return os.path.isdir(path) and any(is_dicom(p) for p in Path(path).rglob("*") if p.is_file())
+
+
+def _inputs(scans: Sequence[str | os.PathLike], cache: Path, echo: Any) -> list[Prediction]:
+    """One :class:`Prediction` per scan: NIfTI files (given, or found in folders), and every series of the folders
+    that hold DICOM files: a 3D T1 series converted to NIfTI in ``<cache>/dicom/`` (keyed by the content of its
+    files), any other series with why it is refused (:mod:`axial_monai.data.dicom`).
+
+    Raises:
+        InputError: if nothing is found.
+    """
+    given = [os.fspath(s) for s in scans]
+    nifti = [s for s in given if not _is_dicom_folder(s)]
+    items = expand_inputs(nifti) if nifti else []
+    results = [Prediction(i["image"], sid, file=i["image"]) for i, sid in zip(items, scan_ids(items), strict=True)]
+    for folder in (s for s in given if s not in nifti):
+        for series in find_series(folder):
+            result = Prediction(f"{folder}:{series.uid}", series.name, series=series.description)
+            if series.problem:
+                result.problem = f"{series} {series.problem}"
+                echo(f"skipped {result.scan}: {result.problem}")
+            else:
+                digest = hashlib.sha256(b"".join(_sha256(f).encode() for f in series.files)).hexdigest()[:32]
+                target = cache / "dicom" / f"{digest}.nii.gz"
+                result.file = str(target if target.is_file() else series_to_nifti(series, target))
+                echo(f"{result.scan}: DICOM {series} read as {result.file}")
+            results.append(result)
+    if not results:
+        raise InputError(f"No NIfTI file or DICOM series found in {given}.")
+    return results
+
+
+def _profile(given: str | None, model: PredictModel, echo: Any) -> str:
+    """The preprocessing profile of raw scans: ``given``, else the model's, else the default (said on ``echo``)."""
+    from .preprocess.pipeline import DEFAULT_PROFILE, check_profile
+
+    if given is not None:
+        if model.profile and given != model.profile:
+            echo(f"preprocessing raw scans with the {given} profile; the model's training scans used {model.profile}")
+        return check_profile(given)
+    if model.profile:
+        echo(f"preprocessing raw scans with the {model.profile} profile, as the model's training scans")
+        return check_profile(model.profile)
+    echo(f"preprocessing raw scans with the {DEFAULT_PROFILE} profile (the model does not record its preprocessing)")
+    return DEFAULT_PROFILE
 
 
 def _run_bundle(

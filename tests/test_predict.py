@@ -26,10 +26,11 @@ from axial_monai.run import RunSettings
 COLIN = Path("/usr/share/mricron/templates/ch2.nii.gz")
 
 
-def moved_head(out: Path, voxel: float = 4.0) -> Path:
-    """Colin27 with skull at ``voxel`` mm, rotated by (8, -5, 12) degrees and shifted by (12, -9, 15) mm."""
-    assert COLIN.is_file(), f"{COLIN} missing: apt-get install mricron-data (.ci/run does)"
-    image = nibabel.processing.resample_to_output(nib.load(COLIN), voxel_sizes=(voxel,) * 3, order=1)
+def moved_head(out: Path, voxel: float = 4.0, source: Path = COLIN) -> Path:
+    """Colin27 with skull (or ``source``, e.g. its brain) at ``voxel`` mm, rotated by (8, -5, 12) degrees and
+    shifted by (12, -9, 15) mm."""
+    assert source.is_file(), f"{source} missing: apt-get install mricron-data (.ci/run does)"
+    image = nibabel.processing.resample_to_output(nib.load(source), voxel_sizes=(voxel,) * 3, order=1)
     rigid = np.eye(4)
     rigid[:3, :3] = Rotation.from_euler("xyz", (8, -5, 12), degrees=True).as_matrix()
     rigid[:3, 3] = (12.0, -9.0, 15.0)

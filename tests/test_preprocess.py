@@ -34,6 +34,7 @@ SPACE = "MNI152NLin2009cAsym"
 #: Fast test settings: 4 mm template, a short affine registration (shrink factors fit for 4 mm), a short N4.
 FAST = {
     "resolution": 4,
+    "profile": "paper",  # the BIDS machinery, with a short registration; the fast profile: test_preprocess_fast.py
     "transform": "Affine",
     "registration_kwargs": {"aff_iterations": (200, 100), "aff_shrink_factors": (2, 1), "aff_smoothing_sigmas": (1, 0)},
     "n4_kwargs": {"convergence": {"iters": [20, 20], "tol": 1e-7}},
@@ -197,7 +198,7 @@ def test_default_syn_quick_and_changed_settings(bids_tree, tmp_path):  # noqa: F
     target = root / source.relative_to(bids_tree.root)
     target.parent.mkdir(parents=True)
     shutil.copy(source, target)
-    fast_n4 = {"n4_kwargs": FAST["n4_kwargs"], "progress": False}
+    fast_n4 = {"profile": "paper", "n4_kwargs": FAST["n4_kwargs"], "progress": False}
     summary = preprocess_bids(root, tmp_path / "out", resolution=4, **fast_n4)  # transform="SyNQuick"
     assert (summary.succeeded, summary.failed) == (1, 0)
     record = _qc(pipeline_dir(tmp_path / "out")).iloc[0]
@@ -235,6 +236,8 @@ def test_command_line(first_run, tmp_path):
         "2",
         "--shard",
         shard,
+        "--profile",
+        "paper",
         "--transform",
         "Affine",
         "--resolution",

@@ -29,6 +29,7 @@ from axial_monai.preprocess.templates import load_template
 #: short affine registration and N4 for 4 mm scans; one ITK thread per worker, seeded: reruns are identical
 FAST = {
     "resolution": 4,
+    "profile": "paper",  # the BIDS machinery, with a short registration; the fast profile: test_preprocess_fast.py
     "transform": "Affine",
     "registration_kwargs": {"aff_iterations": (200, 100), "aff_shrink_factors": (2, 1), "aff_smoothing_sigmas": (1, 0)},
     "n4_kwargs": {"convergence": {"iters": [20, 20], "tol": 1e-7}},
@@ -129,9 +130,9 @@ def test_n4_removes_a_planted_bias_field():
     inside = (template.brain_mask.numpy() > 0) & (clean > 0.2 * clean.max())
     slopes = {}
     for n4 in (False, True):
-        brain, _ = pipeline.preprocess_t1w(
+        brain = pipeline.preprocess_t1w(
             image, template, transform="Rigid", n4=n4, registration_kwargs=FAST["registration_kwargs"]
-        )
+        ).brain
         log_ratio = np.log(brain.numpy()[inside] / clean[inside])
         slopes[n4] = np.polyfit(log_field[inside], log_ratio, 1)[0]
     assert slopes[False] > 0.8, slopes  # the planted field is in the output without N4
@@ -170,7 +171,7 @@ def test_preprocessing_killed_mid_scan_resumes_without_redoing_finished_scans(tm
     bids = _write_tree(tmp_path / "bids")
     out = tmp_path / "out"
     command = [sys.executable, "-m", "axial_monai.preprocess", str(bids), str(out), "--n_proc", "1"]
-    for key in ("resolution", "transform", "threads_per_worker", "seed"):
+    for key in ("resolution", "profile", "transform", "threads_per_worker", "seed"):
         command += [f"--{key}", str(FAST[key])]
     for key in ("registration_kwargs", "n4_kwargs"):
         command += [f"--{key}", json.dumps(FAST[key])]

@@ -1,6 +1,6 @@
 """Command line of the preprocessing.
 
-Usage: ``python -m axial_monai.preprocess BIDS_DIR OUT_DIR [--n_proc 2] [--shard 1/4] [--transform SyNQuick]``.
+Usage: ``python -m axial_monai.preprocess BIDS_DIR OUT_DIR [--n_proc 2] [--shard 1/4] [--profile fast|paper]``.
 
 Every keyword of :func:`axial_monai.preprocess.preprocess_bids` is an option (``--resolution 4``,
 ``--template MNI152NLin2009aSym``, ``--registration_kwargs '{"aff_iterations": [100, 50, 0]}'``, ...).

@@ -62,9 +62,14 @@ from .qc import collect_qc, read_record
 from .templates import DEFAULT_TEMPLATE, TEMPLATES, Template, load_template
 
 __all__ = [
+    "PROFILES",
+    "DEFAULT_PROFILE",
     "TRANSFORMS",
     "resolve_transform",
     "read_t1w",
+    "PreprocessedScan",
+    "jacobian_range",
+    "preprocess_scan",
     "preprocess_t1w",
     "ants_environment",
     "PreprocessSummary",
@@ -73,6 +78,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: the preprocessing profiles: ``fast`` (deepbet, N4 in the brain at 2 mm, greedy; :mod:`.fast`) and ``paper``
+#: (N4, ANTs registration, template brain mask, as AXIAL/Clinica; :func:`preprocess_t1w`).
+PROFILES = ("fast", "paper")
+#: the profile of ``axial-monai-preprocess`` and ``axial-monai predict`` when none is given.
+DEFAULT_PROFILE = "fast"
 #: Short names of the registration types -> ANTsPy ``type_of_transform``. Any other ANTsPy type (e.g.
 #: ``"SyNRA"``, ``"antsRegistrationSyN[s]"``) is passed through unchanged.
 TRANSFORMS = {"SyNQuick": "antsRegistrationSyNQuick[s]", "SyN": "SyN", "Affine": "Affine", "Rigid": "Rigid"}
@@ -133,6 +143,36 @@ def read_t1w(path: str | os.PathLike) -> ants.ANTsImage:
     return image
 
 
+@dataclass
+class PreprocessedScan:
+    """One preprocessed scan.
+
+    Attributes:
+        brain: the brain-extracted image on the template grid (float32, background 0).
+        metrics: QC figures (``similarity_cc``, ``similarity_mi``, ``jacobian_min``/``jacobian_max`` of the
+            registration, and the profile's own: see :func:`preprocess_t1w`, :func:`~.fast.preprocess_fast`).
+        native_mask: the brain mask on the scan's own grid (bool, file array order): the template's carried back
+            (paper profile) or deepbet's (fast profile).
+    """
+
+    brain: ants.ANTsImage
+    metrics: dict[str, float]
+    native_mask: np.ndarray
+
+
+def jacobian_range(domain: ants.ANTsImage, transforms: list[str], mask: ants.ANTsImage) -> dict[str, float]:
+    """``{"jacobian_min", "jacobian_max"}`` of the deformable part of ``transforms`` (a warp image) inside
+    ``mask``, on ``domain``'s grid; of an affine-only registration, its constant determinant."""
+    inside = mask.numpy() > 0
+    for transform in transforms:
+        if transform.endswith((".nii.gz", ".nii")):
+            values = ants.create_jacobian_determinant_image(domain, transform).numpy()[inside]
+            return {"jacobian_min": float(values.min()), "jacobian_max": float(values.max())}
+    matrix = ants.read_transform(transforms[-1]).parameters[:9].reshape(3, 3)
+    determinant = float(abs(np.linalg.det(matrix)))
+    return {"jacobian_min": determinant, "jacobian_max": determinant}
+
+
 def preprocess_t1w(
     image: ants.ANTsImage,
     template: Template,
@@ -141,7 +181,7 @@ def preprocess_t1w(
     registration_mask_dilation_mm: float | None = 6.0,
     registration_kwargs: dict[str, Any] | None = None,
     n4_kwargs: dict[str, Any] | None = None,
-) -> tuple[ants.ANTsImage, dict[str, float]]:
+) -> PreprocessedScan:
     """Preprocess one T1w image in memory: N4 -> registration to ``template`` -> template brain mask.
 
     Args:
@@ -160,8 +200,9 @@ def preprocess_t1w(
             ``{"convergence": {"iters": [20, 20], "tol": 1e-7}}`` for a fast test; default: the ANTs defaults.
 
     Returns:
-        ``(brain, metrics)``: the brain-extracted image on the template grid, and ``{"similarity_cc": ...,
-        "similarity_mi": ...}`` (see :mod:`axial_monai.preprocess.qc`).
+        the :class:`PreprocessedScan`: the brain-extracted image on the template grid, ``{"similarity_cc",
+        "similarity_mi"}`` (see :mod:`axial_monai.preprocess.qc`) and the Jacobian range of the registration, and
+        the template's brain mask carried back onto the scan's grid.
     """
     type_of_transform = resolve_transform(transform)
     kwargs = {
@@ -183,6 +224,14 @@ def preprocess_t1w(
             **kwargs,
         )
         warped = registration["warpedmovout"]
+        jacobian = jacobian_range(template.image, registration["fwdtransforms"], template.brain_mask)
+        native = ants.apply_transforms(
+            fixed=image,
+            moving=template.brain_mask,
+            transformlist=registration["invtransforms"],
+            whichtoinvert=[i == 0 for i in range(len(registration["invtransforms"]))],
+            interpolator="nearestNeighbor",
+        )
     brain = warped * template.brain_mask
     metrics = {
         "similarity_cc": -float(
@@ -191,8 +240,42 @@ def preprocess_t1w(
         "similarity_mi": -float(
             ants.image_similarity(template.image, brain, "MattesMutualInformation", fixed_mask=template.brain_mask)
         ),
+        **jacobian,
     }
-    return brain.clone("float"), metrics
+    return PreprocessedScan(brain.clone("float"), metrics, native.numpy() > 0.5)
+
+
+def check_profile(profile: str) -> str:
+    """``profile`` if it is one of :data:`PROFILES`.
+
+    Raises:
+        SettingsError: otherwise.
+    """
+    if profile not in PROFILES:
+        raise SettingsError(f"profile must be one of {list(PROFILES)}, not {profile!r}.")
+    return profile
+
+
+def preprocess_scan(
+    path: str | os.PathLike, template: Template, profile: str = DEFAULT_PROFILE, **paper: Any
+) -> PreprocessedScan:
+    """Read and preprocess one T1w NIfTI with a profile of :data:`PROFILES` onto the ``template`` grid.
+
+    Args:
+        path: the scan.
+        template: the registration target and its brain mask.
+        profile: ``"fast"`` (:func:`~axial_monai.preprocess.fast.preprocess_fast`) or ``"paper"``
+            (:func:`preprocess_t1w`, with the ``paper`` keyword arguments: transform, n4, ...).
+
+    Returns:
+        the :class:`PreprocessedScan`.
+    """
+    image = read_t1w(path)
+    if check_profile(profile) == "fast":
+        from .fast import preprocess_fast
+
+        return preprocess_fast(path, image, template)
+    return preprocess_t1w(image, template, **paper)
 
 
 @dataclass
@@ -239,7 +322,7 @@ class _Job:
             input_path=self.scan.path,
             output_path=self.output,
             space=self.settings["space"],
-            transform=self.settings["transform"],
+            transform=self.settings["transform"] if self.settings.get("profile") == "paper" else "greedy",
             finished=datetime.datetime.now().isoformat(timespec="seconds"),
             **values,
         )
@@ -268,16 +351,17 @@ def _run_job(job: _Job) -> dict[str, Any]:
         template = _cached_template(
             settings["template"], settings["template_mask"], settings["space"], settings["resolution"]
         )
-        image = read_t1w(job.scan.path)
-        brain, metrics = preprocess_t1w(
-            image,
+        result = preprocess_scan(
+            job.scan.path,
             template,
+            settings["profile"],
             transform=settings["transform"],
             n4=settings["n4"],
             registration_mask_dilation_mm=settings["registration_mask_dilation_mm"],
             registration_kwargs=settings["registration_kwargs"],
             n4_kwargs=settings["n4_kwargs"],
         )
+        brain, metrics = result.brain, result.metrics
         # one worker writes each output, so temporary files of a killed run can be removed
         with atomic_path(job.output, suffix=".nii.gz", clean_stale=True) as tmp:
             ants.image_write(brain, str(tmp))
@@ -422,6 +506,7 @@ def preprocess_bids(
     template_mask: str | None = None,
     space: str | None = None,
     resolution: float | None = None,
+    profile: str = DEFAULT_PROFILE,
     transform: str = "SyNQuick",
     n4: bool = True,
     registration_mask_dilation_mm: float | None = 6.0,
@@ -449,11 +534,13 @@ def preprocess_bids(
         template_mask: brain mask of a template given by path (default: its non-zero support).
         space: BIDS space label of the outputs (default: the template name, ``"custom"`` for a path).
         resolution: resample the template to this isotropic voxel size in mm (e.g. 4 for tests); ``None``: 1 mm.
-        transform: registration type, see :func:`preprocess_t1w` (default ``"SyNQuick"``, as in the paper).
-        n4: run N4 bias-field correction.
-        registration_mask_dilation_mm: see :func:`preprocess_t1w`.
-        registration_kwargs: extra keyword arguments of :func:`ants.registration` (e.g. fewer iterations).
-        n4_kwargs: extra keyword arguments of :func:`ants.n4_bias_field_correction`.
+        profile: ``"fast"`` (default: deepbet, N4 in the brain at 2 mm, greedy, one resampling; seconds per scan) or
+            ``"paper"`` (N4, ANTs registration with ``transform``, the template's brain mask; minutes per scan).
+        transform: the paper profile's registration type, see :func:`preprocess_t1w` (default ``"SyNQuick"``).
+        n4: the paper profile's N4 bias-field correction.
+        registration_mask_dilation_mm: see :func:`preprocess_t1w` (paper profile).
+        registration_kwargs: extra keyword arguments of :func:`ants.registration` (paper profile).
+        n4_kwargs: extra keyword arguments of :func:`ants.n4_bias_field_correction` (paper profile).
         min_similarity_cc: a scan whose ``similarity_cc`` is below this gets a QC ``warning`` (a likely failed
             registration; the scan still counts as done: inspect it, delete its output to redo it).
         n_proc: worker processes (1: run in this process).
@@ -478,6 +565,7 @@ def preprocess_bids(
     if threads_per_worker is not None and (int(threads_per_worker) != threads_per_worker or threads_per_worker < 1):
         raise SettingsError(f"threads_per_worker must be a positive integer or None, not {threads_per_worker!r}.")
     parse_shard(shard)
+    check_profile(profile)
     type_of_transform = resolve_transform(transform)
     template_ref = template if template in TEMPLATES else str(Path(template).resolve())
     mask_ref = None if template_mask is None else str(Path(template_mask).resolve())
@@ -491,6 +579,7 @@ def preprocess_bids(
                 "template_mask": mask_ref,
                 "space": space_label,
                 "resolution": None if resolution is None else float(resolution),
+                "profile": profile,
                 "transform": type_of_transform,
                 "n4": bool(n4),
                 "registration_mask_dilation_mm": registration_mask_dilation_mm,
@@ -515,12 +604,13 @@ def preprocess_bids(
 
     with _log_to_file(layout.log_file):
         logger.info(
-            "shard %s: %d scans, %d already done, %d to process with %s (%s), %d process(es) x %d thread(s)",
+            "shard %s: %d scans, %d already done, %d to process with the %s profile (%s), %d process(es) x %d "
+            "thread(s)",
             shard or "1/1",
             len(jobs),
             summary.skipped,
             len(todo),
-            type_of_transform,
+            profile if profile == "fast" else f"paper ({type_of_transform})",
             space_label,
             n_proc,
             threads,

@@ -86,6 +86,11 @@ SCHEMA: dict[str, Any] = {
             "required": ["mean", "count"],
             "properties": {"mean": _FILE, "count": {"type": "integer", "minimum": 1}},
         },
+        "preprocessing": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"profile": {"enum": ["fast", "paper", None]}},
+        },
         "versions": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 100}},
         "created": {"type": "string", "maxLength": 100},
     },

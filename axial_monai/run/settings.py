@@ -203,6 +203,7 @@ class RunSettings:
     template: np.ndarray | None = None
     brain_mask: np.ndarray | None = None
     template_source: str = ""
+    preprocessing: str | None = None
     control_mean: np.ndarray | None = None
     control_count: int = 0
     dataset_dir: str | None = None
@@ -258,6 +259,7 @@ class RunSettings:
             template=model.template,
             brain_mask=model.brain_mask,
             template_source=model.template_source,
+            preprocessing=model.preprocessing,
             dataset_dir=None if dataset_dir is None else os.path.abspath(str(dataset_dir)),
             datalist=None if datalist is None else os.path.abspath(str(datalist)),
             versions=package_versions(),
@@ -341,6 +343,7 @@ class RunSettings:
                 "mask": _pack_mask(self.brain_mask),
             },
             "data": {"dataset_dir": self.dataset_dir, "datalist": self.datalist},
+            "preprocessing": {"profile": self.preprocessing},
             "versions": dict(self.versions),
             "created": self.created,
         }
@@ -362,6 +365,7 @@ class RunSettings:
         self.template = np.asarray(state["template"]["image"]).reshape(grid.shape)
         self.brain_mask = _unpack_mask(state["template"]["mask"], grid.shape)
         self.template_source = str(state["template"].get("source", ""))
+        self.preprocessing = (state.get("preprocessing") or {}).get("profile")  # absent before 0.3.0
         controls = state.get("controls")  # absent before 0.2.5
         self.control_mean = None if not controls else np.asarray(controls["mean"]).reshape(grid.shape)
         self.control_count = int(controls["count"]) if controls else 0
@@ -409,6 +413,7 @@ class RunSettings:
             template=state["template"]["image"],
             brain_mask=state["template"]["mask"],
             template_source=str(state["template"].get("source", "")),
+            preprocessing=(state.get("preprocessing") or {}).get("profile"),
             control_mean=None if controls is None else controls["mean"],
             control_count=0 if controls is None else int(controls["count"]),
             versions=dict(state.get("versions") or {}),

@@ -25,7 +25,7 @@ from ..errors import InputError
 from ..input_check import Grid, read_grid, voxel_problem
 from .settings import RunSettings, checked_class_names, network_recipe, package_versions, slice_problem
 
-__all__ = ["training_settings"]
+__all__ = ["training_settings", "preprocessing_profile"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,16 +50,28 @@ def _on_grid(image: nib.spatialimages.SpatialImage, grid: Grid, order: int) -> n
     return np.asarray(nibabel.processing.resample_from_to(image, target, order=order).dataobj, dtype=np.float32)
 
 
-def _qc_template(image_path: str) -> tuple[str, str | None] | None:
-    """The template and mask the preprocessing registered ``image_path`` to, from its QC record, if there is one."""
+def _qc_settings(image_path: str) -> dict:
+    """The settings the preprocessing recorded for ``image_path`` in its QC record (empty without a record)."""
     path = Path(image_path)
     if len(path.parents) < 4:
-        return None
+        return {}
     record_path = DerivativesLayout(path.parents[3]).record_path(path)
     if not record_path.is_file():
-        return None
-    settings = json.loads(record_path.read_text()).get("settings") or {}
+        return {}
+    return json.loads(record_path.read_text()).get("settings") or {}
+
+
+def _qc_template(image_path: str) -> tuple[str, str | None] | None:
+    """The template and mask the preprocessing registered ``image_path`` to, from its QC record, if there is one."""
+    settings = _qc_settings(image_path)
     return (settings["template"], settings.get("template_mask")) if settings.get("template") else None
+
+
+def preprocessing_profile(image_path: str) -> str | None:
+    """The preprocessing profile of ``image_path`` from its QC record (a record of axial-monai before 0.3.0 names
+    none: it is the paper profile), or None without a record (data preprocessed elsewhere, the demo cohort)."""
+    settings = _qc_settings(image_path)
+    return str(settings.get("profile", "paper")) if settings else None
 
 
 def _template_file(template: str) -> str:
@@ -200,6 +212,7 @@ def training_settings(
         template=_to_uint8(image).numpy(),
         brain_mask=brain,
         template_source=template_path,
+        preprocessing=preprocessing_profile(str(items[0]["image"])),
         dataset_dir=None if dataset_dir is None else os.path.abspath(str(dataset_dir)),
         datalist=datalist_path,
         versions=package_versions(),
