@@ -9,6 +9,8 @@ Usage::
     axial-monai report runs/axial
     axial-monai demo                                 # train the demo model into runs/axial
     axial-monai predict scan.nii.gz --model runs/axial --explain
+    axial-monai predict /media/dicom_study --model runs/axial      # one prediction per T1 series
+    axial-monai preprocess scan.nii.gz /media/dicom_study --out preprocessed
     axial-monai export runs/axial bundles/axial_demo
     axial-monai attach-controls runs/old             # a run trained before 0.2.5: its explanation baseline
 
@@ -203,7 +205,8 @@ def predict(
     """Predict (and explain) raw T1 scans with a trained run or an exported bundle: preprocessing included.
 
     Args:
-        scans: T1 NIfTI files or folders of them (raw scans or already preprocessed ones; not BIDS).
+        scans: T1 NIfTI files or folders of them (raw or preprocessed; not BIDS), or folders holding DICOM series
+            (one prediction per 3D T1 series; the other series are listed with why).
         model: the model (required): a run folder (training output_dir), its models/model.pt, or an exported bundle
             (folder or zip), whose files are checked against its manifest and whose code never runs.
         explain: also write attention and GradCAM maps, region tables and overlays per scan.
@@ -239,6 +242,63 @@ def predict(
         print(f"not predicted: {result.scan}: {result.problem}", file=sys.stderr)
     print(f"{len(results) - len(failed)} of {len(results)} scans predicted; results in {out}")
     return 1 if failed else 0
+
+
+@subcommand("preprocess")
+def preprocess(
+    *scans: str,
+    out: str = "preprocessed",
+    template: str = "MNI152NLin2009cAsym",
+    resolution: float | None = None,
+    profile: str = "fast",
+    transform: str = "SyNQuick",
+    n_proc: int = 1,
+    shard: str | None = None,
+    cache_dir: str | None = None,
+) -> int:
+    """Preprocess raw T1 scans onto a template: NIfTI files, DICOM series folders, or one BIDS tree.
+
+    Args:
+        scans: T1 NIfTI files or folders of them, folders holding DICOM series (one output per 3D T1 series; the
+            other series are listed with why), or one Clinica BIDS tree (then as axial-monai-preprocess).
+        out: output folder: OUT/<scan>_space-..._desc-preproc_T1w.nii.gz, <scan>_qc.json and preprocess.csv (a BIDS
+            tree: OUT/derivatives/axial-monai).
+        template: shipped template name or NIfTI path.
+        resolution: resample the template to this voxel size in mm (default: its own 1 mm grid).
+        profile: fast (deepbet, N4, greedy: seconds) or paper (N4, ANTs SyNQuick, template mask: minutes).
+        transform: the paper profile's ANTs registration: SyNQuick, SyN, Affine or Rigid.
+        n_proc: worker processes (BIDS tree only).
+        shard: i/n: only the i-th of n parts of the scans (BIDS tree only).
+        cache_dir: where DICOM series read as NIfTI are kept (default $AXIAL_MONAI_CACHE or ~/.cache/axial_monai).
+    """
+    from .preprocess.bids import is_bids_tree
+
+    if not scans:
+        raise SettingsError("Give at least one scan: a NIfTI file, a DICOM folder or a BIDS tree.")
+    if any(is_bids_tree(s) for s in scans):
+        if len(scans) > 1:
+            raise SettingsError(f"Give one BIDS tree alone, not with other inputs: {list(scans)}.")
+        from .preprocess.pipeline import preprocess_bids
+
+        summary = preprocess_bids(
+            scans[0], out, template=template, resolution=resolution, profile=profile, transform=transform,
+            n_proc=n_proc, shard=shard,
+        )  # fmt: skip
+        print(f"{summary.succeeded} done, {summary.skipped} already done, {summary.failed} failed: {summary.qc_path}")
+        for failure in summary.failures:
+            print(f"failed: {failure}", file=sys.stderr)
+        return 1 if summary.failed else 0
+    from .preprocess.scans import preprocess_scans
+
+    table = preprocess_scans(
+        scans, out, template=template, resolution=resolution, profile=profile, transform=transform,
+        cache_dir=cache_dir,
+    )  # fmt: skip
+    failed = table[table["status"] != "ok"]
+    for _, row in failed.iterrows():
+        print(f"not preprocessed: {row['scan']}: {row['problem']}", file=sys.stderr)
+    print(f"{len(table) - len(failed)} of {len(table)} scans preprocessed; results in {out}/preprocess.csv")
+    return 1 if len(failed) else 0
 
 
 @subcommand("export")

@@ -69,6 +69,8 @@ class QCRecord:
             template brain mask (ANTs ``Correlation`` metric, sign flipped; 0 to 1, higher is better).
         similarity_mi: Mattes mutual information with the template inside the brain mask (ANTs
             ``MattesMutualInformation``, sign flipped; higher is better).
+        template_correlation: Pearson's r with the template inside its brain mask (-1 to 1; negative for an
+            inverted contrast, which the squared ``similarity_cc`` cannot tell).
         jacobian_min, jacobian_max: range of the Jacobian determinant of the registration inside the template brain
             (below 0: folded; far from 1: strong local stretching).
         mask_dice: Dice of the scan's own brain mask carried onto the template against the template's brain mask
@@ -88,6 +90,7 @@ class QCRecord:
     error: str = ""
     similarity_cc: float | None = None
     similarity_mi: float | None = None
+    template_correlation: float | None = None
     jacobian_min: float | None = None
     jacobian_max: float | None = None
     mask_dice: float | None = None

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -27,6 +28,7 @@ from typing import Any
 __all__ = [
     "NIFTI_SUFFIXES",
     "atomic_path",
+    "file_digest",
     "json_safe",
     "json_text",
     "nifti_stem",
@@ -78,6 +80,15 @@ def atomic_path(path: str | os.PathLike, suffix: str = "", clean_stale: bool = F
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of the content of the file ``path`` (read in 1 MiB blocks), ``algorithm`` of :mod:`hashlib`."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _umask() -> int:

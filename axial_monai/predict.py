@@ -4,13 +4,13 @@
 
 1. The model is a trained run (its folder or ``models/model.pt``) or an exported bundle (its ``models/model.pt``):
    the run settings in the checkpoint give the network, input grid, template and brain mask.
-2. Each scan (NIfTI files or folders of them, not BIDS) is checked with the model's
-   :class:`~axial_monai.input_check.InputCheck`. A scan that passes (already on the model's grid and
-   brain-extracted) is used as it is. Any other is preprocessed with the code of :mod:`axial_monai.preprocess`
-   (:func:`~axial_monai.preprocess.pipeline.read_t1w`, then
-   :func:`~axial_monai.preprocess.pipeline.preprocess_t1w`: N4, registration to the model's template, its brain
-   mask), straight onto the model's grid. Results are cached by the SHA-256 of the input file and of the
-   preprocessing settings (template included) in ``<cache>/predict/``, so a second call reuses them.
+2. Each scan (NIfTI files, folders of them, folders of DICOM files: one scan per usable T1 series, see
+   :mod:`axial_monai.data.inputs`) is checked with the model's :class:`~axial_monai.input_check.InputCheck`. A scan
+   that passes (already on the model's grid and brain-extracted) is used as it is. Any other is preprocessed by
+   :func:`~axial_monai.preprocess.pipeline.preprocess_scan` with the model's preprocessing profile (the one its
+   training scans used; ``fast`` when it records none; ``profile`` overrides it), straight onto the model's grid.
+   Results are cached by the SHA-256 of the input file and of the preprocessing settings (template and profile
+   included) in ``<cache>/predict/``, so a second call reuses them.
 3. The bundle's inference config (with ``explain=True``, inference + explain) runs once on all usable scans through
    ``monai.bundle.ConfigWorkflow``; the equivalent ``python -m monai.bundle run`` line is printed first.
 4. Per scan, in ``<out>/<scan id>/``: ``prediction.json`` (probabilities per class, predicted class, input and
@@ -32,7 +32,7 @@ import os
 import time
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -44,11 +44,11 @@ import pandas as pd
 import axial_monai
 
 from .configs import config_path, flag
-from .data.datalist import SKIPPED_COLUMNS, check_nifti_header, expand_inputs, scan_ids
-from .data.dicom import find_series, is_dicom, series_to_nifti
+from .data.datalist import SKIPPED_COLUMNS, check_nifti_header
+from .data.inputs import ScanInput, gather_scans
 from .errors import InputError, SettingsError
 from .input_check import InputCheck
-from .io import atomic_path, write_csv, write_json, write_nifti
+from .io import atomic_path, file_digest, write_csv, write_json, write_nifti
 from .run import RunSettings
 from .run.layout import BundleLayout
 from .run.received import open_bundle
@@ -102,33 +102,19 @@ class PredictModel:
 
 
 @dataclass
-class Prediction:
-    """The outcome for one scan: its prediction, or why it was skipped.
+class Prediction(ScanInput):
+    """The outcome for one scan (:class:`~axial_monai.data.inputs.ScanInput`): its prediction, or why it was skipped.
 
-    ``scan`` is what was given (a NIfTI file, or ``<DICOM folder>:<SeriesInstanceUID>``), ``file`` the NIfTI read
-    (the scan itself, or the series converted), ``image`` the file the model took (preprocessed or not).
+    ``image`` is the file the model took (the scan itself, or its preprocessed copy).
     """
 
-    scan: str
-    scan_id: str
-    file: str | None = None
-    series: str | None = None
     image: str | None = None
     preprocessed: bool = False
     cached: bool = False
     metrics: dict[str, float] = field(default_factory=dict)
     probabilities: dict[str, float] = field(default_factory=dict)
     predicted: str | None = None
-    problem: str | None = None
     warning: str | None = None
-
-
-def _sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 #: set to 1/true to run the configs and code of received bundles (as ``--trust_bundle_code``).
@@ -257,11 +243,13 @@ def prepare_scan(
         "seed": seed,
         "axial_monai": axial_monai.__version__,
     }
-    key = hashlib.sha256((_sha256(path) + json.dumps(settings, sort_keys=True, default=str)).encode()).hexdigest()
+    key = hashlib.sha256((file_digest(path) + json.dumps(settings, sort_keys=True, default=str)).encode()).hexdigest()
     target = cache_dir / "predict" / f"{key[:32]}.nii.gz"
     record = target.with_suffix("").with_suffix(".json")
     if target.is_file() and record.is_file():
-        return str(target), True, True, json.loads(record.read_text())["metrics"]
+        metrics = json.loads(record.read_text())["metrics"]
+        _gate(path, metrics)
+        return str(target), True, True, metrics
 
     import ants
 
@@ -283,6 +271,7 @@ def prepare_scan(
         grid = ants.image_read(str(model.brain_mask), pixeltype="float")
         brain = ants.resample_image_to_target(brain, grid, interp_type="linear") * grid
     metrics["seconds"] = round(time.perf_counter() - start, 1)
+    _gate(path, metrics)
     with atomic_path(target, suffix=".nii.gz") as tmp:
         ants.image_write(brain, str(tmp))
     write_json(record, {"source": str(path), "settings": settings, "metrics": metrics})
@@ -290,6 +279,18 @@ def prepare_scan(
     if still:
         raise InputError(f"{path}: after preprocessing, the scan {still.split(';')[0]}")
     return str(target), True, False, metrics
+
+
+def _gate(path: str, metrics: dict[str, float]) -> None:
+    """Refuse the scan at ``path`` if its preprocessing fails the QC gate (:mod:`axial_monai.preprocess.gate`)."""
+    from .preprocess.gate import DEFAULT_GATE
+
+    refusal = DEFAULT_GATE.refusal(metrics)
+    if refusal:
+        raise InputError(
+            f"{path}: {refusal}. Check that it is a whole-head T1 scan (contrast, field of view), or try the other "
+            "preprocessing profile (--profile)."
+        )
 
 
 def _overview(prediction: Prediction, folder: Path, explained: bool) -> None:
@@ -362,7 +363,7 @@ def predict_scans(
     cache = Path(cache_dir).resolve() if cache_dir else default_cache_root()
     resolved = resolve_model(model, cache, trust_bundle_code, trusted_key)
     profile = _profile(profile, resolved, echo)
-    results = _inputs(scans, cache, echo)
+    results = [Prediction(**asdict(item)) for item in gather_scans(scans, cache, echo)]
     for result in results:
         if result.problem:
             continue
@@ -421,39 +422,6 @@ def predict_scans(
         [{"file": r.scan, "problem": r.problem} for r in results if r.problem], columns=list(SKIPPED_COLUMNS)
     )
     write_csv(out / "skipped.csv", skipped)
-    return results
-
-
-def _is_dicom_folder(path: str) -> bool:
-    return os.path.isdir(path) and any(is_dicom(p) for p in Path(path).rglob("*") if p.is_file())
-
-
-def _inputs(scans: Sequence[str | os.PathLike], cache: Path, echo: Any) -> list[Prediction]:
-    """One :class:`Prediction` per scan: NIfTI files (given, or found in folders), and every series of the folders
-    that hold DICOM files: a 3D T1 series converted to NIfTI in ``<cache>/dicom/`` (keyed by the content of its
-    files), any other series with why it is refused (:mod:`axial_monai.data.dicom`).
-
-    Raises:
-        InputError: if nothing is found.
-    """
-    given = [os.fspath(s) for s in scans]
-    nifti = [s for s in given if not _is_dicom_folder(s)]
-    items = expand_inputs(nifti) if nifti else []
-    results = [Prediction(i["image"], sid, file=i["image"]) for i, sid in zip(items, scan_ids(items), strict=True)]
-    for folder in (s for s in given if s not in nifti):
-        for series in find_series(folder):
-            result = Prediction(f"{folder}:{series.uid}", series.name, series=series.description)
-            if series.problem:
-                result.problem = f"{series} {series.problem}"
-                echo(f"skipped {result.scan}: {result.problem}")
-            else:
-                digest = hashlib.sha256(b"".join(_sha256(f).encode() for f in series.files)).hexdigest()[:32]
-                target = cache / "dicom" / f"{digest}.nii.gz"
-                result.file = str(target if target.is_file() else series_to_nifti(series, target))
-                echo(f"{result.scan}: DICOM {series} read as {result.file}")
-            results.append(result)
-    if not results:
-        raise InputError(f"No NIfTI file or DICOM series found in {given}.")
     return results
 
 

@@ -128,3 +128,23 @@ def test_predict_on_a_dicom_study_equals_its_nifti_and_names_the_refused_series(
     assert cli.main([*argv, "--cache_dir", str(tmp_path / "cache")]) == 1
     printed = capsys.readouterr()
     assert "1 of 4 scans predicted" in printed.out and printed.err.count("not predicted:") == 3
+
+
+def test_preprocess_writes_each_t1_series_on_the_grid_of_its_nifti_and_lists_the_refused(study, oblique, tmp_path):
+    nifti = tmp_path / "oblique_T1w.nii.gz"
+    nib.save(oblique, nifti)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    argv = ["preprocess", str(study), str(nifti), "--out", str(out), "--resolution", "4", "--cache_dir", str(cache)]
+    assert cli.main(argv) == 1  # three series refused
+    table = pd.read_csv(out / "preprocess.csv")
+    assert len(table) == 5 and sorted(table["status"]) == ["failed"] * 3 + ["ok"] * 2
+    by_dicom, by_nifti = (nib.load(p) for p in table.loc[table["status"] == "ok"].sort_values("series")["output"])
+    assert by_dicom.shape == by_nifti.shape and np.allclose(by_dicom.affine, by_nifti.affine)
+    a, b = np.asarray(by_dicom.dataobj).ravel(), np.asarray(by_nifti.dataobj).ravel()
+    assert np.corrcoef(a, b)[0, 1] > 0.99
+    failed = table[table["status"] == "failed"]
+    assert all(str(s) in p for s, p in zip(failed["series"], failed["problem"], strict=True))
+    stamps = {p: Path(p).stat().st_mtime_ns for p in table["output"].dropna()}
+    assert cli.main(argv) == 1  # a rerun reuses the outputs of the same settings
+    assert {p: Path(p).stat().st_mtime_ns for p in stamps} == stamps
+    assert (pd.read_csv(out / "preprocess.csv")["seconds"].dropna() == 0).all()

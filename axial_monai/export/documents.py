@@ -7,7 +7,6 @@ Nothing here names a path of the machine the bundle was exported on: the run's d
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 from collections.abc import Mapping, Sequence
 from importlib.resources import files
@@ -17,6 +16,7 @@ from typing import Any
 from packaging.version import Version
 
 from .. import __version__
+from ..io import file_digest
 from ..metrics import METRIC_LABELS
 from ..run import RunSettings
 from .metadata import DESCRIPTION
@@ -207,14 +207,6 @@ def data_license(settings: RunSettings, datalist: str | None) -> str:
     )
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()  # the model zoo's hash type of large files
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def large_files(folder: Path, url_base: str | None, limit: int = LARGE_FILE_BYTES) -> list[dict[str, str]]:
     """``large_files.yml`` entries of the files of ``folder`` over ``limit`` bytes: ``path``, ``url``
     (``<url_base>/<path>``; empty without ``url_base``), ``hash_val`` and ``hash_type`` (md5, as the zoo)."""
@@ -223,7 +215,7 @@ def large_files(folder: Path, url_base: str | None, limit: int = LARGE_FILE_BYTE
         if path.stat().st_size > limit:
             relative = path.relative_to(folder).as_posix()
             url = f"{url_base.rstrip('/')}/{relative}" if url_base else ""
-            entries.append({"path": relative, "url": url, "hash_val": _md5(path), "hash_type": "md5"})
+            entries.append({"path": relative, "url": url, "hash_val": file_digest(path, "md5"), "hash_type": "md5"})
     return entries
 
 

@@ -1,6 +1,9 @@
-"""Preprocessing of raw T1w MRI (Clinica BIDS) with ANTsPy: N4 -> MNI152 registration -> brain extraction.
+"""Preprocessing of raw T1w MRI onto an MNI152 template grid: bias field, registration, brain extraction.
 
-Use :func:`preprocess_bids` from Python or ``python -m axial_monai.preprocess BIDS_DIR OUT_DIR`` from a shell.
+Two profiles (:data:`PROFILES`): ``fast`` (deepbet, N4 on 2 mm, greedy: :mod:`.fast`) and ``paper`` (N4, ANTs
+SyNQuick: :func:`preprocess_t1w`); every result goes through the QC gate (:mod:`.gate`). Use
+:func:`preprocess_bids` for a Clinica BIDS tree and :func:`preprocess_scans` for files, folders and DICOM series,
+from Python, or ``axial-monai preprocess`` from a shell.
 
 The path helpers (:mod:`.bids`) and the QC table (:mod:`.qc`) are imported eagerly; the ANTs-based parts
 (:mod:`.pipeline`, :mod:`.templates`) are imported on first use. The output layout itself is
@@ -13,6 +16,7 @@ import importlib
 from typing import Any
 
 from .bids import Scan, derivative_path, find_t1w_scans, parse_shard, pipeline_dir, select_shard
+from .gate import DEFAULT_GATE, QCGate
 from .qc import collect_qc
 
 _LAZY = {
@@ -20,6 +24,9 @@ _LAZY = {
     "PreprocessSummary": "pipeline",
     "preprocess_bids": "pipeline",
     "preprocess_t1w": "pipeline",
+    "preprocess_scan": "pipeline",
+    "preprocess_scans": "scans",
+    "PROFILES": "pipeline",
     "read_t1w": "pipeline",
     "ants_environment": "pipeline",
     "resolve_transform": "pipeline",
@@ -30,6 +37,8 @@ _LAZY = {
 }
 
 __all__ = [
+    "DEFAULT_GATE",
+    "QCGate",
     "Scan",
     "collect_qc",
     "derivative_path",

@@ -22,6 +22,7 @@ from ..io import write_json, write_text
 
 __all__ = [
     "Scan",
+    "is_bids_tree",
     "find_t1w_scans",
     "parse_shard",
     "select_shard",
@@ -53,6 +54,11 @@ class Scan:
             if name.endswith(suffix):
                 return name[: -len(suffix)]
         raise InputError(f"{self.path} does not end with one of {T1W_SUFFIXES}.")
+
+
+def is_bids_tree(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder with BIDS sessions (``sub-*/ses-*/anat``) in it."""
+    return os.path.isdir(path) and any(Path(path).glob("sub-*/ses-*/anat"))
 
 
 def find_t1w_scans(bids_dir: str | os.PathLike) -> list[Scan]:

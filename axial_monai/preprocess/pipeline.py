@@ -1,6 +1,10 @@
-"""T1w preprocessing with ANTsPy: N4 -> registration to an MNI152 template -> brain extraction.
+"""T1w preprocessing: the profiles, the paper profile itself (ANTsPy), and the resumable BIDS pipeline.
 
-Per scan (:func:`preprocess_t1w`), all in-process with ANTsPy:
+:func:`preprocess_scan` runs one scan with one of :data:`PROFILES`: ``fast`` (:mod:`.fast`, the default) or
+``paper``. The QC figures of both (:func:`template_similarity`, :func:`jacobian_range`) go through the QC gate
+(:mod:`.gate`) before an output is written.
+
+The paper profile, per scan (:func:`preprocess_t1w`), all in-process with ANTsPy:
 
 1. N4 bias-field correction with the ANTs defaults (:func:`ants.n4_bias_field_correction`).
 2. Registration to the template (:func:`ants.registration`), by default ``antsRegistrationSyNQuick[s]``
@@ -58,6 +62,7 @@ from ..derivatives import DerivativesLayout, QCRecord
 from ..errors import InputError, SettingsError
 from ..io import atomic_path, write_json
 from .bids import Scan, find_t1w_scans, parse_shard, select_shard, write_dataset_description
+from .gate import DEFAULT_GATE
 from .qc import collect_qc, read_record
 from .templates import DEFAULT_TEMPLATE, TEMPLATES, Template, load_template
 
@@ -151,8 +156,8 @@ class PreprocessedScan:
         brain: the brain-extracted image on the template grid (float32, background 0).
         metrics: QC figures (``similarity_cc``, ``similarity_mi``, ``jacobian_min``/``jacobian_max`` of the
             registration, and the profile's own: see :func:`preprocess_t1w`, :func:`~.fast.preprocess_fast`).
-        native_mask: the brain mask on the scan's own grid (bool, file array order): the template's carried back
-            (paper profile) or deepbet's (fast profile).
+        native_mask: the brain mask on the scan's own grid (bool, file array order): the template's, carried back
+            by the inverse of the registration.
     """
 
     brain: ants.ANTsImage
@@ -171,6 +176,27 @@ def jacobian_range(domain: ants.ANTsImage, transforms: list[str], mask: ants.ANT
     matrix = ants.read_transform(transforms[-1]).parameters[:9].reshape(3, 3)
     determinant = float(abs(np.linalg.det(matrix)))
     return {"jacobian_min": determinant, "jacobian_max": determinant}
+
+
+def template_similarity(template: Template, brain: ants.ANTsImage) -> dict[str, float]:
+    """How much ``brain`` (on the template grid) looks like ``template`` inside its brain mask.
+
+    Returns:
+        ``similarity_cc`` (ANTs ``Correlation``: the squared correlation, blind to the sign of the contrast),
+        ``similarity_mi`` (ANTs ``MattesMutualInformation``; both sign-flipped, higher is better) and
+        ``template_correlation`` (Pearson's r of the voxel values, -1 to 1: negative for an inverted contrast).
+    """
+    mask = template.brain_mask
+    inside = mask.numpy() > 0
+    values, target = brain.numpy()[inside], template.image.numpy()[inside]
+    correlation = float(np.corrcoef(values, target)[0, 1]) if values.std() > 0 else 0.0
+    return {
+        "similarity_cc": -float(ants.image_similarity(template.image, brain, "Correlation", fixed_mask=mask)),
+        "similarity_mi": -float(
+            ants.image_similarity(template.image, brain, "MattesMutualInformation", fixed_mask=mask)
+        ),
+        "template_correlation": correlation,
+    }
 
 
 def preprocess_t1w(
@@ -200,9 +226,9 @@ def preprocess_t1w(
             ``{"convergence": {"iters": [20, 20], "tol": 1e-7}}`` for a fast test; default: the ANTs defaults.
 
     Returns:
-        the :class:`PreprocessedScan`: the brain-extracted image on the template grid, ``{"similarity_cc",
-        "similarity_mi"}`` (see :mod:`axial_monai.preprocess.qc`) and the Jacobian range of the registration, and
-        the template's brain mask carried back onto the scan's grid.
+        the :class:`PreprocessedScan`: the brain-extracted image on the template grid, the figures of
+        :func:`template_similarity` and the Jacobian range of the registration, and the template's brain mask
+        carried back onto the scan's grid.
     """
     type_of_transform = resolve_transform(transform)
     kwargs = {
@@ -233,15 +259,7 @@ def preprocess_t1w(
             interpolator="nearestNeighbor",
         )
     brain = warped * template.brain_mask
-    metrics = {
-        "similarity_cc": -float(
-            ants.image_similarity(template.image, brain, "Correlation", fixed_mask=template.brain_mask)
-        ),
-        "similarity_mi": -float(
-            ants.image_similarity(template.image, brain, "MattesMutualInformation", fixed_mask=template.brain_mask)
-        ),
-        **jacobian,
-    }
+    metrics = {**template_similarity(template, brain), **jacobian}
     return PreprocessedScan(brain.clone("float"), metrics, native.numpy() > 0.5)
 
 
@@ -362,11 +380,15 @@ def _run_job(job: _Job) -> dict[str, Any]:
             n4_kwargs=settings["n4_kwargs"],
         )
         brain, metrics = result.brain, result.metrics
-        # one worker writes each output, so temporary files of a killed run can be removed
-        with atomic_path(job.output, suffix=".nii.gz", clean_stale=True) as tmp:
-            ants.image_write(brain, str(tmp))
-        values.update(status="ok", **metrics)
-        if metrics["similarity_cc"] < settings["min_similarity_cc"]:
+        refusal = DEFAULT_GATE.refusal(metrics)
+        if refusal:  # no output: a failed registration must not reach a datalist
+            Path(job.output).unlink(missing_ok=True)
+            values.update(status="failed", error=f"{job.scan.path}: {refusal}", **metrics)
+        else:  # one worker writes each output, so temporary files of a killed run can be removed
+            with atomic_path(job.output, suffix=".nii.gz", clean_stale=True) as tmp:
+                ants.image_write(brain, str(tmp))
+            values.update(status="ok", **metrics)
+        if values["status"] == "ok" and metrics["similarity_cc"] < settings["min_similarity_cc"]:
             values["warning"] = (
                 f"low similarity to the template (cc {metrics['similarity_cc']:.3f} < "
                 f"{settings['min_similarity_cc']}): check the registration of {job.scan.path}"

@@ -19,7 +19,6 @@ bundle's configs and ``scripts/`` never are (``axial_monai.predict``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import InputError, one_line
+from ..io import file_digest
 
 __all__ = [
     "MANIFEST",
@@ -73,14 +73,6 @@ class Limits:
     ratio: float = 200.0
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _shared_files(folder: Path) -> Iterator[tuple[str, Path]]:
     """``(posix path relative to folder, path)`` of every entry that counts as part of the bundle (links included,
     to be refused), sorted."""
@@ -98,7 +90,7 @@ def write_manifest(folder: str | os.PathLike) -> Path:
     from ..io import write_json
 
     folder = Path(folder)
-    files = {name: {"sha256": _sha256(path), "bytes": path.stat().st_size} for name, path in _shared_files(folder)}
+    files = {name: {"sha256": file_digest(path), "bytes": path.stat().st_size} for name, path in _shared_files(folder)}
     path = folder / MANIFEST
     write_json(path, {"format": 1, "algorithm": "sha256", "files": files}, indent=4)
     return path
@@ -191,7 +183,7 @@ def verify_manifest(
         size = path.stat().st_size
         if name.endswith(".json") and size > limits.json_bytes:
             raise InputError(f"{folder}: {name} is {size} bytes, over the {limits.json_bytes} of a bundle's JSON.")
-        if size != entry["bytes"] or _sha256(path) != entry["sha256"]:
+        if size != entry["bytes"] or file_digest(path) != entry["sha256"]:
             raise InputError(f"{folder}: {name} was changed after the export (its SHA-256 is not the manifest's).")
 
 
@@ -267,7 +259,7 @@ def open_bundle(
     """
     path = Path(path)
     if path.is_file() and path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
-        key = _sha256(path)[:16]
+        key = file_digest(path)[:16]
         path = extract_zip(path, Path(cache_dir) / "received" / key, limits)
     verify_manifest(path, public_key, limits)
     return path

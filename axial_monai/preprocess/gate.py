@@ -1,0 +1,59 @@
+"""The QC gate: a preprocessed scan whose registration failed is refused, not passed on with a warning.
+
+A failed registration still writes an image on the template grid; a model fed that image answers with a confident
+probability. The gate looks at the QC figures of the preprocessing (:mod:`axial_monai.preprocess.pipeline`,
+:mod:`axial_monai.preprocess.fast`) and refuses the scan when one of them is out of the range that successful
+registrations reach:
+
+* ``template_correlation``: Pearson's r of the result with the template inside the template's brain. Good
+  registrations of real heads reach 0.86-0.90 (both profiles, ``benchmarks/preprocess_profiles.py``); a head squeezed
+  into the brain, half a head or noise stays far below; an inverted contrast is negative.
+* ``mask_dice`` (fast profile): deepbet's brain mask, found on the raw scan without the template, carried by the
+  registration onto the template grid, against the template's brain mask. It is the one figure that does not come
+  from the registration's own objective: a registration that matched the scalp to the brain moves deepbet's brain
+  away from the template's.
+* ``jacobian_min``: a warp that folds or nearly folds (a determinant near or below 0) is not a deformation of one
+  brain into another; good registrations stay above 0.1, the injected failures of ``tests/test_qc_gate.py`` reach 0.
+
+The thresholds and the measurements behind them are in ``bundle/docs/preprocessing.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["QCGate", "DEFAULT_GATE"]
+
+
+@dataclass(frozen=True)
+class QCGate:
+    """Limits on the QC figures of one preprocessed scan.
+
+    Attributes:
+        min_template_correlation: lowest Pearson's r with the template inside its brain.
+        min_mask_dice: lowest Dice of the scan's own brain mask carried onto the template (when measured).
+        min_jacobian: the Jacobian determinant of the warp must stay above this (when measured).
+    """
+
+    min_template_correlation: float = 0.6
+    min_mask_dice: float = 0.8
+    min_jacobian: float = 0.05
+
+    def refusal(self, metrics: Mapping[str, float | None]) -> str | None:
+        """Why the scan with these QC figures is refused (the figure, its value and the limit), or None if it
+        passes. A figure the profile does not measure is not checked."""
+        limits = (
+            ("template_correlation", "correlation with the template", self.min_template_correlation),
+            ("mask_dice", "Dice of its brain mask with the template's after registration", self.min_mask_dice),
+            ("jacobian_min", "smallest Jacobian of the warp", self.min_jacobian),
+        )
+        for key, name, limit in limits:
+            value = metrics.get(key)
+            if value is not None and not float(value) > limit:
+                return f"failed the QC gate: {key} {float(value):.3f}, not above {limit} ({name})"
+        return None
+
+
+#: the gate of ``axial-monai preprocess`` and ``axial-monai predict``.
+DEFAULT_GATE = QCGate()
