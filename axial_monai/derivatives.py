@@ -73,8 +73,8 @@ class QCRecord:
             inverted contrast, which the squared ``similarity_cc`` cannot tell).
         jacobian_min, jacobian_max: range of the Jacobian determinant of the registration inside the template brain
             (below 0: folded; far from 1: strong local stretching).
-        mask_dice: Dice of the scan's own brain mask carried onto the template against the template's brain mask
-            (fast profile: deepbet's mask; none in the paper profile, whose mask is the template's).
+        mask_dice: Dice of the scan's own brain mask (deepbet's, found without the template) carried onto the
+            template by the registration, against the template's brain mask.
         brain_volume_ml: volume of the scan's own brain mask (fast profile).
         warning: set when ``similarity_cc`` is below the run's ``min_similarity_cc`` (a likely failed registration).
         runtime_s: wall time of the attempt in seconds.

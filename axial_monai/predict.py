@@ -10,12 +10,15 @@
    :func:`~axial_monai.preprocess.pipeline.preprocess_scan` with the model's preprocessing profile (the one its
    training scans used; ``fast`` when it records none; ``profile`` overrides it), straight onto the model's grid.
    Results are cached by the SHA-256 of the input file and of the preprocessing settings (template and profile
-   included) in ``<cache>/predict/``, so a second call reuses them.
+   included) in ``<cache>/predict/``, so a second call reuses them, with a QC picture each. A scan whose
+   registration fails the QC gate (:mod:`axial_monai.preprocess.gate`) is refused, in one line naming the figure,
+   what to try and the picture.
 3. The bundle's inference config (with ``explain=True``, inference + explain) runs once on all usable scans through
    ``monai.bundle.ConfigWorkflow``; the equivalent ``python -m monai.bundle run`` line is printed first.
 4. Per scan, in ``<out>/<scan id>/``: ``prediction.json`` (probabilities per class, predicted class, input and
    preprocessed file, preprocessing metrics), ``overview.png`` (the scan, with the Integrated Gradients map when
-   explained: the default voxel map) and, with ``explain``, the maps and region tables of
+   explained: the default voxel map), ``preprocessing_qc.png`` (a preprocessed scan's QC picture) and, with
+   ``explain``, the maps and region tables of
    :class:`~axial_monai.handlers.InterpretabilityHandler`. ``<out>/predictions.csv`` has every scan,
    ``<out>/skipped.csv`` those that could not be used, one line each saying why.
 
@@ -29,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -248,7 +252,7 @@ def prepare_scan(
     record = target.with_suffix("").with_suffix(".json")
     if target.is_file() and record.is_file():
         metrics = json.loads(record.read_text())["metrics"]
-        _gate(path, metrics)
+        _gate(path, metrics, _picture(target))
         return str(target), True, True, metrics
 
     import ants
@@ -267,11 +271,14 @@ def prepare_scan(
         options.update(registration_kwargs=dict(registration_kwargs or {}), n4_kwargs=dict(n4_kwargs or {}))
         done = preprocess_scan(path, template, profile, **(options if paper else {}))
         brain, metrics = done.brain, done.metrics
+    from .preprocess.qc_figure import qc_title, write_qc_figure
+
+    write_qc_figure(_picture(target), done, template, path, qc_title(Path(path).name, metrics))
     if coarse:  # back onto the model's grid; the background stays exactly 0
         grid = ants.image_read(str(model.brain_mask), pixeltype="float")
         brain = ants.resample_image_to_target(brain, grid, interp_type="linear") * grid
     metrics["seconds"] = round(time.perf_counter() - start, 1)
-    _gate(path, metrics)
+    _gate(path, metrics, _picture(target))
     with atomic_path(target, suffix=".nii.gz") as tmp:
         ants.image_write(brain, str(tmp))
     write_json(record, {"source": str(path), "settings": settings, "metrics": metrics})
@@ -281,15 +288,21 @@ def prepare_scan(
     return str(target), True, False, metrics
 
 
-def _gate(path: str, metrics: dict[str, float]) -> None:
+def _picture(preprocessed: str | os.PathLike) -> Path:
+    """The QC picture of a preprocessed scan in the cache: ``<key>.png`` beside ``<key>.nii.gz``."""
+    return Path(preprocessed).with_suffix("").with_suffix(".png")
+
+
+def _gate(path: str, metrics: dict[str, float], picture: Path) -> None:
     """Refuse the scan at ``path`` if its preprocessing fails the QC gate (:mod:`axial_monai.preprocess.gate`)."""
     from .preprocess.gate import DEFAULT_GATE
 
     refusal = DEFAULT_GATE.refusal(metrics)
     if refusal:
+        shown = f" QC picture: {picture}." if picture.is_file() else ""
         raise InputError(
             f"{path}: {refusal}. Check that it is a whole-head T1 scan (contrast, field of view), or try the other "
-            "preprocessing profile (--profile)."
+            f"preprocessing profile (--profile).{shown}"
         )
 
 
@@ -417,6 +430,8 @@ def predict_scans(
                 },
             )
             _overview(result, folder, explain)
+            if result.preprocessed and _picture(result.image).is_file():
+                shutil.copyfile(_picture(result.image), folder / "preprocessing_qc.png")
             echo(f"{result.scan_id}: {result.predicted} ({result.probabilities[result.predicted]:.3f}) -> {folder}")
     skipped = pd.DataFrame(
         [{"file": r.scan, "problem": r.problem} for r in results if r.problem], columns=list(SKIPPED_COLUMNS)

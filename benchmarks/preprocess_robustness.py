@@ -24,7 +24,8 @@ brain Dice is at least 0.93.
     python benchmarks/preprocess_robustness.py [--cases 24] [--profiles fast] [--paper-cases 4] [--seed 0]
         [--out benchmarks/results/preprocess_robustness.json]
 
-``--paper-cases N`` runs the paper profile on the first N cases only (it takes minutes per scan).
+``--paper-cases N`` runs the paper profile on the first N cases only (it takes minutes per scan). ``--keep`` keeps
+the rows of the other profiles from an earlier result in ``--out`` (the same ``--seed`` draws the same cases).
 """
 
 from __future__ import annotations
@@ -187,6 +188,7 @@ def main() -> None:
     parser.add_argument("--paper-cases", type=int, default=4, help="the paper profile on the first N cases only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "preprocess_robustness.json"))
+    parser.add_argument("--keep", action="store_true", help="keep the other profiles' rows of an earlier --out")
     args = parser.parse_args()
     from axial_monai.preprocess.templates import DEFAULT_TEMPLATE, load_template
 
@@ -226,20 +228,28 @@ def main() -> None:
             )
             print(json.dumps(row), flush=True)
             rows.append(row)
+    earlier = json.loads(Path(args.out).read_text()) if args.keep and Path(args.out).is_file() else {}
+    kept = [r for r in earlier.get("rows", []) if r["profile"] not in profiles]
+    rows = kept + rows
+    for row in kept:
+        if row["case"].startswith("clean-"):
+            clean[(row["head"], row["profile"])] = row.get("template_correlation", float("nan"))
+    profiles = list(dict.fromkeys(r["profile"] for r in rows))
     summary = {}
     for profile in profiles:
         mine = [r for r in rows if r["profile"] == profile and not r["case"].startswith("clean-")]
         summary[profile] = {
             "cases": len(mine),
             "success_rate": round(sum(r["success"] for r in mine) / max(len(mine), 1), 3),
-            "seconds_mean": round(float(np.mean([r["seconds"] for r in mine])), 1),
-            "seconds_max": max(r["seconds"] for r in mine),
-            "template_correlation_min": min(r.get("template_correlation", -1.0) for r in mine),
-            "brain_dice_min": min(r["brain_dice"] for r in mine if "brain_dice" in r),
-            "clean_correlation": {h: clean[(h, profile)] for h, _, _ in heads},
+            "seconds_mean": round(float(np.mean([r["seconds"] for r in mine] or [np.nan])), 1),
+            "seconds_max": max((r["seconds"] for r in mine), default=None),
+            "template_correlation_min": min((r.get("template_correlation", -1.0) for r in mine), default=None),
+            "brain_dice_min": min((r["brain_dice"] for r in mine if "brain_dice" in r), default=None),
+            "clean_correlation": {h: clean.get((h, profile)) for h, _, _ in heads},
         }
     result = {
         "command": "python benchmarks/preprocess_robustness.py " + " ".join(sys.argv[1:]),
+        "commands_of_kept_rows": [earlier["command"]] if kept else [],
         "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(), "load_avg": os.getloadavg()},
         "rows": rows,
         "summary": summary,

@@ -233,8 +233,9 @@ DIE_WRITING = "AXIAL_MONAI_TEST_DIE_WRITING"
 
 def run_job_dying_while_writing(job):
     """Stand-in for ``axial_monai.preprocess.pipeline._run_job`` in spawned workers: a worker given a job of a
-    subject listed in ``$AXIAL_MONAI_TEST_DIE_WRITING`` writes its output image, cuts the written file to half its
-    size and is killed (SIGKILL): a kill in the middle of the write. Any other job runs normally.
+    subject listed in ``$AXIAL_MONAI_TEST_DIE_WRITING`` writes its output image (the temporary file of
+    :func:`~axial_monai.io.atomic_path`), cuts the written file to half its size and is killed (SIGKILL): a kill in
+    the middle of the write. Any other job, and any other file it writes, goes on normally.
     """
     import signal
 
@@ -247,8 +248,9 @@ def run_job_dying_while_writing(job):
 
         def write_half_and_die(image, filename, *args, **kwargs):
             write(image, filename, *args, **kwargs)
-            os.truncate(filename, os.path.getsize(filename) // 2)
-            os.kill(os.getpid(), signal.SIGKILL)
+            if ".tmp" in os.path.basename(filename):  # the output's temporary file, not a registration's scratch
+                os.truncate(filename, os.path.getsize(filename) // 2)
+                os.kill(os.getpid(), signal.SIGKILL)
 
         ants.image_write = write_half_and_die  # this worker dies with its job: no other job sees the patch
     return pipeline._run_job(job)

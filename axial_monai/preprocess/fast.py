@@ -44,7 +44,17 @@ from ..errors import InputError
 from .pipeline import PreprocessedScan, jacobian_range, template_similarity
 from .templates import Template
 
-__all__ = ["BRAIN_ML", "METRIC_MASK_MM", "REGISTRATION_MM", "preprocess_fast", "brain_mask", "greedy"]
+__all__ = [
+    "BRAIN_ML",
+    "METRIC_MASK_MM",
+    "REGISTRATION_MM",
+    "preprocess_fast",
+    "brain_mask",
+    "greedy",
+    "start_from_content",
+    "initial_transform",
+    "mask_dice",
+]
 
 #: the volume (ml) of a human brain mask (deepbet's masks include the CSF around the brain: about 1100 to 2000 ml).
 BRAIN_ML = (500.0, 2800.0)
@@ -53,7 +63,10 @@ REGISTRATION_MM = 2.0
 #: the deformable metric is computed in the template brain mask dilated by this (mm): brain outline and CSF.
 METRIC_MASK_MM = 4.0
 _N4 = {"shrink_factor": 2, "convergence": {"iters": [20, 20], "tol": 1e-6}}
-_AFFINE = "-V 0 -a -dof 12 -search 500 30 20 -n 100x50x10 -m NCC 2x2x2"
+#: the start, from the image content: centres of mass, then a random search over rotations (sigma 30 degrees) and
+#: shifts (sigma 20 mm) and a rigid fit at 8 and 4 mm (brain to brain; what the header origin says is not used).
+_START = "-V 0 -a -dof 6 -search 500 30 20 -n 100x50x0 -m NCC 2x2x2"
+_AFFINE = "-V 0 -a -dof 12 -n 100x50x10 -m NCC 2x2x2"
 _DEFORMABLE = "-V 0 -n 100x50x10 -m NCC 2x2x2 -s 2.0vox 0.5vox"
 
 
@@ -85,11 +98,14 @@ def brain_mask(path: str | os.PathLike) -> np.ndarray:
 
 def greedy(arguments: str) -> None:
     """Run one greedy command (``picsl_greedy.Greedy3D``), e.g. ``"-d 3 -i fixed.nii.gz moving.nii.gz -a ..."``;
-    what it prints (progress, even with ``-V 0``) is dropped."""
+    what it prints (progress, even with ``-V 0``) is dropped. Its random generator (the rotation search, the noise it
+    adds to NCC) gets the seed ``ANTS_RANDOM_SEED`` (:func:`~.pipeline.ants_environment`) or 1: greedy's own
+    default, 0, draws a new seed each run."""
+    seed = int(os.environ.get("ANTS_RANDOM_SEED") or 0) or 1
     with _output_dropped():
         from picsl_greedy import Greedy3D
 
-        Greedy3D().execute(arguments)
+        Greedy3D().execute(f"{arguments} -seed {seed}")
 
 
 #: where greedy's Python-side output goes. Its binding keeps the ``sys.stdout`` of its first call and writes to it
@@ -186,7 +202,7 @@ def preprocess_fast(path: str | os.PathLike, image: ants.ANTsImage, template: Te
         affine = str(Path(tmp) / "affine.mat")
         warp, inverse = str(Path(tmp) / "warp.nii"), str(Path(tmp) / "inverse.nii")
         fixed, threads = files["fixed"], f"-d 3 -threads {_threads()}"
-        greedy(f"{threads} -V 0 -i {fixed} {files['brain']} -moments 1 -o {affine}")  # centres of mass
+        start_from_content(fixed, files["brain"], affine)
         greedy(f"{threads} -i {fixed} {files['brain']} {_AFFINE} -ia {affine} -o {affine}")
         greedy(f"{threads} -i {fixed} {files['head']} -it {affine} -gm {files['metric_mask']} {_DEFORMABLE} -o {warp}")
         greedy(f"{threads} -V 0 -exp 3 -iw {warp} {inverse}")  # 8 compositions, not 64: 2 s less, same Dice
@@ -201,15 +217,60 @@ def preprocess_fast(path: str | os.PathLike, image: ants.ANTsImage, template: Te
         native_mask = ants.image_read(native).numpy() > 0.5
         jacobian = jacobian_range(fixed_mask, [warp], fixed_mask)
     result = warped * template.brain_mask
-    template_mask = template.brain_mask.numpy() > 0
-    overlap = (deepbet_carried & template_mask).sum()
     metrics = {
         **template_similarity(template, result),
-        "mask_dice": float(2 * overlap / max(deepbet_carried.sum() + template_mask.sum(), 1)),
+        "mask_dice": mask_dice(deepbet_carried, template),
         **jacobian,
         "brain_volume_ml": float(mask.sum() * np.prod(image.spacing) / 1000.0),
     }
     return PreprocessedScan(result.clone("float"), metrics, native_mask)
+
+
+def start_from_content(fixed: str, moving: str, matrix: str) -> None:
+    """Write to ``matrix`` (greedy's RAS format) a rigid transform of the brain image ``moving`` onto ``fixed``
+    (NIfTI files) found from their content alone: centres of mass, a search over rotations and shifts, a rigid fit
+    at coarse levels. A scan tilted by 30 degrees, or whose origin is far from its head, starts next to its answer.
+    One thread: greedy's multi-threaded sums differ between runs in their last digits, and the start must not."""
+    threads = "-d 3 -threads 1"
+    greedy(f"{threads} -V 0 -i {fixed} {moving} -moments 1 -o {matrix}")
+    greedy(f"{threads} -i {fixed} {moving} {_START} -ia {matrix} -o {matrix}")
+
+
+def itk_transform(matrix: str, out: str) -> str:
+    """Greedy's RAS matrix file ``matrix`` (fixed to moving point) as an ITK/ANTs affine transform file ``out``
+    (LPS), for ``ants.registration(initial_transform=...)``; returns ``out``."""
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+    lps = flip @ np.loadtxt(matrix) @ flip
+    transform = ants.create_ants_transform(
+        transform_type="AffineTransform", dimension=3, matrix=lps[:3, :3], translation=lps[:3, 3]
+    )
+    ants.write_transform(transform, out)
+    return out
+
+
+def initial_transform(
+    path: str | os.PathLike, image: ants.ANTsImage, template: Template, folder: str
+) -> tuple[str, ants.ANTsImage]:
+    """The start of :func:`start_from_content` for the scan at ``path`` (deepbet's brain of ``image``) onto
+    ``template``'s brain at 2 mm: the paper profile's robust start.
+
+    Returns:
+        the ITK transform file (in ``folder``) and deepbet's brain mask (an image on the scan's grid).
+    """
+    mask = _like(image, brain_mask(path))
+    spacing = max(REGISTRATION_MM, *template.image.spacing)
+    files = {name: str(Path(folder) / f"start_{name}.nii") for name in ("fixed", "brain")}
+    ants.image_write(_at(template.image * template.brain_mask, spacing), files["fixed"])
+    ants.image_write(_at(image * mask, spacing), files["brain"])
+    matrix = str(Path(folder) / "start.mat")
+    start_from_content(files["fixed"], files["brain"], matrix)
+    return itk_transform(matrix, str(Path(folder) / "start_itk.mat")), mask
+
+
+def mask_dice(carried: np.ndarray, template: Template) -> float:
+    """Dice of a scan's own brain mask carried onto the template grid (bool) against the template's brain mask."""
+    template_mask = template.brain_mask.numpy() > 0
+    return float(2 * (carried & template_mask).sum() / max(carried.sum() + template_mask.sum(), 1))
 
 
 def _threads() -> int:

@@ -207,6 +207,8 @@ def preprocess_t1w(
     registration_mask_dilation_mm: float | None = 6.0,
     registration_kwargs: dict[str, Any] | None = None,
     n4_kwargs: dict[str, Any] | None = None,
+    initial_transform: str | None = None,
+    scan_mask: ants.ANTsImage | None = None,
 ) -> PreprocessedScan:
     """Preprocess one T1w image in memory: N4 -> registration to ``template`` -> template brain mask.
 
@@ -224,6 +226,11 @@ def preprocess_t1w(
             into tuples.
         n4_kwargs: extra keyword arguments of :func:`ants.n4_bias_field_correction`, e.g.
             ``{"convergence": {"iters": [20, 20], "tol": 1e-7}}`` for a fast test; default: the ANTs defaults.
+        initial_transform: an ITK transform file the registration starts from (:func:`preprocess_scan` gives the
+            content-based start of :func:`~.fast.initial_transform`); ``None``: ANTs' own start, which matches the
+            centres of mass of the whole images (head, neck and all).
+        scan_mask: the scan's own brain mask (deepbet's, on the scan's grid): carried onto the template, its Dice with
+            the template's brain mask is the QC figure ``mask_dice``.
 
     Returns:
         the :class:`PreprocessedScan`: the brain-extracted image on the template grid, the figures of
@@ -246,10 +253,19 @@ def preprocess_t1w(
             type_of_transform=type_of_transform,
             mask=mask,
             mask_all_stages=mask is not None,
+            **({"initial_transform": [initial_transform]} if initial_transform else {}),
             outprefix=os.path.join(tmp, "reg_"),
             **kwargs,
         )
         warped = registration["warpedmovout"]
+        carried = None
+        if scan_mask is not None:
+            carried = ants.apply_transforms(
+                fixed=template.image,
+                moving=scan_mask,
+                transformlist=registration["fwdtransforms"],
+                interpolator="nearestNeighbor",
+            )
         jacobian = jacobian_range(template.image, registration["fwdtransforms"], template.brain_mask)
         native = ants.apply_transforms(
             fixed=image,
@@ -260,6 +276,10 @@ def preprocess_t1w(
         )
     brain = warped * template.brain_mask
     metrics = {**template_similarity(template, brain), **jacobian}
+    if carried is not None:
+        from .fast import mask_dice
+
+        metrics["mask_dice"] = mask_dice(carried.numpy() > 0.5, template)
     return PreprocessedScan(brain.clone("float"), metrics, native.numpy() > 0.5)
 
 
@@ -283,7 +303,9 @@ def preprocess_scan(
         path: the scan.
         template: the registration target and its brain mask.
         profile: ``"fast"`` (:func:`~axial_monai.preprocess.fast.preprocess_fast`) or ``"paper"``
-            (:func:`preprocess_t1w`, with the ``paper`` keyword arguments: transform, n4, ...).
+            (:func:`preprocess_t1w`, with the ``paper`` keyword arguments: transform, n4, ...). Both start the
+            registration from the image content (deepbet's brain, centres of mass, a search over rotations:
+            :func:`~axial_monai.preprocess.fast.start_from_content`), not from the header origin.
 
     Returns:
         the :class:`PreprocessedScan`.
@@ -293,7 +315,11 @@ def preprocess_scan(
         from .fast import preprocess_fast
 
         return preprocess_fast(path, image, template)
-    return preprocess_t1w(image, template, **paper)
+    from .fast import initial_transform
+
+    with tempfile.TemporaryDirectory(prefix="axial-monai-start-") as tmp:  # the same start as the fast profile
+        start, mask = initial_transform(path, image, template, tmp)
+        return preprocess_t1w(image, template, initial_transform=start, scan_mask=mask, **paper)
 
 
 @dataclass
@@ -380,6 +406,7 @@ def _run_job(job: _Job) -> dict[str, Any]:
             n4_kwargs=settings["n4_kwargs"],
         )
         brain, metrics = result.brain, result.metrics
+        _qc_figure(Path(job.record).with_suffix(".png"), result, template, job.scan.path)
         refusal = DEFAULT_GATE.refusal(metrics)
         if refusal:  # no output: a failed registration must not reach a datalist
             Path(job.output).unlink(missing_ok=True)
@@ -403,6 +430,25 @@ def _run_job(job: _Job) -> dict[str, Any]:
     record = {**job.qc_record(runtime_s=round(time.perf_counter() - start, 3), **values), **failure}
     write_json(job.record, record)
     return record
+
+
+def _qc_page(qc: Any, layout: DerivativesLayout) -> None:
+    """``<pipeline dir>/qc.html``: the QC page of every scan of the QC table ``qc``, failures first."""
+    from ..report.preprocessing import write_qc_page
+
+    table = qc.rename(columns={"input_path": "scan", "error": "problem", "runtime_s": "seconds"})
+    pictures = [str(layout.record_path(output).with_suffix(".png")) for output in qc["output_path"]]
+    write_qc_page(table.assign(qc_figure=pictures), Path(layout.root) / "qc.html")
+
+
+def _qc_figure(png: Path, result: PreprocessedScan, template: Template, source: str) -> None:
+    """The QC picture of one scan; a picture that cannot be drawn is logged, and the scan goes on."""
+    from .qc_figure import qc_title, write_qc_figure
+
+    try:
+        write_qc_figure(png, result, template, source, qc_title(Path(source).name, result.metrics))
+    except Exception as err:  # noqa: BLE001 - a QC picture never costs a scan its result
+        logger.warning("%s: no QC picture (%s)", source, _one_line(str(err)))
 
 
 def _is_done(job: _Job) -> bool:
@@ -666,7 +712,7 @@ def preprocess_bids(
 
                 _run_in_pool(todo, n_proc, threads, seed, done)
         summary.qc_path = str(layout.qc_table)
-        collect_qc(layout.root, write=True)
+        _qc_page(collect_qc(layout.root, write=True), layout)
         logger.info(
             "shard %s done: %d ok, %d failed, %d skipped",
             shard or "1/1",

@@ -7,10 +7,12 @@
 * ``<id>_space-<template>[_res-<mm>mm]_desc-preproc_T1w.nii.gz``: the preprocessed brain on the template grid
   (:func:`~axial_monai.preprocess.pipeline.preprocess_scan` with the chosen profile);
 * ``<id>_qc.json``: its source, profile and metrics (similarity to the template, brain Dice, Jacobian range, ...);
+* ``<id>_qc.png``: its QC picture (:mod:`~axial_monai.preprocess.qc_figure`), also for a scan the QC gate refused;
 
-and ``DIR/preprocess.csv``, one row per volume (``status`` ok or failed, ``problem``, the output, the metrics). A
-volume that fails, or a DICOM series that is not a 3D T1, is a row with its problem; the others go on. Outputs
-already there with the same settings are reused.
+and ``DIR/preprocess.csv``, one row per volume (``status`` ok or failed, ``problem``, the output, the metrics), and
+``DIR/qc.html``, the QC page of all of them, failures first (:mod:`axial_monai.report.preprocessing`). A volume that
+fails (the QC gate included: :mod:`~axial_monai.preprocess.gate`), or a DICOM series that is not a 3D T1, is a row
+with its problem; the others go on. Outputs already there with the same settings are reused.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..errors import InputError
 from ..io import atomic_path, file_digest, write_csv, write_json
 from .gate import DEFAULT_GATE
 from .pipeline import DEFAULT_PROFILE, ants_environment, check_profile, preprocess_scan
+from .qc_figure import qc_title, write_qc_figure
 from .templates import DEFAULT_TEMPLATE, load_template
 
 __all__ = ["COLUMNS", "preprocess_scans"]
@@ -92,6 +95,9 @@ def preprocess_scans(
     table = pd.DataFrame(rows)
     table = table[[*COLUMNS, *(c for c in table.columns if c not in COLUMNS)]]
     write_csv(out / "preprocess.csv", table)
+    from ..report.preprocessing import write_qc_page
+
+    echo(f"QC page: {write_qc_page(table, out / 'qc.html')}")
     return table
 
 
@@ -104,7 +110,9 @@ def _one(source: str, target: Path, template: Any, settings: dict[str, Any], see
     if target.is_file() and record_path.is_file():
         record = json.loads(record_path.read_text())
         if record.get("settings") == wanted:
-            return {"output": str(target), "seconds": 0.0, "problem": None, **record["metrics"]}
+            picture = record_path.with_suffix(".png")
+            shown = {"qc_figure": str(picture)} if picture.is_file() else {}
+            return {"output": str(target), "seconds": 0.0, "problem": None, **shown, **record["metrics"]}
     start = time.perf_counter()
     try:
         with ants_environment(None, seed):
@@ -113,11 +121,13 @@ def _one(source: str, target: Path, template: Any, settings: dict[str, Any], see
     except (InputError, RuntimeError, ValueError) as err:  # one volume's failure; the others go on
         return {"seconds": round(time.perf_counter() - start, 1), "problem": str(err).removeprefix(f"{source}: ")}
     seconds = round(time.perf_counter() - start, 1)
+    picture = record_path.with_suffix(".png")
+    write_qc_figure(picture, done, template, source, qc_title(Path(source).name, done.metrics))
     refusal = DEFAULT_GATE.refusal(done.metrics)
     if refusal:  # no output: a failed registration must not be used
         target.unlink(missing_ok=True)
-        return {"seconds": seconds, "problem": refusal, **done.metrics}
+        return {"seconds": seconds, "problem": refusal, "qc_figure": str(picture), **done.metrics}
     with atomic_path(target, suffix=".nii.gz") as tmp:
         ants.image_write(done.brain, str(tmp))
     write_json(record_path, {"source": source, "settings": wanted, "metrics": done.metrics})
-    return {"output": str(target), "seconds": seconds, "problem": None, **done.metrics}
+    return {"output": str(target), "seconds": seconds, "problem": None, "qc_figure": str(picture), **done.metrics}

@@ -282,7 +282,6 @@ def build_report(
     anatomy: str | None = None,
 ) -> str:
     """The HTML text of the report of ``run_dir`` (see :func:`write_report`)."""
-    import jinja2
 
     contents = find_run_contents(run_dir)
     bootstrap = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
@@ -305,12 +304,21 @@ def build_report(
         sections.append(
             {"id": "explanations", "title": "Explanations", "blocks": _explain_blocks(contents, max_scans, anatomy)}
         )
+    title = title or f"axial-monai report: {Path(run_dir).resolve().name}"
+    return render_page(title, run_dir, ", ".join(contents.kinds), sections)
+
+
+def render_page(title: str, run_dir: str | os.PathLike, kinds: str, sections: list[dict]) -> str:
+    """The HTML text of a page of ``sections`` (each ``{"id", "title", "blocks"}``; the blocks of
+    ``report.html.j2``: text, table, figures, scan), with the run folder, what it holds and the versions."""
+    import jinja2
+
     template = importlib.resources.files("axial_monai.report").joinpath("report.html.j2").read_text()
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return environment.from_string(template).render(
-        title=title or f"axial-monai report: {Path(run_dir).resolve().name}",
+        title=title,
         run_dir=str(Path(run_dir).resolve()),
-        kinds=", ".join(contents.kinds),
+        kinds=kinds,
         generated=datetime.datetime.now().isoformat(timespec="seconds"),
         versions=_versions(),
         sections=sections,
