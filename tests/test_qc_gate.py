@@ -111,10 +111,11 @@ def test_predict_refuses_a_failed_registration_by_name_and_answers_for_the_other
         ({"template_correlation": 0.88, "jacobian_min": 0.3}, None),  # a figure not measured is not checked
         ({"template_correlation": -0.5, "mask_dice": 0.95, "jacobian_min": 0.15}, "template_correlation"),
         ({"template_correlation": 0.88, "mask_dice": 0.5, "jacobian_min": 0.15}, "mask_dice"),
-        ({"template_correlation": 0.88, "mask_dice": 0.95, "jacobian_min": 0.0}, "jacobian_min"),
+        ({"template_correlation": 0.88, "mask_dice": 0.95, "jacobian_min": 0.0}, None),  # reported, not gated
     ],
 )
 def test_the_gate_names_the_figure_out_of_range(metrics, figure):
+    assert QCGate(min_jacobian=0.05).refusal({**metrics, "jacobian_min": 0.0}) is not None  # when asked, it is
     refusal = QCGate().refusal(metrics)
     if figure is None:
         assert refusal is None

@@ -12,8 +12,10 @@ registrations reach:
   registration onto the template grid, against the template's brain mask. It is the one figure that does not come
   from the registration's own objective: a registration that matched the scalp to the brain moves deepbet's brain
   away from the template's.
-* ``jacobian_min``: a warp that folds or nearly folds (a determinant near or below 0) is not a deformation of one
-  brain into another; good registrations stay above 0.1, the injected failures of ``tests/test_qc_gate.py`` reach 0.
+* ``jacobian_min`` (off by default): a warp that folds (a determinant at or below 0) is not a deformation of one
+  brain into another. The injected failures of ``tests/test_qc_gate.py`` reach 0, but so do good registrations of
+  the blurry pydeface mean head, locally (``benchmarks/preprocess_robustness.py``); the two figures above catch every
+  injected failure, so the Jacobian is reported and not gated unless asked (``QCGate(min_jacobian=...)``).
 
 The thresholds and the measurements behind them are in ``bundle/docs/preprocessing.md``.
 """
@@ -33,12 +35,13 @@ class QCGate:
     Attributes:
         min_template_correlation: lowest Pearson's r with the template inside its brain.
         min_mask_dice: lowest Dice of the scan's own brain mask carried onto the template (when measured).
-        min_jacobian: the Jacobian determinant of the warp must stay above this (when measured).
+        min_jacobian: the Jacobian determinant of the warp must stay above this (when measured); None: not
+            checked.
     """
 
     min_template_correlation: float = 0.5
     min_mask_dice: float = 0.8
-    min_jacobian: float = 0.05
+    min_jacobian: float | None = None
 
     def refusal(self, metrics: Mapping[str, float | None]) -> str | None:
         """Why the scan with these QC figures is refused (the figure, its value and the limit), or None if it
@@ -50,7 +53,7 @@ class QCGate:
         )
         for key, name, limit in limits:
             value = metrics.get(key)
-            if value is not None and not float(value) > limit:
+            if limit is not None and value is not None and not float(value) > limit:
                 return f"failed the QC gate: {key} {float(value):.3f}, not above {limit} ({name})"
         return None
 
