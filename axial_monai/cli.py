@@ -288,7 +288,7 @@ def preprocess(
         for failure in summary.failures:
             print(f"failed: {failure}", file=sys.stderr)
         return 1 if summary.failed else 0
-    from .preprocess.scans import preprocess_scans
+    from .preprocess_scans import preprocess_scans
 
     table = preprocess_scans(
         scans, out, template=template, resolution=resolution, profile=profile, transform=transform,

@@ -13,6 +13,7 @@ LAYERS = {
     "log": 0,
     "commandline": 0,
     "geometry": 1,
+    "html_page": 1,
     "input_check": 1,
     "configs": 1,
     "derivatives": 1,
@@ -31,6 +32,7 @@ LAYERS = {
     "report": 6,
     "export": 6,
     "predict": 6,
+    "preprocess_scans": 6,
     "cli": 7,
 }
 TOP = max(LAYERS.values()) + 1

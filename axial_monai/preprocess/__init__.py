@@ -2,8 +2,8 @@
 
 Two profiles (:data:`PROFILES`): ``fast`` (deepbet, N4 on 2 mm, greedy: :mod:`.fast`) and ``paper`` (N4, ANTs
 SyNQuick: :func:`preprocess_t1w`); every result goes through the QC gate (:mod:`.gate`). Use
-:func:`preprocess_bids` for a Clinica BIDS tree and :func:`preprocess_scans` for files, folders and DICOM series,
-from Python, or ``axial-monai preprocess`` from a shell.
+:func:`preprocess_bids` for a Clinica BIDS tree (and :func:`axial_monai.preprocess_scans.preprocess_scans` for
+files, folders and DICOM series) from Python, or ``axial-monai preprocess`` from a shell.
 
 The path helpers (:mod:`.bids`) and the QC table (:mod:`.qc`) are imported eagerly; the ANTs-based parts
 (:mod:`.pipeline`, :mod:`.templates`) are imported on first use. The output layout itself is
@@ -25,7 +25,6 @@ _LAZY = {
     "preprocess_bids": "pipeline",
     "preprocess_t1w": "pipeline",
     "preprocess_scan": "pipeline",
-    "preprocess_scans": "scans",
     "PROFILES": "pipeline",
     "read_t1w": "pipeline",
     "ants_environment": "pipeline",

@@ -434,7 +434,7 @@ def _run_job(job: _Job) -> dict[str, Any]:
 
 def _qc_page(qc: Any, layout: DerivativesLayout) -> None:
     """``<pipeline dir>/qc.html``: the QC page of every scan of the QC table ``qc``, failures first."""
-    from ..report.preprocessing import write_qc_page
+    from .qc_page import write_qc_page
 
     table = qc.rename(columns={"input_path": "scan", "error": "problem", "runtime_s": "seconds"})
     pictures = [str(layout.record_path(output).with_suffix(".png")) for output in qc["output_path"]]

@@ -9,8 +9,6 @@ attributes with the exact numbers (for scripts and tests); the text shows three 
 
 from __future__ import annotations
 
-import datetime
-import importlib.resources
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..html_page import cell, render_page
 from ..io import write_text
 from ..metrics import METRIC_LABELS, METRICS
 from ..scores import baseline_scans, level_intervals
@@ -33,8 +32,7 @@ def _number(value) -> str:
     return "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{float(value):.3f}"
 
 
-def _cell(text: str, **attrs) -> dict:
-    return {"text": text, "attrs": {f"data-{k.replace('_', '-')}": v for k, v in attrs.items() if v is not None}}
+_cell = cell
 
 
 def _class_names(frame: pd.DataFrame) -> list[str]:
@@ -263,15 +261,6 @@ def _file_png(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def _versions() -> str:
-    import monai
-    import torch
-
-    import axial_monai
-
-    return f"axial-monai {axial_monai.__version__}, MONAI {monai.__version__}, torch {torch.__version__}"
-
-
 def build_report(
     run_dir: str | os.PathLike,
     title: str | None = None,
@@ -306,23 +295,6 @@ def build_report(
         )
     title = title or f"axial-monai report: {Path(run_dir).resolve().name}"
     return render_page(title, run_dir, ", ".join(contents.kinds), sections)
-
-
-def render_page(title: str, run_dir: str | os.PathLike, kinds: str, sections: list[dict]) -> str:
-    """The HTML text of a page of ``sections`` (each ``{"id", "title", "blocks"}``; the blocks of
-    ``report.html.j2``: text, table, figures, scan), with the run folder, what it holds and the versions."""
-    import jinja2
-
-    template = importlib.resources.files("axial_monai.report").joinpath("report.html.j2").read_text()
-    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    return environment.from_string(template).render(
-        title=title,
-        run_dir=str(Path(run_dir).resolve()),
-        kinds=kinds,
-        generated=datetime.datetime.now().isoformat(timespec="seconds"),
-        versions=_versions(),
-        sections=sections,
-    )
 
 
 def write_report(

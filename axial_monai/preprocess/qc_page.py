@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..html_page import cell as _cell
+from ..html_page import render_page
 from ..io import atomic_path
-from .builder import _cell, render_page
 
 __all__ = ["FIGURES", "write_qc_page"]
 

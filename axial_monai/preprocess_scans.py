@@ -10,7 +10,7 @@
 * ``<id>_qc.png``: its QC picture (:mod:`~axial_monai.preprocess.qc_figure`), also for a scan the QC gate refused;
 
 and ``DIR/preprocess.csv``, one row per volume (``status`` ok or failed, ``problem``, the output, the metrics), and
-``DIR/qc.html``, the QC page of all of them, failures first (:mod:`axial_monai.report.preprocessing`). A volume that
+``DIR/qc.html``, the QC page of all of them, failures first (:mod:`axial_monai.preprocess.qc_page`). A volume that
 fails (the QC gate included: :mod:`~axial_monai.preprocess.gate`), or a DICOM series that is not a 3D T1, is a row
 with its problem; the others go on. Outputs already there with the same settings are reused.
 """
@@ -26,15 +26,15 @@ from typing import Any
 
 import pandas as pd
 
-from .. import __version__
-from ..data.inputs import gather_scans
-from ..derivatives import resolution_label, space_label
-from ..errors import InputError
-from ..io import atomic_path, file_digest, write_csv, write_json
-from .gate import DEFAULT_GATE
-from .pipeline import DEFAULT_PROFILE, ants_environment, check_profile, preprocess_scan
-from .qc_figure import qc_title, write_qc_figure
-from .templates import DEFAULT_TEMPLATE, load_template
+from . import __version__
+from .data.inputs import gather_scans
+from .derivatives import resolution_label, space_label
+from .errors import InputError
+from .io import atomic_path, file_digest, write_csv, write_json
+from .preprocess.gate import DEFAULT_GATE
+from .preprocess.pipeline import DEFAULT_PROFILE, ants_environment, check_profile, preprocess_scan
+from .preprocess.qc_figure import qc_title, write_qc_figure
+from .preprocess.templates import DEFAULT_TEMPLATE, load_template
 
 __all__ = ["COLUMNS", "preprocess_scans"]
 
@@ -74,7 +74,7 @@ def preprocess_scans(
     Returns:
         the table written to ``out/preprocess.csv``.
     """
-    from ..data.volume_cache import default_cache_root
+    from .data.volume_cache import default_cache_root
 
     profile = check_profile(profile)
     out = Path(out).resolve()
@@ -95,7 +95,7 @@ def preprocess_scans(
     table = pd.DataFrame(rows)
     table = table[[*COLUMNS, *(c for c in table.columns if c not in COLUMNS)]]
     write_csv(out / "preprocess.csv", table)
-    from ..report.preprocessing import write_qc_page
+    from .preprocess.qc_page import write_qc_page
 
     echo(f"QC page: {write_qc_page(table, out / 'qc.html')}")
     return table
