@@ -102,32 +102,61 @@ def cases(work: Path, colin_seeds: list[int], demo: int) -> list[dict]:
     return found
 
 
-def run_profile(profile: str, case: dict, template_2mm, template_1mm) -> dict:
+def on_model_grid(profile: str, path: Path, template_2mm, template_1mm):
+    """Preprocess ``path`` with ``profile`` onto the demo model's grid, as ``axial-monai predict`` does (the paper
+    profile registers on the 1 mm template, then goes onto the 2 mm grid, masked): ``(result, brain, seconds)``."""
     from axial_monai.preprocess.pipeline import ants_environment, preprocess_scan
 
     start = time.perf_counter()
     with ants_environment(None, 42):
         if profile == "fast":
-            result = preprocess_scan(case["path"], template_2mm, "fast")
+            result = preprocess_scan(path, template_2mm, "fast")
             brain = result.brain
-        else:  # as axial-monai predict: registration on the 1 mm template, then onto the 2 mm grid, masked
-            result = preprocess_scan(case["path"], template_1mm, "paper")
+        else:
+            result = preprocess_scan(path, template_1mm, "paper")
             brain = ants.resample_image_to_target(result.brain, template_2mm.image, interp_type="linear")
             brain = brain * template_2mm.brain_mask
-    seconds = time.perf_counter() - start
-    mask, reference = result.native_mask, case["reference"]
-    inside = template_2mm.brain_mask.numpy() > 0
-    values, target = brain.numpy()[inside], template_2mm.image.numpy()[inside]
+    return result, brain, time.perf_counter() - start
+
+
+def dice(mask: np.ndarray, reference: np.ndarray) -> float:
+    return round(float(2 * (mask & reference).sum() / (mask.sum() + reference.sum())), 4)
+
+
+def run_profile(profile: str, case: dict, template_2mm, template_1mm) -> dict:
+    from axial_monai.preprocess.pipeline import template_similarity
+
+    result, brain, seconds = on_model_grid(profile, case["path"], template_2mm, template_1mm)
     return {
         "case": case["case"],
         "profile": profile,
         "seconds": round(seconds, 1),
-        "brain_dice": round(float(2 * (mask & reference).sum() / (mask.sum() + reference.sum())), 4),
-        "template_correlation": round(float(np.corrcoef(values, target)[0, 1]), 4),
+        "brain_dice": dice(result.native_mask, case["reference"]),
+        "template_correlation": round(template_similarity(template_2mm, brain)["template_correlation"], 4),
         "similarity_cc": round(result.metrics["similarity_cc"], 4),
         "jacobian_min": round(result.metrics["jacobian_min"], 3),
         "jacobian_max": round(result.metrics["jacobian_max"], 3),
     }
+
+
+def kept_rows(out: str, profiles: list[str], keep: bool) -> tuple[list[dict], list[str]]:
+    """With ``keep``: the rows of the other profiles in the earlier result ``out``, and that result's command."""
+    earlier = json.loads(Path(out).read_text()) if keep and Path(out).is_file() else {}
+    kept = [r for r in earlier.get("rows", []) if r["profile"] not in profiles]
+    return kept, [earlier["command"]] if kept else []
+
+
+def write_result(out: str, rows: list[dict], summary: dict, commands_of_kept_rows: list[str], **extra) -> None:
+    result = {
+        "command": f"python benchmarks/{Path(sys.argv[0]).name} " + " ".join(sys.argv[1:]),
+        "commands_of_kept_rows": commands_of_kept_rows,
+        "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(), "load_avg": os.getloadavg()},
+        **extra,
+        "rows": rows,
+        "summary": summary,
+    }
+    Path(out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
 
 
 def summarise(values: list[float]) -> dict:
@@ -155,25 +184,15 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             rows.append(row)
     profiles = args.profiles.split(",")
-    earlier = json.loads(Path(args.out).read_text()) if args.keep and Path(args.out).is_file() else {}
-    kept = [r for r in earlier.get("rows", []) if r["profile"] not in profiles]
+    kept, commands = kept_rows(args.out, profiles, args.keep)
     rows = kept + rows
-    profiles = list(dict.fromkeys(r["profile"] for r in rows))
     keys = ("seconds", "brain_dice", "template_correlation", "similarity_cc", "jacobian_min", "jacobian_max")
     summary = {}
-    for profile in profiles:
+    for profile in dict.fromkeys(r["profile"] for r in rows):
         mine = [r for r in rows if r["profile"] == profile]
         summary[profile] = {key: summarise([r[key] for r in mine]) for key in keys}
-    result = {
-        "command": "python benchmarks/preprocess_profiles.py " + " ".join(sys.argv[1:]),
-        "commands_of_kept_rows": [earlier["command"]] if kept else [],
-        "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(), "load_avg": os.getloadavg()},
-        "grid": "MNI152NLin2009cAsym at 2 mm (97 x 115 x 97), the demo model's",
-        "rows": rows,
-        "summary": summary,
-    }
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    grid = "MNI152NLin2009cAsym at 2 mm (97 x 115 x 97), the demo model's"
+    write_result(args.out, rows, summary, commands, grid=grid)
 
 
 if __name__ == "__main__":

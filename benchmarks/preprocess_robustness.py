@@ -32,9 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,11 +39,9 @@ from pathlib import Path
 import nibabel as nib
 import nibabel.processing
 import numpy as np
+from preprocess_profiles import COLIN, COLIN_BRAIN, ROOT, dice, kept_rows, on_model_grid, write_result
 from scipy.spatial.transform import Rotation
 
-ROOT = Path(__file__).resolve().parents[1]
-COLIN = Path("/usr/share/mricron/templates/ch2.nii.gz")
-COLIN_BRAIN = Path("/usr/share/mricron/templates/ch2bet.nii.gz")
 ORIENTATIONS = ("RAS", "LPS", "PIR", "ASL", "LIP", "SRA", "RSP", "LAS", "IPL")
 VOXELS = ((1.2, 1.25, 1.25), (1.0, 1.0, 1.0), (0.9, 0.9, 1.2), (1.3, 1.0, 1.0), (1.1, 1.1, 1.1), (1.0, 1.3, 0.95))
 FIELDS = ("sagittal", "axial", "coronal")
@@ -148,36 +143,23 @@ def make_case(source: nib.Nifti1Image, brain: nib.Nifti1Image | None, rng: np.ra
 
 
 def run_case(profile: str, path: Path, reference: np.ndarray | None, template_2mm, template_1mm) -> dict:
-    import ants
-
     from axial_monai.errors import InputError
     from axial_monai.preprocess.gate import DEFAULT_GATE
-    from axial_monai.preprocess.pipeline import ants_environment, preprocess_scan
+    from axial_monai.preprocess.pipeline import template_similarity
 
     start = time.perf_counter()
     try:
-        with ants_environment(None, 42):
-            if profile == "fast":
-                result = preprocess_scan(path, template_2mm, "fast")
-                brain = result.brain
-            else:
-                result = preprocess_scan(path, template_1mm, "paper")
-                brain = ants.resample_image_to_target(result.brain, template_2mm.image, interp_type="linear")
-                brain = brain * template_2mm.brain_mask
+        result, brain, seconds = on_model_grid(profile, path, template_2mm, template_1mm)
     except InputError as err:
         return {"seconds": round(time.perf_counter() - start, 1), "error": str(err)}
-    seconds = time.perf_counter() - start
-    inside = template_2mm.brain_mask.numpy() > 0
-    correlation = float(np.corrcoef(brain.numpy()[inside], template_2mm.image.numpy()[inside])[0, 1])
     row = {
         "seconds": round(seconds, 1),
-        "template_correlation": round(correlation, 4),
+        "template_correlation": round(template_similarity(template_2mm, brain)["template_correlation"], 4),
         "gate": DEFAULT_GATE.refusal(result.metrics),
         **{key: round(float(result.metrics[key]), 4) for key in ("mask_dice", "jacobian_min") if key in result.metrics},
     }
     if reference is not None:
-        mask = result.native_mask
-        row["brain_dice"] = round(float(2 * (mask & reference).sum() / (mask.sum() + reference.sum())), 4)
+        row["brain_dice"] = dice(result.native_mask, reference)
     return row
 
 
@@ -228,8 +210,7 @@ def main() -> None:
             )
             print(json.dumps(row), flush=True)
             rows.append(row)
-    earlier = json.loads(Path(args.out).read_text()) if args.keep and Path(args.out).is_file() else {}
-    kept = [r for r in earlier.get("rows", []) if r["profile"] not in profiles]
+    kept, commands = kept_rows(args.out, profiles, args.keep)
     rows = kept + rows
     for row in kept:
         if row["case"].startswith("clean-"):
@@ -247,15 +228,7 @@ def main() -> None:
             "brain_dice_min": min((r["brain_dice"] for r in mine if "brain_dice" in r), default=None),
             "clean_correlation": {h: clean.get((h, profile)) for h, _, _ in heads},
         }
-    result = {
-        "command": "python benchmarks/preprocess_robustness.py " + " ".join(sys.argv[1:]),
-        "commands_of_kept_rows": [earlier["command"]] if kept else [],
-        "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(), "load_avg": os.getloadavg()},
-        "rows": rows,
-        "summary": summary,
-    }
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    write_result(args.out, rows, summary, commands)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import InputError
-from .pipeline import PreprocessedScan, jacobian_range, template_similarity
+from .pipeline import PreprocessedScan, jacobian_range, mask_dice, template_similarity
 from .templates import Template
 
 __all__ = [
@@ -53,7 +53,6 @@ __all__ = [
     "greedy",
     "start_from_content",
     "initial_transform",
-    "mask_dice",
 ]
 
 #: the volume (ml) of a human brain mask (deepbet's masks include the CSF around the brain: about 1100 to 2000 ml).
@@ -265,12 +264,6 @@ def initial_transform(
     matrix = str(Path(folder) / "start.mat")
     start_from_content(files["fixed"], files["brain"], matrix)
     return itk_transform(matrix, str(Path(folder) / "start_itk.mat")), mask
-
-
-def mask_dice(carried: np.ndarray, template: Template) -> float:
-    """Dice of a scan's own brain mask carried onto the template grid (bool) against the template's brain mask."""
-    template_mask = template.brain_mask.numpy() > 0
-    return float(2 * (carried & template_mask).sum() / max(carried.sum() + template_mask.sum(), 1))
 
 
 def _threads() -> int:

@@ -199,6 +199,12 @@ def template_similarity(template: Template, brain: ants.ANTsImage) -> dict[str, 
     }
 
 
+def mask_dice(carried: np.ndarray, template: Template) -> float:
+    """Dice of a scan's own brain mask carried onto the template grid (bool) against the template's brain mask."""
+    template_mask = template.brain_mask.numpy() > 0
+    return float(2 * (carried & template_mask).sum() / max(carried.sum() + template_mask.sum(), 1))
+
+
 def preprocess_t1w(
     image: ants.ANTsImage,
     template: Template,
@@ -277,8 +283,6 @@ def preprocess_t1w(
     brain = warped * template.brain_mask
     metrics = {**template_similarity(template, brain), **jacobian}
     if carried is not None:
-        from .fast import mask_dice
-
         metrics["mask_dice"] = mask_dice(carried.numpy() > 0.5, template)
     return PreprocessedScan(brain.clone("float"), metrics, native.numpy() > 0.5)
 
