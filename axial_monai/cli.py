@@ -102,6 +102,7 @@ def datalist(
     missing_image: str = "raise",
     diagnosis_map: dict | str | None = None,
     joint: bool = True,
+    include_qc_failed: bool = False,
 ) -> int:
     """Write a subject-wise stratified training/validation/test datalist (or --k folds) of a Clinica BIDS tree.
 
@@ -119,17 +120,27 @@ def datalist(
         missing_image: raise or drop labelled sessions without an image.
         diagnosis_map: other diagnosis spellings, as JSON '{"Dementia": "AD"}' or adnimerge.
         joint: split on the union of both tasks' subjects, as the cross-validation (--nojoint: this task only).
+        include_qc_failed: keep the scans that the preprocessing's QC gate failed (default: left out, and counted).
     """
     import os
 
     from .crossval.__main__ import CLASS_NAMES
     from .crossval.holdout import class_counts, write_datalists
     from .crossval.runner import TRAIN_CONFIG
-    from .data.clinica import TASKS, clinica_task_table, label_sessions, load_clinica_table
+    from .data.clinica import (
+        TASKS,
+        clinica_task_table,
+        drop_qc_failed,
+        label_sessions,
+        load_clinica_table,
+        qc_failed_message,
+    )
 
     if task not in TASKS:
         raise SettingsError(f"--task must be one of {list(TASKS)}, not {task!r}.")
     table = clinica_task_table(bids_dir, task, derivatives, horizon, space, missing_image, diagnosis_map)
+    table, failed = drop_qc_failed(table, derivatives, include_qc_failed)
+    print(qc_failed_message(failed, include_qc_failed, derivatives), end="")
     others = []
     if joint:
         other = next(t for t in TASKS if t != task)
@@ -375,6 +386,99 @@ def attach_controls(
 
     path = attach_control_mean(run_dir, out, dataset_dir, datalist)
     print(f"{path}: now carries the mean of {RunSettings.load(path).control_count} training control scans")
+    return 0
+
+
+@subcommand("benchmark")
+def benchmark(
+    cohort: str,
+    out: str,
+    task: str = "ADvsCN",
+    derivatives: str | None = None,
+    models: str | Sequence[str] = "all",
+    k: int = 5,
+    seed: int = 0,
+    overrides: dict | str | None = None,
+    transfer: bool = False,
+    conversion: str | None = None,
+    explain: dict | str | bool | None = None,
+    val_fraction: float = 0.2,
+    missing_image: str = "raise",
+    diagnosis_map: dict | str | None = None,
+    include_qc_failed: bool = False,
+    progress: bool = True,
+) -> int:
+    """Cross-validate every model on the same folds and write the paper's comparison table (paper_table.md).
+
+    Args:
+        cohort: a Clinica BIDS tree, or a datalist JSON (all its splits are cross-validated as one cohort).
+        out: output folder (a rerun resumes per model and fold).
+        task: ADvsCN or pMCIvsSMCI (BIDS cohorts).
+        derivatives: preprocessing output with the *_desc-preproc_T1w.nii.gz images (BIDS cohorts).
+        models: comma-separated names among axial, majority_vote_2d, mean_pool, slice_transformer, densenet3d,
+            triplanar; "all" (default) for every one.
+        k: number of folds.
+        seed: seed of the folds.
+        overrides: bundle settings for every model, as JSON, e.g. '{"epochs": 100}'.
+        transfer: a BIDS cohort: also the conversion task (pMCIvsSMCI) from ImageNet and by double transfer.
+        conversion: a datalist JSON of the conversion task (instead of --transfer), labels 0 stable, 1 converter.
+        explain: explain every fold of the reference model (--explain, or a JSON object of explain.json settings).
+        val_fraction: share of each fold's training subjects used for validation.
+        missing_image: raise or drop labelled sessions without an image (BIDS cohorts).
+        diagnosis_map: other diagnosis spellings, as JSON '{"Dementia": "AD"}' or adnimerge (BIDS cohorts).
+        include_qc_failed: keep the scans that the preprocessing's QC gate failed (BIDS cohorts).
+        progress: show progress bars.
+    """
+    import json
+    import shlex
+
+    from .crossval.__main__ import CLASS_NAMES, _parse_overrides
+    from .data.clinica import TASKS, clinica_task_table, drop_qc_failed, qc_failed_message
+    from .paper_table import MODELS, datalist_table, run_benchmark
+
+    names = list(MODELS) if models in ("all", None) else models
+    names = [m.strip() for m in (names.split(",") if isinstance(names, str) else names) if m.strip()]
+    settings = _parse_overrides(overrides)
+    conversion_table, conversion_settings = None, {"class_names": CLASS_NAMES["pMCIvsSMCI"]}
+    if Path(cohort).is_file():
+        table = datalist_table(cohort)
+        if conversion is not None:
+            conversion_table = datalist_table(conversion)
+    else:
+        if task not in TASKS:
+            raise SettingsError(f"--task must be one of {list(TASKS)}, not {task!r}.")
+        settings.setdefault("class_names", CLASS_NAMES[task])
+        tables = [task] + (["pMCIvsSMCI"] if transfer and task != "pMCIvsSMCI" else [])
+        found = []
+        for name in tables:
+            labelled = clinica_task_table(cohort, name, derivatives, 36, None, missing_image, diagnosis_map)
+            labelled, failed = drop_qc_failed(labelled, derivatives, include_qc_failed)
+            print(qc_failed_message(failed, include_qc_failed, derivatives), end="")
+            found.append(labelled)
+        table, conversion_table = found[0], (found[1] if len(found) > 1 else None)
+    explain_settings = None if explain in (None, False) else ({} if explain is True else _parse_overrides(explain))
+    command = [PROG, "benchmark", cohort, out, "--task", task, "--models", ",".join(names), "--k", k, "--seed", seed]
+    command += ["--derivatives", derivatives] if derivatives else []
+    command += ["--overrides", json.dumps(settings)] if settings else []
+    command += ["--transfer"] if transfer else []
+    command += ["--conversion", conversion] if conversion else []
+    command += ["--explain", json.dumps(explain_settings)] if explain_settings is not None else []
+    run_benchmark(
+        table,
+        out,
+        names,
+        k=k,
+        seed=seed,
+        overrides=settings,
+        conversion=conversion_table,
+        conversion_overrides=conversion_settings,
+        val_fraction=val_fraction,
+        explain=explain_settings,
+        task=task,
+        command=shlex.join(str(part) for part in command),
+        progress=progress,
+    )
+    print(f"wrote {Path(out) / 'paper_table.md'} (and paper_table.csv, comparisons.csv, cost.csv, paper_table.png)")
     return 0
 
 

@@ -33,6 +33,7 @@ LAYERS = {
     "export": 6,
     "predict": 6,
     "preprocess_scans": 6,
+    "paper_table": 6,
     "cli": 7,
 }
 TOP = max(LAYERS.values()) + 1

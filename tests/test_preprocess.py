@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from bids_fixture import CORRUPT, BidsTree, bids_tree, synthetic_t1w, tree_hashes  # noqa: F401  (pytest fixture)
 
+from axial_monai import cli
 from axial_monai.derivatives import QC_COLUMNS
 from axial_monai.preprocess import (
     Scan,
@@ -190,6 +191,44 @@ def test_killed_run_leaves_nothing_counted_as_done(first_run, tmp_path):
     assert (summary.skipped, summary.succeeded, summary.failed) == (15, 1, 1)
     assert record.is_file() and json.loads(record.read_text())["status"] == "ok"
     assert not stray.exists()
+
+
+def test_a_stricter_gate_fails_scans_that_datalists_then_leave_out(first_run, tmp_path, capsys):
+    out = _copy(first_run.out, tmp_path / "out")
+    deriv = pipeline_dir(out)
+
+    def datalist(*extra) -> tuple[set, str]:
+        path = tmp_path / f"list{len(extra)}.json"
+        argv = ["datalist", first_run.tree.root, "--derivatives", deriv, "--missing_image", "drop", "--out", path]
+        argv += ["--test_fraction", 0.5, "--val_fraction", 0.5]  # a tree of few subjects
+        assert cli.main([*map(str, argv), *extra]) == 0
+        listed = json.loads(path.read_text())
+        images = {item["image"] for split in listed.values() if isinstance(split, list) for item in split}
+        return images, capsys.readouterr().out
+
+    everything, said = datalist()
+    assert "QC gate" not in said
+    before = _qc(deriv).assign(image=lambda t: t.output_path.str.replace(str(first_run.out), str(out)))
+    listed = np.sort(before.loc[before.image.isin(everything), "template_correlation"].to_numpy())
+    limit = float(listed[:2].mean())  # at least the listed scan of the lowest correlation falls below it
+    below = int((before.template_correlation <= limit).sum())
+    summary = preprocess_bids(first_run.tree.root, out, min_template_correlation=limit, **FAST)
+    assert (summary.succeeded, summary.failed) == (0, 1 + below)  # the corrupt scan, and those refused: redone
+    qc = _qc(deriv).assign(image=lambda t: t.output_path.str.replace(str(first_run.out), str(out)))
+    refused = qc[qc.error.fillna("").str.contains("failed the QC gate")]
+    assert len(refused) == below and (refused.status == "failed").all()
+    assert refused.error.str.contains(f"template_correlation .* not above {limit}").all()
+    assert all(Path(image).is_file() for image in refused.image)  # the image is kept, to look at
+
+    included, said = datalist("--include_qc_failed")
+    kept, told = datalist()
+    left_out = set(refused.image) & everything
+    assert included == everything and left_out and everything - kept == left_out
+    assert f"{len(left_out)} scan(s) failed the preprocessing's QC gate and were left out" in told
+    assert "were kept (--include_qc_failed)" in said
+    # the default gate again: the refused scans are redone and pass
+    again = preprocess_bids(first_run.tree.root, out, **FAST)
+    assert (again.succeeded, again.failed) == (below, 1)
 
 
 def test_default_syn_quick_and_changed_settings(bids_tree, tmp_path):  # noqa: F811

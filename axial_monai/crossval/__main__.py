@@ -31,7 +31,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..commandline import run_fire
-from ..data.clinica import TASKS, clinica_task_table, label_sessions, load_clinica_table
+from ..data.clinica import (
+    TASKS,
+    clinica_task_table,
+    drop_qc_failed,
+    label_sessions,
+    load_clinica_table,
+    qc_failed_message,
+)
 from ..errors import SettingsError
 from ..log import setup_cli_logging
 from .runner import TRAIN_CONFIG, run_cross_validation
@@ -77,6 +84,7 @@ def crossval_command(
     raw_images: bool = False,
     retrain_changed: bool = False,
     explain: dict | str | bool | None = None,
+    include_qc_failed: bool = False,
 ) -> dict[str, Any]:
     """Cross-validate the bundle on the Clinica BIDS tree BIDS_DIR for TASK; outputs go to OUTPUT_DIR.
 
@@ -103,6 +111,7 @@ def crossval_command(
         retrain_changed: train again the finished folds of OUTPUT_DIR whose settings differ (default: refuse).
         explain: explain each fold's test scans and write explain_stability.csv: ``--explain`` for the defaults
             of explain.json, or a JSON object of its settings, e.g. '{"methods": ["attention", "smoothgrad"]}'.
+        include_qc_failed: keep the scans that the preprocessing's QC gate failed (default: left out, and counted).
 
     Returns:
         ``{"output_dir", "summary", level: {metric: "mean ± sd"}}``.
@@ -118,6 +127,8 @@ def crossval_command(
     settings = _parse_overrides(overrides)
     settings.setdefault("class_names", CLASS_NAMES[task])
     table = clinica_task_table(bids_dir, task, derivatives_dir, horizon, space, missing_image, diagnosis_map)
+    table, failed = drop_qc_failed(table, derivatives_dir, include_qc_failed)
+    print(qc_failed_message(failed, include_qc_failed, derivatives_dir), end="")
     assign_with = []
     if joint:
         other = next(t for t in TASKS if t != task)

@@ -276,6 +276,7 @@ def run_cross_validation(
     progress: bool = True,
     retrain_changed: bool = False,
     explain: Mapping[str, Any] | None = None,
+    folds_from: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Subject-wise k-fold cross-validation of the bundle on a labelled scan table (see the module docstring).
 
@@ -301,6 +302,8 @@ def run_cross_validation(
             finished folds again with the new ones instead of refusing.
         explain: if not None, explain each fold's test scans with its model (``explain.json`` settings such as
             ``{"methods": ["attention", "smoothgrad"]}``) and write ``explain_stability.csv``.
+        folds_from: output directory of another cross-validation whose fold assignment is reused, without
+            transfer (e.g. the ImageNet-only run beside a double-transfer run, on the same folds).
 
     Returns:
         the summary: ``level``, ``metric``, ``mean``, ``sd``, ``n_folds``.
@@ -337,6 +340,10 @@ def run_cross_validation(
             source_configs = source_settings["config_files"]
             source_overrides = source_settings.get("overrides") or {}
         source_sha256 = source_settings.get("settings_sha256")
+    elif folds_from is not None:
+        fixed, other = _read_source(Path(folds_from).resolve())
+        if int(other["k"]) != k:
+            raise SettingsError(f"k={k}, but the run whose folds are reused ({folds_from}) has {other['k']} folds.")
     settings = run_settings(
         config_files, overrides, k, seed, val_fraction, positive, None if source is None else str(source), source_sha256
     )

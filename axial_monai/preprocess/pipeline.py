@@ -62,7 +62,7 @@ from ..derivatives import DerivativesLayout, QCRecord
 from ..errors import InputError, SettingsError
 from ..io import atomic_path, write_json
 from .bids import Scan, find_t1w_scans, parse_shard, select_shard, write_dataset_description
-from .gate import DEFAULT_GATE
+from .gate import DEFAULT_GATE, QCGate
 from .qc import collect_qc, read_record
 from .templates import DEFAULT_TEMPLATE, TEMPLATES, Template, load_template
 
@@ -361,6 +361,7 @@ class _Job:
     output: str
     record: str
     settings: dict[str, Any]
+    gate: QCGate = DEFAULT_GATE
 
     def qc_record(self, **values: Any) -> dict[str, Any]:
         """The QC record of this job finishing now (:class:`QCRecord` fields set to ``values``) and its settings."""
@@ -411,13 +412,14 @@ def _run_job(job: _Job) -> dict[str, Any]:
         )
         brain, metrics = result.brain, result.metrics
         _qc_figure(Path(job.record).with_suffix(".png"), result, template, job.scan.path)
-        refusal = DEFAULT_GATE.refusal(metrics)
-        if refusal:  # no output: a failed registration must not reach a datalist
-            Path(job.output).unlink(missing_ok=True)
+        refusal = job.gate.refusal(metrics)
+        # the image is written even when the gate refuses it, for inspection and --include_qc_failed; the record
+        # says failed, and datalists leave it out (axial_monai.data.clinica.drop_qc_failed)
+        with atomic_path(job.output, suffix=".nii.gz", clean_stale=True) as tmp:  # one worker per output
+            ants.image_write(brain, str(tmp))
+        if refusal:
             values.update(status="failed", error=f"{job.scan.path}: {refusal}", **metrics)
-        else:  # one worker writes each output, so temporary files of a killed run can be removed
-            with atomic_path(job.output, suffix=".nii.gz", clean_stale=True) as tmp:
-                ants.image_write(brain, str(tmp))
+        else:
             values.update(status="ok", **metrics)
         if values["status"] == "ok" and metrics["similarity_cc"] < settings["min_similarity_cc"]:
             values["warning"] = (
@@ -459,7 +461,12 @@ def _is_done(job: _Job) -> bool:
     if not Path(job.output).is_file():
         return False
     record = read_record(job.record)
-    return record is not None and record.get("status") == "ok" and record.get("settings") == job.settings
+    return (
+        record is not None
+        and record.get("status") == "ok"
+        and record.get("settings") == job.settings
+        and job.gate.refusal(record) is None  # a stricter gate than the one that passed it redoes the scan
+    )
 
 
 def _init_worker(threads: int, seed: int | None) -> None:
@@ -585,6 +592,9 @@ def preprocess_bids(
     registration_kwargs: dict[str, Any] | None = None,
     n4_kwargs: dict[str, Any] | None = None,
     min_similarity_cc: float = 0.3,
+    min_template_correlation: float = DEFAULT_GATE.min_template_correlation,
+    min_mask_dice: float = DEFAULT_GATE.min_mask_dice,
+    min_jacobian: float | None = DEFAULT_GATE.min_jacobian,
     n_proc: int = 1,
     threads_per_worker: int | None = None,
     shard: str | None = None,
@@ -615,6 +625,9 @@ def preprocess_bids(
         n4_kwargs: extra keyword arguments of :func:`ants.n4_bias_field_correction` (paper profile).
         min_similarity_cc: a scan whose ``similarity_cc`` is below this gets a QC ``warning`` (a likely failed
             registration; the scan still counts as done: inspect it, delete its output to redo it).
+        min_template_correlation, min_mask_dice, min_jacobian: the QC gate (:class:`~.gate.QCGate`): a scan with
+            a figure at or below its limit is ``failed`` in ``qc.tsv`` with the figure and the limit; its image is
+            still written, and datalists leave it out. A stricter gate on a rerun redoes the scans it refuses.
         n_proc: worker processes (1: run in this process).
         threads_per_worker: ITK threads per worker; default ``cpu_count // n_proc`` (at least 1).
         shard: ``"i/n"`` to process only the i-th of n deterministic parts of the sorted scan list.
@@ -638,6 +651,9 @@ def preprocess_bids(
         raise SettingsError(f"threads_per_worker must be a positive integer or None, not {threads_per_worker!r}.")
     parse_shard(shard)
     check_profile(profile)
+    gate = QCGate(
+        float(min_template_correlation), float(min_mask_dice), None if min_jacobian is None else float(min_jacobian)
+    )
     type_of_transform = resolve_transform(transform)
     template_ref = template if template in TEMPLATES else str(Path(template).resolve())
     mask_ref = None if template_mask is None else str(Path(template_mask).resolve())
@@ -666,7 +682,8 @@ def preprocess_bids(
     jobs = []
     for scan in scans:
         output = layout.image_path(scan.subject, scan.session, scan.stem, space_label, settings["resolution"])
-        jobs.append(_Job(scan=scan, output=str(output), record=str(layout.record_path(output)), settings=settings))
+        record = str(layout.record_path(output))
+        jobs.append(_Job(scan=scan, output=str(output), record=record, settings=settings, gate=gate))
     write_dataset_description(layout.root, bids_dir, __version__)
 
     summary = PreprocessSummary(total=len(jobs), deriv_dir=str(layout.root))
