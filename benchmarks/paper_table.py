@@ -76,7 +76,7 @@ def main() -> None:
     for name in ("paper_table.md", "paper_table.csv", "comparisons.csv", "cost.csv", "paper_table.png"):
         shutil.copy(work / "runs" / name, out / name)
     text = (out / "paper_table.md").read_text().replace(str(work), "$WORK")  # no machine paths in the result
-    command = " ".join(["python", os.path.relpath(__file__, ROOT), *sys.argv[1:]])
+    command = " ".join(["python", os.path.relpath(__file__, ROOT), *sys.argv[1:]]).replace(str(work), "$WORK")
     (out / "paper_table.md").write_text(text + f"\nWritten by `{command}`; `$WORK` is its working folder.\n")
     print(text)
 
