@@ -127,20 +127,13 @@ def datalist(
     from .crossval.__main__ import CLASS_NAMES
     from .crossval.holdout import class_counts, write_datalists
     from .crossval.runner import TRAIN_CONFIG
-    from .data.clinica import (
-        TASKS,
-        clinica_task_table,
-        drop_qc_failed,
-        label_sessions,
-        load_clinica_table,
-        qc_failed_message,
-    )
+    from .data.clinica import TASKS, clinica_task_table, drop_qc_failed, label_sessions, load_clinica_table
 
     if task not in TASKS:
         raise SettingsError(f"--task must be one of {list(TASKS)}, not {task!r}.")
     table = clinica_task_table(bids_dir, task, derivatives, horizon, space, missing_image, diagnosis_map)
-    table, failed = drop_qc_failed(table, derivatives, include_qc_failed)
-    print(qc_failed_message(failed, include_qc_failed, derivatives), end="")
+    table, told = drop_qc_failed(table, derivatives, include_qc_failed)
+    print(told, end="")
     others = []
     if joint:
         other = next(t for t in TASKS if t != task)
@@ -433,7 +426,7 @@ def benchmark(
     import shlex
 
     from .crossval.__main__ import CLASS_NAMES, _parse_overrides
-    from .data.clinica import TASKS, clinica_task_table, drop_qc_failed, qc_failed_message
+    from .data.clinica import TASKS, clinica_task_table, drop_qc_failed
     from .paper_table import MODELS, datalist_table, run_benchmark
 
     names = list(MODELS) if models in ("all", None) else models
@@ -452,8 +445,8 @@ def benchmark(
         found = []
         for name in tables:
             labelled = clinica_task_table(cohort, name, derivatives, 36, None, missing_image, diagnosis_map)
-            labelled, failed = drop_qc_failed(labelled, derivatives, include_qc_failed)
-            print(qc_failed_message(failed, include_qc_failed, derivatives), end="")
+            labelled, told = drop_qc_failed(labelled, derivatives, include_qc_failed)
+            print(told, end="")
             found.append(labelled)
         table, conversion_table = found[0], (found[1] if len(found) > 1 else None)
     explain_settings = None if explain in (None, False) else ({} if explain is True else _parse_overrides(explain))

@@ -35,13 +35,22 @@ import torch
 
 from .configs import config_path
 from .crossval.compare import paired_comparisons
-from .crossval.runner import TRAIN_CONFIG, fold_dir, fold_outputs, fold_settings, run_cross_validation
+from .crossval.runner import TRAIN_CONFIG, bundle_config, fold_dir, fold_outputs, fold_settings, run_cross_validation
 from .crossval.stability import STABILITY_FILE
 from .errors import InputError, SettingsError
 from .io import write_csv, write_json, write_png, write_text
 from .metrics import METRIC_LABELS, METRICS
 
-__all__ = ["Model", "MODELS", "REFERENCE", "model_overrides", "run_benchmark", "model_cost", "datalist_table"]
+__all__ = [
+    "Model",
+    "MODELS",
+    "REFERENCE",
+    "model_overrides",
+    "run_benchmark",
+    "model_cost",
+    "datalist_table",
+    "markdown_table",
+]
 
 
 @dataclass(frozen=True)
@@ -127,12 +136,8 @@ def model_overrides(model: Model, config_files: Sequence[str], overrides: Mappin
     ``train#augmentation`` (after both) with the slice sampler appended."""
     settings = {**overrides, **model.overrides}
     if model.slice_training:
-        from monai.bundle import ConfigParser
-
-        parser = ConfigParser()
-        parser.read_config([str(c) for c in config_files])
-        parser.update(dict(settings))
-        settings["train#augmentation"] = [*parser.get("train#augmentation"), _SLICE_SAMPLER]
+        augmentation = bundle_config(config_files, settings)["train"]["augmentation"]
+        settings["train#augmentation"] = [*augmentation, _SLICE_SAMPLER]
     return settings
 
 
@@ -183,9 +188,7 @@ def model_cost(run_dir: Path, config_files: Sequence[str], settings: Mapping[str
             start = time.perf_counter()
             network(volume)
             seconds.append(time.perf_counter() - start)
-    parser = ConfigParser()
-    parser.read_config([str(c) for c in config_files])
-    parser.update(dict(settings))
+    parser = ConfigParser(bundle_config(config_files, settings))
     epochs = int(parser.get_parsed_content("epochs"))
     timing_file = run_dir / "training_time.json"
     timing = json.loads(timing_file.read_text()) if timing_file.is_file() else None
@@ -352,7 +355,8 @@ def _wide(results: pd.DataFrame, value) -> pd.DataFrame:
     )[list(METRICS)]
 
 
-def _markdown_table(frame: pd.DataFrame) -> str:
+def markdown_table(frame: pd.DataFrame) -> str:
+    """``frame`` as a GitHub markdown table (its columns as the header, every value as ``str``)."""
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)
@@ -392,11 +396,11 @@ def _markdown(
         f"same {about['k']} folds for every model (seed {about['seed']}). Pooled out-of-fold estimates with 95 % "
         "bootstrap intervals over subjects (stratified by class); parameters and seconds on the machine below.",
         "",
-        _markdown_table(main),
+        markdown_table(main),
         "",
         "Per fold (mean ± sd over the folds):",
         "",
-        _markdown_table(folds),
+        markdown_table(folds),
         "",
         f"## Paired tests against {MODELS[REFERENCE].label}",
         "",
@@ -417,7 +421,7 @@ def _markdown(
         )
         columns = ["model", "n_subjects", "ΔAUC (reference - model)", "auc_p", "auc_p_holm"]
         columns += ["ACC reference / model", "right only (reference / model)", "acc_p", "acc_p_holm"]
-        text.append(_markdown_table(shown[columns]))
+        text.append(markdown_table(shown[columns]))
     if transfer is not None:
         table = _wide(transfer["table"], _cell).loc[_ordered(transfer["table"])]
         frame = pd.DataFrame({"start": table.index, **{h: table[m].to_numpy() for h, m in zip(headers, METRICS)}})
@@ -429,7 +433,7 @@ def _markdown(
             "Fold-matched: each fold starts from the same fold of the main task, whose model never saw the fold's "
             "test subjects (checked).",
             "",
-            _markdown_table(frame),
+            markdown_table(frame),
             "",
             f"Double transfer against ImageNet only, on {test.n_subjects} subjects: ΔAUC {test.auc_difference:+.3f} "
             f"(DeLong p {test.auc_p:.3g}), accuracy {test.acc_reference:.3f} against {test.acc_model:.3f} "
@@ -443,7 +447,7 @@ def _markdown(
             "Spearman correlation of the atlas regions' relevance between the folds' models, each on its own test "
             "scans, over every pair of folds (`explain_stability.csv` has each pair):",
             "",
-            _markdown_table(_consistency(stability)),
+            markdown_table(_consistency(stability)),
         ]
     text += ["", "## How it was made", "", f"    {about['command']}", "", f"Machine: {about['machine']}.", ""]
     return "\n".join(text)

@@ -112,10 +112,9 @@ def main() -> None:
     table = pd.DataFrame(scan_rows(args.run_dir, args.cohort, args.maps.split(",")))
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "quantus_agreement.csv", index=False)
-    shown = summary(table)
-    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in shown.itertuples(index=False)]
-    text = f"# Our explanation scores against Quantus {quantus.__version__}\n\n" + "\n".join(lines) + "\n"
+    from axial_monai.paper_table import markdown_table
+
+    text = f"# Our explanation scores against Quantus {quantus.__version__}\n\n{markdown_table(summary(table))}\n"
     (args.out / "quantus_agreement.md").write_text(text)
     print(text)
 

@@ -31,14 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..commandline import run_fire
-from ..data.clinica import (
-    TASKS,
-    clinica_task_table,
-    drop_qc_failed,
-    label_sessions,
-    load_clinica_table,
-    qc_failed_message,
-)
+from ..data.clinica import TASKS, clinica_task_table, drop_qc_failed, label_sessions, load_clinica_table
 from ..errors import SettingsError
 from ..log import setup_cli_logging
 from .runner import TRAIN_CONFIG, run_cross_validation
@@ -127,8 +120,8 @@ def crossval_command(
     settings = _parse_overrides(overrides)
     settings.setdefault("class_names", CLASS_NAMES[task])
     table = clinica_task_table(bids_dir, task, derivatives_dir, horizon, space, missing_image, diagnosis_map)
-    table, failed = drop_qc_failed(table, derivatives_dir, include_qc_failed)
-    print(qc_failed_message(failed, include_qc_failed, derivatives_dir), end="")
+    table, told = drop_qc_failed(table, derivatives_dir, include_qc_failed)
+    print(told, end="")
     assign_with = []
     if joint:
         other = next(t for t in TASKS if t != task)

@@ -63,6 +63,7 @@ __all__ = [
     "fold_settings",
     "fold_outputs",
     "run_settings",
+    "bundle_config",
     "table_to_items",
     "run_fold",
     "run_cross_validation",
@@ -165,7 +166,7 @@ def fold_outputs(config_files: Sequence[str], settings: Mapping[str, Any]) -> tu
     return Path(parser.get_parsed_content("ckpt_path")), Path(parser.get_parsed_content("eval_dir"))
 
 
-def _bundle_config(config_files: Sequence[str], overrides: Mapping[str, Any]) -> dict[str, Any]:
+def bundle_config(config_files: Sequence[str], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The merged, unparsed bundle config of the folds: ``config_files`` in order, then ``overrides``."""
     from monai.bundle import ConfigParser
 
@@ -204,7 +205,7 @@ def run_settings(
         "positive": int(positive),
         "config_files": [str(c) for c in config_files],
         "overrides": json.loads(json.dumps(dict(overrides), default=str)),
-        "bundle_config_sha256": _sha256(_bundle_config(config_files, overrides)),
+        "bundle_config_sha256": _sha256(bundle_config(config_files, overrides)),
         "init_from": init_from,
         "source_settings_sha256": source_sha256,
     }

@@ -51,7 +51,6 @@ __all__ = [
     "label_sessions",
     "clinica_task_table",
     "drop_qc_failed",
-    "qc_failed_message",
     "to_datalist",
 ]
 
@@ -394,7 +393,7 @@ def to_datalist(df: pd.DataFrame, extra_keys: tuple[str, ...] = ()) -> list[dict
 
 def drop_qc_failed(
     table: pd.DataFrame, derivatives_dir: str | os.PathLike | None, include: bool = False
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, str]:
     """Leave out the scans that the preprocessing's QC gate failed.
 
     The preprocessing writes a refused scan's image too (for inspection) and marks it ``failed`` in its QC record
@@ -404,38 +403,30 @@ def drop_qc_failed(
         table: one row per scan with an ``image`` column (e.g. :func:`clinica_task_table`).
         derivatives_dir: the preprocessing's pipeline folder, or the folder holding ``derivatives/axial-monai``;
             ``None`` (raw images): nothing is left out.
-        include: keep the failed scans as well (they are still returned as the second table).
+        include: keep the failed scans as well (they are still counted in the message).
 
     Returns:
-        the table without the failed scans (all of it with ``include``), and the failed scans with a ``qc_error``
-        column (the figure and the limit that failed).
+        the table without the failed scans (all of it with ``include``), and what was done for the command line:
+        the count and the first scans with the figure and the limit that failed them (empty when none failed).
     """
     if derivatives_dir is None or table.empty:
-        return table, table.iloc[:0].assign(qc_error=pd.Series(dtype=str))
+        return table, ""
     layout = DerivativesLayout.find(derivatives_dir)
-    errors = [_qc_failure(layout.record_path(image)) for image in table["image"]]
-    failed = pd.Series([error is not None for error in errors], index=table.index)
-    left_out = table[failed].assign(qc_error=[e for e in errors if e is not None])
-    return (table if include else table[~failed]), left_out
+    records = [_record(layout.record_path(image)) for image in table["image"]]
+    failed = pd.Series([record.get("status", "ok") != "ok" for record in records], index=table.index)
+    if not failed.any():
+        return table, ""
+    verb = "kept (--include_qc_failed)" if include else "left out (--include_qc_failed keeps them)"
+    lines = [f"{int(failed.sum())} scan(s) failed the preprocessing's QC gate and were {verb}; see {layout.qc_table}:"]
+    reasons = [record.get("error") or "failed" for record, bad in zip(records, failed, strict=True) if bad]
+    lines += [f"  {row.subject} {row.session}: {why}" for row, why in zip(table[failed].itertuples(), reasons)][:10]
+    lines += ["  ..."] if failed.sum() > 10 else []
+    return (table if include else table[~failed]), "\n".join(lines) + "\n"
 
 
-def _qc_failure(record: Path) -> str | None:
-    """The error of a QC record whose status is not ``ok``; None if it is ok or there is no readable record."""
+def _record(path: Path) -> dict:
+    """A QC record, or ``{}`` if it is missing or unreadable (the data layer does not import the preprocessing)."""
     try:
-        values = json.loads(record.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
-        return None
-    return None if values.get("status", "ok") == "ok" else str(values.get("error") or "failed")
-
-
-def qc_failed_message(failed: pd.DataFrame, included: bool, derivatives_dir: str | os.PathLike | None) -> str:
-    """What :func:`drop_qc_failed` did, for the command line: the count and the first scans with their reason
-    (empty when no scan failed)."""
-    if failed.empty:
-        return ""
-    qc = DerivativesLayout.find(derivatives_dir).qc_table if derivatives_dir is not None else "qc.tsv"
-    verb = "kept (--include_qc_failed)" if included else "left out (--include_qc_failed keeps them)"
-    lines = [f"{len(failed)} scan(s) failed the preprocessing's QC gate and were {verb}; see {qc}:"]
-    lines += [f"  {row.subject} {row.session}: {row.qc_error}" for row in failed.head(10).itertuples(index=False)]
-    lines += ["  ..."] if len(failed) > 10 else []
-    return "\n".join(lines) + "\n"
+        return {}
