@@ -28,34 +28,21 @@ the function is listed in ``axial-monai -h`` and gets ``--help`` from its docstr
 
 from __future__ import annotations
 
-import inspect
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import fire
-from fire import docstrings
-
-from .commandline import HELP_FLAGS, USER_ERRORS, bundle_command, run_fire
-from .errors import SettingsError, root_cause
+from .commandline import Subcommands, bundle_command
+from .errors import SettingsError
+from .layout import RunLayout
 
 __all__ = ["COMMANDS", "subcommand", "main"]
 
 PROG = "axial-monai"
 #: subcommand name -> function, in the order they are defined.
-COMMANDS: dict[str, Callable[..., int]] = {}
-
-
-def subcommand(name: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
-    """Register the decorated function as the subcommand ``name``."""
-
-    def register(func: Callable[..., int]) -> Callable[..., int]:
-        if name in COMMANDS:
-            raise ValueError(f"The subcommand {name!r} is defined twice.")
-        COMMANDS[name] = func
-        return func
-
-    return register
+COMMANDS = Subcommands(PROG)
+#: ``@subcommand("name")`` registers the decorated function as the subcommand ``name``.
+subcommand = COMMANDS.register
 
 
 # --- subcommands ------------------------------------------------------------------------------------------------
@@ -127,18 +114,14 @@ def datalist(
     from .crossval.__main__ import CLASS_NAMES
     from .crossval.holdout import class_counts, write_datalists
     from .crossval.runner import TRAIN_CONFIG
-    from .data.clinica import TASKS, clinica_task_table, drop_qc_failed, label_sessions, load_clinica_table
+    from .data.clinica import TASKS, splittable_scans
 
     if task not in TASKS:
         raise SettingsError(f"--task must be one of {list(TASKS)}, not {task!r}.")
-    table = clinica_task_table(bids_dir, task, derivatives, horizon, space, missing_image, diagnosis_map)
-    table, told = drop_qc_failed(table, derivatives, include_qc_failed)
+    table, others, told = splittable_scans(
+        bids_dir, task, derivatives, horizon, space, missing_image, diagnosis_map, include_qc_failed, joint
+    )
     print(told, end="")
-    others = []
-    if joint:
-        other = next(t for t in TASKS if t != task)
-        full = load_clinica_table(bids_dir, derivatives, space, diagnosis_map)
-        others.append(label_sessions(full, other, horizon))
     written = write_datalists(table, out, k, test_fraction, val_fraction, seed, others)
     for path, splits in written:
         counts = class_counts(splits, CLASS_NAMES[task])
@@ -282,7 +265,7 @@ def preprocess(
     if any(is_bids_tree(s) for s in scans):
         if len(scans) > 1:
             raise SettingsError(f"Give one BIDS tree alone, not with other inputs: {list(scans)}.")
-        from .preprocess.pipeline import preprocess_bids
+        from .preprocess.batch import preprocess_bids
 
         summary = preprocess_bids(
             scans[0], out, template=template, resolution=resolution, profile=profile, transform=transform,
@@ -426,29 +409,15 @@ def benchmark(
     import shlex
 
     from .crossval.__main__ import CLASS_NAMES, _parse_overrides
-    from .data.clinica import TASKS, clinica_task_table, drop_qc_failed
-    from .paper_table import MODELS, datalist_table, run_benchmark
+    from .paper_table import MODELS, cohort_tables, run_benchmark
 
     names = list(MODELS) if models in ("all", None) else models
     names = [m.strip() for m in (names.split(",") if isinstance(names, str) else names) if m.strip()]
     settings = _parse_overrides(overrides)
-    conversion_table, conversion_settings = None, {"class_names": CLASS_NAMES["pMCIvsSMCI"]}
-    if Path(cohort).is_file():
-        table = datalist_table(cohort)
-        if conversion is not None:
-            conversion_table = datalist_table(conversion)
-    else:
-        if task not in TASKS:
-            raise SettingsError(f"--task must be one of {list(TASKS)}, not {task!r}.")
+    options = {"missing_image": missing_image, "diagnosis_map": diagnosis_map, "include_qc_failed": include_qc_failed}
+    table, conversion_table = cohort_tables(cohort, task, derivatives, transfer, conversion, **options)
+    if not Path(cohort).is_file():
         settings.setdefault("class_names", CLASS_NAMES[task])
-        tables = [task] + (["pMCIvsSMCI"] if transfer and task != "pMCIvsSMCI" else [])
-        found = []
-        for name in tables:
-            labelled = clinica_task_table(cohort, name, derivatives, 36, None, missing_image, diagnosis_map)
-            labelled, told = drop_qc_failed(labelled, derivatives, include_qc_failed)
-            print(told, end="")
-            found.append(labelled)
-        table, conversion_table = found[0], (found[1] if len(found) > 1 else None)
     explain_settings = None if explain in (None, False) else ({} if explain is True else _parse_overrides(explain))
     command = [PROG, "benchmark", cohort, out, "--task", task, "--models", ",".join(names), "--k", k, "--seed", seed]
     command += ["--derivatives", derivatives] if derivatives else []
@@ -464,7 +433,7 @@ def benchmark(
         seed=seed,
         overrides=settings,
         conversion=conversion_table,
-        conversion_overrides=conversion_settings,
+        conversion_overrides={"class_names": CLASS_NAMES["pMCIvsSMCI"]},
         val_fraction=val_fraction,
         explain=explain_settings,
         task=task,
@@ -504,41 +473,16 @@ def demo(output_dir: str = "runs/axial", epochs: int | None = None) -> int:
     workflow.initialize()
     workflow.run()
     workflow.finalize()
-    report = json.loads((Path(settings["output_dir"]) / "eval-test" / "metrics.json").read_text())["metrics"]
+    report = json.loads(RunLayout(settings["output_dir"]).metrics().read_text())["metrics"]
     scores = ", ".join(f"{k} {v:.3f}" for k, v in report.items() if isinstance(v, float))
     print(f"test split of the demo cohort: {scores}")
     print(f"next: axial-monai predict SCAN.nii.gz --model {output_dir} --explain")
     return 0
 
 
-def _overview() -> str:
-    width = max(len(name) for name in COMMANDS) + 2
-    lines = [f"usage: {PROG} SUBCOMMAND [ARGS] [OPTIONS]   ({PROG} SUBCOMMAND --help for its options)", ""]
-    lines.append("subcommands:")
-    for name, func in COMMANDS.items():
-        lines.append(f"  {name:<{width}}{docstrings.parse(inspect.getdoc(func) or '').summary}")
-    return "\n".join(lines)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``axial-monai`` with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in HELP_FLAGS:
-        print(_overview())
-        return 0 if argv else 2
-    name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        print(f"{PROG}: unknown subcommand {name!r}; choose one of {', '.join(COMMANDS)}.", file=sys.stderr)
-        return 2
-    prog = f"{PROG} {name}"
-    try:
-        status = run_fire(COMMANDS[name], rest, prog, serialize=lambda _: None)
-    except USER_ERRORS as err:
-        print(f"{prog}: error: {root_cause(err)}", file=sys.stderr)
-        return 2
-    except fire.core.FireExit as exit_:
-        return int(exit_.code or 0)
-    return 0 if status is None else int(status)
+    return COMMANDS.main(argv)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import inspect
 import shlex
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import fire
 from fire import docstrings
 
-__all__ = ["HELP_FLAGS", "USER_ERRORS", "format_help", "run_fire", "bundle_command"]
+from .errors import root_cause
+
+__all__ = ["HELP_FLAGS", "USER_ERRORS", "Subcommands", "format_help", "run_fire", "bundle_command"]
 
 #: the flags that always mean help.
 HELP_FLAGS = ("-h", "--help")
@@ -118,3 +121,60 @@ def _quote(part: str) -> str:
     if "'" in part and '"' not in part and "$" not in part and "`" not in part and "\\" not in part:
         return f'"{part}"'
     return shlex.quote(part)
+
+
+class Subcommands(dict):
+    """The subcommands of one console script (name -> function, in the order registered) and its ``main``.
+
+    Example:
+        >>> COMMANDS = Subcommands("axial-monai")
+        >>> @COMMANDS.register("hello")
+        ... def hello(name: str = "world") -> int:
+        ...     # its docstring: a summary line and a Google "Args:" section
+        ...     return 0
+    """
+
+    def __init__(self, prog: str) -> None:
+        super().__init__()
+        self.prog = prog
+
+    def register(self, name: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
+        """Register the decorated function as the subcommand ``name``."""
+
+        def register(func: Callable[..., int]) -> Callable[..., int]:
+            if name in self:
+                raise ValueError(f"The subcommand {name!r} is defined twice.")
+            self[name] = func
+            return func
+
+        return register
+
+    def overview(self) -> str:
+        """The script's help: one line per subcommand, the first line of its docstring."""
+        width = max(len(name) for name in self) + 2
+        lines = [f"usage: {self.prog} SUBCOMMAND [ARGS] [OPTIONS]   ({self.prog} SUBCOMMAND --help for its options)"]
+        lines += ["", "subcommands:"]
+        for name, func in self.items():
+            lines.append(f"  {name:<{width}}{docstrings.parse(inspect.getdoc(func) or '').summary}")
+        return "\n".join(lines)
+
+    def main(self, argv: Sequence[str] | None = None) -> int:
+        """Run the script with ``argv`` (default ``sys.argv[1:]``) and return the exit status: 2 with one line
+        ``PROG SUBCOMMAND: error: ...`` for bad input, never a traceback."""
+        argv = list(sys.argv[1:] if argv is None else argv)
+        if not argv or argv[0] in HELP_FLAGS:
+            print(self.overview())
+            return 0 if argv else 2
+        name, rest = argv[0], argv[1:]
+        if name not in self:
+            print(f"{self.prog}: unknown subcommand {name!r}; choose one of {', '.join(self)}.", file=sys.stderr)
+            return 2
+        prog = f"{self.prog} {name}"
+        try:
+            status = run_fire(self[name], rest, prog, serialize=lambda _: None)
+        except USER_ERRORS as err:
+            print(f"{prog}: error: {root_cause(err)}", file=sys.stderr)
+            return 2
+        except fire.core.FireExit as exit_:
+            return int(exit_.code or 0)
+        return 0 if status is None else int(status)

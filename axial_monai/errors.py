@@ -19,7 +19,12 @@ Both classes derive from ``ValueError``, so ``except ValueError`` keeps catching
 
 from __future__ import annotations
 
-__all__ = ["InputError", "SettingsError", "one_line", "root_cause"]
+import logging
+from collections.abc import Callable, Sequence
+
+__all__ = ["InputError", "SettingsError", "one_line", "refuse_or_drop", "root_cause"]
+
+logger = logging.getLogger(__name__)
 
 
 class InputError(ValueError):
@@ -43,3 +48,32 @@ def root_cause(err: BaseException) -> BaseException:
     while err.__cause__ is not None:
         err = err.__cause__
     return err
+
+
+def refuse_or_drop(
+    bad: Sequence[str], total: int, what: str, drop: bool, more: Callable[[], Sequence[str]] | None = None
+) -> None:
+    """The one rule for unusable items of a batch (training images, datalist items, scans to cache): refuse them all
+    in one message that lists each, so a dataset with several bad files costs one run to fix, not one per file; or,
+    with ``drop``, leave them out with a warning each.
+
+    Args:
+        bad: ``"<file> <problem>"`` per unusable item.
+        total: how many items there were.
+        what: what the items are, e.g. ``"images of the training split of datalist.json"``.
+        drop: leave the bad items out instead of raising (the bundle's ``drop_bad_items``).
+        more: when refusing, further problems to list in the same message (e.g. the damaged voxel data of the items
+            whose headers were fine, found only by reading them).
+
+    Raises:
+        InputError: ``"<n> of the <total> <what> are unusable: ...; fix or remove them, or set drop_bad_items ..."``.
+    """
+    if bad and not drop:
+        listed = [*bad, *(more() if more is not None else ())]
+        raise InputError(
+            f"{len(listed)} of the {total} {what} are unusable: {'; '.join(listed)}. Fix or remove them (preprocess "
+            "all scans to one template: python -m axial_monai.preprocess), or set drop_bad_items to true "
+            "(drop_bad=True) to leave them out."
+        )
+    for line in bad:
+        logger.warning(f"Leaving out one of the {what}: {line}.")

@@ -22,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ from .errors import InputError, one_line
 __all__ = [
     "PREPROCESS_FIRST",
     "Grid",
+    "load_header",
     "read_grid",
     "ras_volume",
     "dilated_mask",
@@ -165,6 +168,20 @@ def _spatial_shape(image: nib.spatialimages.SpatialImage, path: str) -> tuple[in
     return shape
 
 
+def load_header(path: str | os.PathLike) -> nib.spatialimages.SpatialImage:
+    """``nib.load(path)``, once per version of the file: the real path, size and modification time key a cache, so
+    the start of training (grid discovery, item checks) and inference read each header once; a changed file is read
+    again. Only the header is read here; the voxels stay on disk (``image.dataobj``)."""
+    real = os.path.realpath(os.fspath(path))
+    stat = os.stat(real)
+    return _load_header(real, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16384)
+def _load_header(path: str, size: int, mtime_ns: int) -> nib.spatialimages.SpatialImage:
+    return nib.load(path)
+
+
 def read_grid(path: str | os.PathLike) -> Grid:
     """The RAS grid of a NIfTI file, from its header only (no voxel data is read).
 
@@ -172,7 +189,7 @@ def read_grid(path: str | os.PathLike) -> Grid:
         InputError: if the file cannot be read as NIfTI or is not a single 3D volume.
     """
     try:
-        image = nib.load(os.fspath(path))
+        image = load_header(path)
     except Exception as err:  # nibabel raises many kinds for damaged files
         raise InputError(f"{path}: cannot be read as NIfTI ({one_line(err)}).") from None
     shape = _spatial_shape(image, str(path))
@@ -190,7 +207,7 @@ def ras_volume(path: str | os.PathLike) -> tuple[np.ndarray, Grid]:
         InputError: if the file cannot be read or is not a single 3D volume.
     """
     try:
-        image = nib.load(os.fspath(path))
+        image = load_header(path)
         shape = _spatial_shape(image, str(path))
         data = np.asarray(image.dataobj, dtype=np.float32).reshape(shape)
     except InputError:
@@ -272,6 +289,15 @@ class InputCheck:
         self.max_outside = float(max_outside)
         self.dilation_mm = float(dilation_mm)
         self.model = model
+
+    def cache_key(self) -> dict[str, Any]:
+        """What decides which volumes pass: the grid, the brain mask (its SHA-256), ``max_outside`` and
+        ``dilation_mm``; not ``model``, which only names the run in messages."""
+        mask = None
+        if self.brain_mask is not None:
+            mask = hashlib.sha256(np.packbits(self.brain_mask).tobytes()).hexdigest()
+        grid = None if self.grid is None else self.grid.to_dict()
+        return {"grid": grid, "brain_mask": mask, "max_outside": self.max_outside, "dilation_mm": self.dilation_mm}
 
     @classmethod
     def from_mask_file(cls, mask: str | os.PathLike, **kwargs: Any) -> InputCheck:

@@ -53,8 +53,9 @@ from .data.inputs import ScanInput, gather_scans
 from .errors import InputError, SettingsError
 from .input_check import InputCheck
 from .io import atomic_path, file_digest, write_csv, write_json, write_nifti
+from .layout import BundleLayout, RunLayout
+from .preprocess.gate import DEFAULT_GATE
 from .run import RunSettings
-from .run.layout import BundleLayout
 from .run.received import open_bundle
 
 __all__ = ["PredictModel", "Prediction", "resolve_model", "prepare_scan", "predict_scans"]
@@ -252,7 +253,7 @@ def prepare_scan(
     record = target.with_suffix("").with_suffix(".json")
     if target.is_file() and record.is_file():
         metrics = json.loads(record.read_text())["metrics"]
-        _gate(path, metrics, _picture(target))
+        DEFAULT_GATE.check(path, metrics, _picture(target))
         return str(target), True, True, metrics
 
     import ants
@@ -278,7 +279,7 @@ def prepare_scan(
         grid = ants.image_read(str(model.brain_mask), pixeltype="float")
         brain = ants.resample_image_to_target(brain, grid, interp_type="linear") * grid
     metrics["seconds"] = round(time.perf_counter() - start, 1)
-    _gate(path, metrics, _picture(target))
+    DEFAULT_GATE.check(path, metrics, _picture(target))
     with atomic_path(target, suffix=".nii.gz") as tmp:
         ants.image_write(brain, str(tmp))
     write_json(record, {"source": str(path), "settings": settings, "metrics": metrics})
@@ -291,19 +292,6 @@ def prepare_scan(
 def _picture(preprocessed: str | os.PathLike) -> Path:
     """The QC picture of a preprocessed scan in the cache: ``<key>.png`` beside ``<key>.nii.gz``."""
     return Path(preprocessed).with_suffix("").with_suffix(".png")
-
-
-def _gate(path: str, metrics: dict[str, float], picture: Path) -> None:
-    """Refuse the scan at ``path`` if its preprocessing fails the QC gate (:mod:`axial_monai.preprocess.gate`)."""
-    from .preprocess.gate import DEFAULT_GATE
-
-    refusal = DEFAULT_GATE.refusal(metrics)
-    if refusal:
-        shown = f" QC picture: {picture}." if picture.is_file() else ""
-        raise InputError(
-            f"{path}: {refusal}. Check that it is a whole-head T1 scan (contrast, field of view), or try the other "
-            f"preprocessing profile (--profile).{shown}"
-        )
 
 
 def _overview(prediction: Prediction, folder: Path, explained: bool) -> None:
@@ -405,7 +393,7 @@ def predict_scans(
     usable = [r for r in results if r.image is not None]
     if usable:
         _run_bundle(resolved, usable, out, explain, num_workers, bundle_overrides or {}, echo)
-        predictions = pd.read_csv(out / "predictions.csv").set_index("file")
+        predictions = pd.read_csv(out / RunLayout.PREDICTIONS).set_index("file")
         for result in usable:
             if result.image not in predictions.index:
                 result.problem = "not predicted (see skipped.csv)"
@@ -436,7 +424,7 @@ def predict_scans(
     skipped = pd.DataFrame(
         [{"file": r.scan, "problem": r.problem} for r in results if r.problem], columns=list(SKIPPED_COLUMNS)
     )
-    write_csv(out / "skipped.csv", skipped)
+    write_csv(out / RunLayout.SKIPPED, skipped)
     return results
 
 

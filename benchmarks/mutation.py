@@ -53,8 +53,6 @@ GROUPS = {
         ("axial_monai/geometry.py", "axial_monai/networks/slicing.py"),
         (
             "tests/test_geometry.py",
-            "tests/test_networks.py::test_central_slice_indices",
-            "tests/test_networks.py::test_slice_stack_takes_the_central_slices",
             "tests/test_networks.py::test_too_many_slices_names_both_numbers",
         ),
     ),

@@ -36,6 +36,17 @@ from monai.transforms import Compose, Rand3DElastic, RandAdjustContrast, RandBia
 
 from axial_monai.preprocess.templates import load_template
 
+#: Fast preprocessing settings of the tests: 4 mm template, a short affine registration (shrink factors fit for
+#: 4 mm), a short N4.
+FAST = {
+    "resolution": 4,
+    "profile": "paper",  # the BIDS machinery, with a short registration; the fast profile: test_preprocess_fast.py
+    "transform": "Affine",
+    "registration_kwargs": {"aff_iterations": (200, 100), "aff_shrink_factors": (2, 1), "aff_smoothing_sigmas": (1, 0)},
+    "n4_kwargs": {"convergence": {"iters": [20, 20], "tol": 1e-7}},
+    "progress": False,
+}
+
 __all__ = [
     "SESSIONS",
     "PARTICIPANTS",
@@ -214,17 +225,17 @@ DIE_ON = "AXIAL_MONAI_TEST_DIE_ON"
 
 
 def run_job_or_die(job):
-    """Stand-in for ``axial_monai.preprocess.pipeline._run_job`` in spawned workers: a worker given a job of a
+    """Stand-in for ``axial_monai.preprocess.batch._run_job`` in spawned workers: a worker given a job of a
     subject listed in ``$AXIAL_MONAI_TEST_DIE_ON`` is killed (SIGKILL, as by the kernel's OOM killer); any other
-    job runs normally. Workers find this function by name, so the test patches the pipeline's ``_run_job`` with it.
+    job runs normally. Workers find this function by name, so the test patches the batch runner's ``_run_job`` with it.
     """
     import signal
 
-    from axial_monai.preprocess import pipeline
+    from axial_monai.preprocess import batch
 
     if job.scan.subject in os.environ.get(DIE_ON, "").split(","):
         os.kill(os.getpid(), signal.SIGKILL)
-    return pipeline._run_job(job)
+    return batch._run_job(job)
 
 
 #: environment variable: comma-separated subjects whose worker is killed halfway through writing the output
@@ -232,7 +243,7 @@ DIE_WRITING = "AXIAL_MONAI_TEST_DIE_WRITING"
 
 
 def run_job_dying_while_writing(job):
-    """Stand-in for ``axial_monai.preprocess.pipeline._run_job`` in spawned workers: a worker given a job of a
+    """Stand-in for ``axial_monai.preprocess.batch._run_job`` in spawned workers: a worker given a job of a
     subject listed in ``$AXIAL_MONAI_TEST_DIE_WRITING`` writes its output image (the temporary file of
     :func:`~axial_monai.io.atomic_path`), cuts the written file to half its size and is killed (SIGKILL): a kill in
     the middle of the write. Any other job, and any other file it writes, goes on normally.
@@ -241,7 +252,7 @@ def run_job_dying_while_writing(job):
 
     import ants
 
-    from axial_monai.preprocess import pipeline
+    from axial_monai.preprocess import batch
 
     if job.scan.subject in os.environ.get(DIE_WRITING, "").split(","):
         write = ants.image_write
@@ -253,7 +264,7 @@ def run_job_dying_while_writing(job):
                 os.kill(os.getpid(), signal.SIGKILL)
 
         ants.image_write = write_half_and_die  # this worker dies with its job: no other job sees the patch
-    return pipeline._run_job(job)
+    return batch._run_job(job)
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,18 @@ def no_network(monkeypatch):
     yield attempts
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a test module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``): on 2
+    shared, busy cores, two threads make the tiny trainings of the tests several times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_cohort(tmp_path_factory):
     """A small 3 mm demo cohort (40 subjects, strong atrophy, 10 validation and 10 test subjects)."""

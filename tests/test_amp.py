@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from bundle_utils import TINY, workflow
@@ -69,5 +72,9 @@ def test_bf16_training_through_the_bundle(tiny_cohort, tmp_path):
     assert torch.isfinite(torch.as_tensor(trainer.state.output[0]["loss"]))
     state = load_weights(out / "models" / "model.pt")
     assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float32}
+    # the bf16 evaluation scored every test scan with float32 probabilities, and its accuracy is theirs
     metrics = json.loads((out / "eval-test" / "metrics.json").read_text())["metrics"]
-    assert 0.0 <= metrics["accuracy"] <= 1.0
+    predictions = pd.read_csv(out / "eval-test" / "predictions.csv")
+    assert len(predictions) == len(json.loads((Path(tiny_cohort) / "datalist.json").read_text())["test"])
+    np.testing.assert_allclose(predictions[["prob_CN", "prob_AD"]].sum(axis=1), 1.0, atol=1e-5)
+    assert metrics["accuracy"] == pytest.approx((predictions["pred"] == predictions["label"]).mean())

@@ -11,7 +11,8 @@ LAYERS = {
     "errors": 0,
     "io": 0,
     "log": 0,
-    "commandline": 0,
+    "layout": 0,
+    "commandline": 1,
     "geometry": 1,
     "html_page": 1,
     "input_check": 1,
@@ -86,3 +87,48 @@ def test_the_checker_sees_the_real_edges():
     edges = {(unit, other) for unit, other, _ in import_edges()}
     assert {("handlers", "explain"), ("crossval", "data"), ("networks", "geometry"), ("data", "io")} <= edges
     assert ("data", "preprocess") not in edges and ("transforms", "networks") not in edges
+
+
+#: the most lines a module of the package may have: past it, a module holds more than one idea.
+MAX_MODULE_LINES = 500
+#: the longest Python expression a shipped config may hold in a string: a longer one is a named, tested callable.
+MAX_EXPRESSION_CHARS = 120
+CONFIGS = PACKAGE.parent / "bundle" / "configs"
+
+
+def long_modules(limit: int = MAX_MODULE_LINES) -> list[str]:
+    """``"<path>: <lines>"`` for each module of the package longer than ``limit`` lines."""
+    sizes = {path: len(path.read_text().splitlines()) for path in sorted(PACKAGE.rglob("*.py"))}
+    return [f"{path.relative_to(PACKAGE.parent)}: {n}" for path, n in sizes.items() if n > limit]
+
+
+def long_expressions(limit: int = MAX_EXPRESSION_CHARS) -> list[str]:
+    """``"<config> <id>: <length>"`` for each ``$`` expression of a shipped config longer than ``limit``."""
+    import json
+
+    found = []
+
+    def walk(node, where, config):
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            walk(value, f"{where}#{key}" if where else str(key), config)
+        if isinstance(node, str) and node.startswith("$") and len(node) > limit:
+            found.append(f"{config} {where}: {len(node)}")
+
+    for config in sorted(CONFIGS.glob("*.json")):
+        walk(json.loads(config.read_text()), "", config.name)
+    return found
+
+
+def test_no_module_holds_more_than_one_idea():
+    assert long_modules() == []
+
+
+def test_no_config_hides_code_in_a_long_string():
+    assert long_expressions() == []
+
+
+def test_the_size_checks_see_long_modules_and_expressions():
+    """A limit below the real sizes finds the largest module and the longest expression (the checks can fail)."""
+    assert any(line.startswith("axial_monai/cli.py") for line in long_modules(400))
+    assert any(line.startswith("train.json") for line in long_expressions(100))

@@ -370,8 +370,20 @@ CASES = [
 ]
 
 
-def test_the_corpus_covers_the_issue_list():
-    assert len({case for case, *_ in CASES}) >= 20 and len(CASES) >= 30
+def test_every_bad_input_and_entry_point_of_this_module_is_in_the_corpus():
+    """A builder (``f(d)``) or an entry point (``f(given, d)``) written here but left out of :data:`CASES` would
+    never be checked; so would a case listed twice (its second id would shadow the first)."""
+    import inspect
+    import sys
+
+    functions = inspect.getmembers(sys.modules[__name__], inspect.isfunction)
+    ours = [(name, f) for name, f in functions if f.__module__ == __name__ and not name.startswith(("_", "test_"))]
+    builders = {f for _, f in ours if list(inspect.signature(f).parameters) == ["d"]}
+    entries = {f for _, f in ours if list(inspect.signature(f).parameters)[-1:] == ["d"]} - builders
+    assert builders - {build for _, _, build, _ in CASES} == set()
+    assert entries - {entry for _, entry, _, _ in CASES} == set()
+    pairs = [(case, entry.__name__) for case, entry, _, _ in CASES]
+    assert len(pairs) == len(set(pairs))
 
 
 @pytest.mark.parametrize(
@@ -388,7 +400,8 @@ def test_bad_input(entry, build, fragment, tmp_path):
 
 
 def test_inference_over_a_folder_predicts_every_good_scan_and_skips_the_bad_one(trained_demo, tiny_cohort, tmp_path):
-    """Bundle inference on a folder: three good scans and one whose header is fine but whose data is corrupt."""
+    """Bundle inference on a folder: three good scans, one whose header is fine but whose data is corrupt, and one
+    that is not NIfTI at all behind a NIfTI name."""
     scans = tmp_path / "scans"
     scans.mkdir()
     good = sorted((Path(tiny_cohort) / "images").glob("*.nii.gz"))[:3]
@@ -397,6 +410,7 @@ def test_inference_over_a_folder_predicts_every_good_scan_and_skips_the_bad_one(
     bad = scans / "corrupt_T1w.nii"
     nib.save(nib.load(good[0]), bad)
     bad.write_bytes(bad.read_bytes()[:2000])
+    (scans / "sub-broken_T1w.nii.gz").write_bytes(b"not a nifti file")
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as ended:  # the batch finishes, then reports the skipped scan by its exit status
         run(
@@ -412,9 +426,11 @@ def test_inference_over_a_folder_predicts_every_good_scan_and_skips_the_bad_one(
     assert ended.value.code == 1
     predictions = pd.read_csv(out / "inference" / "predictions.csv")
     assert sorted(predictions["file"]) == sorted(str(scans / image.name) for image in good)
-    skipped = pd.read_csv(out / "inference" / "skipped.csv")
-    assert skipped["file"].tolist() == [str(bad)]
-    assert "could the file be damaged?" in skipped["problem"][0] and "\n" not in skipped["problem"][0]
+    skipped = pd.read_csv(out / "inference" / "skipped.csv").set_index("file")["problem"]
+    assert sorted(skipped.index) == [str(bad), str(scans / "sub-broken_T1w.nii.gz")]
+    assert "could the file be damaged?" in skipped[str(bad)]
+    assert "cannot be read as NIfTI" in skipped[str(scans / "sub-broken_T1w.nii.gz")]
+    assert not skipped.str.contains("\n").any()
 
 
 def _cohort_copy(tiny_cohort: str, root: Path) -> tuple[Path, list[Path]]:
@@ -471,7 +487,7 @@ def test_damaged_voxel_data_of_several_training_scans_is_listed_in_one_message(t
     bad = [corrupt_data(tmp_path)[0], with_nan(tmp_path)[0], all_zero(tmp_path)[0]]
     data = [{"image": str(p), "label": 0} for p in (good, *bad)]
     message = _raises(lambda: VolumeCacheDataset(data, load_volume("image"), cache="memory", progress=False))
-    assert message.startswith("3 of the 4 scans cannot be used") and "\n" not in message
+    assert message.startswith("3 of the 4 scans to cache are unusable") and "\n" not in message
     assert all(str(p) in message for p in bad)
     kept = VolumeCacheDataset(data, load_volume("image"), cache="memory", progress=False, drop_bad=True)
     assert len(kept) == 1 and kept[0]["image"].meta["filename_or_obj"] == str(good)

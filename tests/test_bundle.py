@@ -1,7 +1,6 @@
 import hashlib
 import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -72,29 +71,6 @@ def test_evaluate_merges_over_train(trained, tiny_cohort, tmp_path):
     assert len(pd.read_csv(tmp_path / "eval-validation" / "predictions.csv")) == n_val
     assert json.loads((tmp_path / "eval-validation" / "metrics.json").read_text())["num_scans"] == n_val
     assert not (tmp_path / "models" / "model.pt").exists()  # evaluation does not train
-
-
-def test_inference_on_a_folder_skips_bad_files(trained, tiny_cohort, tmp_path):
-    scans = tmp_path / "scans"
-    shutil.copytree(Path(tiny_cohort) / "images", scans)
-    (scans / "sub-broken_T1w.nii.gz").write_bytes(b"not a nifti file")
-    infer_args = {k: v for k, v in TINY.items() if k != "batch_size"}
-    wf = workflow(
-        ["inference"],
-        "infer",
-        input=str(scans),
-        output_dir=str(tmp_path / "out"),
-        ckpt_path=str(trained / "models" / "model.pt"),
-        **infer_args,
-    )
-    with pytest.raises(SystemExit) as ended:  # after the good scans: exit status 1, for job scripts to notice
-        run(wf)
-    assert ended.value.code == 1
-    preds = pd.read_csv(tmp_path / "out" / "inference" / "predictions.csv")
-    assert len(preds) == len(list((Path(tiny_cohort) / "images").glob("*.nii.gz")))
-    assert {"file", "prob_CN", "prob_AD", "pred_label"} <= set(preds.columns)
-    skipped = pd.read_csv(tmp_path / "out" / "inference" / "skipped.csv")
-    assert skipped["file"].str.endswith("sub-broken_T1w.nii.gz").tolist() == [True]
 
 
 def test_inference_gives_the_probabilities_of_the_evaluation(trained, tiny_cohort, tmp_path):

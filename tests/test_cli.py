@@ -63,7 +63,7 @@ def test_crossval_dash_h_is_help_not_horizon(capsys, tmp_path):
 
 def test_preprocess_help(capsys):
     from axial_monai.preprocess.__main__ import main as preprocess_main
-    from axial_monai.preprocess.pipeline import preprocess_bids
+    from axial_monai.preprocess.batch import preprocess_bids
 
     assert preprocess_main(["-h"]) == 0
     out = capsys.readouterr().out

@@ -432,3 +432,35 @@ def test_datalist_values_and_refusals(bids_tree_placeholder):  # noqa: F811
         ValueError, match=re.escape("Rows without image: ['sub-ADNI01/ses-M012', 'sub-ADNI04/ses-M036']")
     ):
         to_datalist(blank)
+
+
+def test_splittable_scans_leave_out_qc_failures_and_add_the_other_task(bids_tree_placeholder, tmp_path):  # noqa: F811
+    """What datalists, cross-validations and the benchmark split: the task's scans without those the QC gate
+    failed (unless kept), and with ``joint`` the other task's labelled sessions."""
+    from axial_monai.data.clinica import splittable_scans
+    from axial_monai.derivatives import DerivativesLayout
+    from axial_monai.io import write_json
+
+    deriv = pipeline_dir(tmp_path)
+    deriv.mkdir(parents=True)
+    (deriv / "dataset_description.json").write_text("{}")
+    failed = ("sub-ADNI02", "ses-M012")
+    for (subject, session), raw in bids_tree_placeholder.images.items():
+        out = derivative_path(deriv, Scan(subject, session, str(raw)), "MNI152NLin2009cAsym", resolution=4)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(raw, out)
+        status = "failed" if (subject, session) == failed else "ok"
+        error = "failed the QC gate: template_correlation 0.100, not above 0.5" if status == "failed" else None
+        write_json(DerivativesLayout(deriv).record_path(out), {"status": status, "error": error})
+
+    table, others, told = splittable_scans(bids_tree_placeholder.root, "ADvsCN", deriv)
+    assert _triples(table) == [t for t in AD_VS_CN if t[:2] != failed] and others == []
+    assert told.startswith("1 scan(s) failed the preprocessing's QC gate and were left out")
+    assert "sub-ADNI02 ses-M012: failed the QC gate: template_correlation 0.100" in told
+    kept, _, said = splittable_scans(bids_tree_placeholder.root, "ADvsCN", deriv, include_qc_failed=True)
+    assert _triples(kept) == AD_VS_CN and "were kept (--include_qc_failed)" in said
+    raw, others, quiet = splittable_scans(bids_tree_placeholder.root, "pMCIvsSMCI", joint=True)
+    assert _triples(raw) == PMCI_VS_SMCI[36] and quiet == ""  # raw images: no QC records, nothing left out
+    assert len(others) == 1 and _triples(others[0]) == AD_VS_CN
+    twelve, _, _ = splittable_scans(bids_tree_placeholder.root, "pMCIvsSMCI", horizon=12)
+    assert _triples(twelve) == PMCI_VS_SMCI[12]

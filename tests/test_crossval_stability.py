@@ -9,20 +9,13 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from test_crossval import TINY, write_tree
 
 from axial_monai.crossval import run_cross_validation
 from axial_monai.crossval.stability import STABILITY_FILE, explain_config_files, explanation_stability
 from axial_monai.data.clinica import clinica_task_table
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _octant_atlas(folder: Path) -> tuple[str, str]:

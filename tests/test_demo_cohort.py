@@ -17,7 +17,7 @@ from monai.data import load_decathlon_datalist
 from scipy import ndimage
 
 from axial_monai.data import demo as demo_module
-from axial_monai.data import load_atlas, region_mask, resample_atlas
+from axial_monai.data import load_atlas, phantom, region_mask, resample_atlas
 from axial_monai.data.demo import prepare_demo_cohort
 
 FAST = {"n_subjects": 10, "spacing": 4.0, "seed": 3}
@@ -175,7 +175,7 @@ def test_second_call_reuses_the_cohort(cohort, monkeypatch):
         raise AssertionError("the cohort was regenerated")
 
     monkeypatch.setattr(demo_module, "_generate", fail)
-    monkeypatch.setattr(demo_module, "_build_anatomy", fail)
+    monkeypatch.setattr(demo_module, "build_anatomy", fail)
     again = prepare_demo_cohort(root=str(cohort.parent), **FAST)
     assert Path(again) == cohort
     assert _all_files(cohort) == before
@@ -248,7 +248,7 @@ def test_invalid_arguments(tmp_path, kwargs, message):
 
 
 def test_interrupted_run_leaves_no_cohort_and_a_stale_one_is_replaced(tmp_path, monkeypatch):
-    real = demo_module._simulate_subject
+    real = demo_module.simulate_subject
     calls = []
 
     def crash_on_third(*args, **kwargs):
@@ -257,11 +257,11 @@ def test_interrupted_run_leaves_no_cohort_and_a_stale_one_is_replaced(tmp_path, 
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(demo_module, "_simulate_subject", crash_on_third)
+    monkeypatch.setattr(demo_module, "simulate_subject", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
         prepare_demo_cohort(root=str(tmp_path), n_subjects=6, spacing=4.0)
     assert list(tmp_path.iterdir()) == []  # neither a half cohort nor a temp dir
-    monkeypatch.setattr(demo_module, "_simulate_subject", real)
+    monkeypatch.setattr(demo_module, "simulate_subject", real)
 
     # a directory at the target that is not complete (e.g. cut short by hand or written by a killed old version)
     cohort_dir = Path(prepare_demo_cohort(root=str(tmp_path), n_subjects=6, spacing=4.0))
@@ -334,11 +334,11 @@ def test_morphological_atrophy_shrinks_the_region_and_frees_csf(shrunk, tmp_path
 
 
 def test_morphological_strength_is_the_volume_loss(tmp_path):
-    anatomy = demo_module._build_anatomy(4.0, "neuromorphometrics", DEFAULT_REGIONS, "morphological")
+    anatomy = phantom.build_anatomy(4.0, "neuromorphometrics", DEFAULT_REGIONS, "morphological")
     mask = anatomy.atrophy_mask
     previous = 0.0
     for loss in (0.2, 0.4, 0.6):
-        image = demo_module._shrink(anatomy, loss)
+        image = phantom.shrink(anatomy, loss)
         assert np.array_equal(image[~mask], anatomy.template[~mask])  # nothing changes outside the region
         # voxel-wise share of CSF in the region: (template - image) / (template - csf), averaged over the region
         freed = (anatomy.template[mask] - image[mask]) / np.maximum(

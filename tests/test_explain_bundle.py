@@ -81,8 +81,9 @@ def test_cohort_outputs(explained):
     relevance = pd.read_csv(cohort / "relevance_integrated_gradients_all.csv")
     assert relevance["mass"].sum() == pytest.approx(1.0)
     assert (cohort / "integrated_gradients_all.png").is_file()
-    if "correct" in set(rows["pred"].eq(rows["label"]).map({True: "correct", False: "incorrect"})):
-        assert (cohort / "integrated_gradients_correct.nii.gz").is_file()
+    groups = set(rows["pred"].eq(rows["label"]).map({True: "correct", False: "incorrect"}))
+    for group in ("correct", "incorrect"):  # a map per group that has scans, and none for an empty group
+        assert (cohort / f"integrated_gradients_{group}.nii.gz").is_file() == (group in groups), (group, groups)
     # the cohort mean is the mean of the per-scan maps written next to it (then min-max)
     scans = [
         nib.load(explain_dir / Path(i["image"]).name.replace(".nii.gz", "") / "integrated_gradients.nii.gz")

@@ -19,7 +19,6 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from bundle_utils import run, workflow
 from sklearn.metrics import roc_auc_score
 
@@ -56,13 +55,7 @@ def _sid(item: dict) -> str:
     return Path(item["image"]).name.replace(".nii.gz", "")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on 2 shared, busy cores, 2 threads make this small training several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")

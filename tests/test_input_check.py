@@ -186,3 +186,28 @@ def test_scan_ids_are_unique_and_readable(images, extra, expected):
     assert scan_ids(items) == expected
     with pytest.raises(InputError, match="listed twice"):
         scan_ids([{"image": "/a/x.nii"}, {"image": "/a/x.nii.gz"}])
+
+
+def test_each_header_is_read_once_until_the_file_changes(tmp_path, monkeypatch):
+    """The start of training reads each header for the grid, the item checks and the run's check: one read per
+    file (the cache of ``load_header``); a file written again is read again."""
+    import os
+
+    from axial_monai.data.datalist import check_items, check_nifti_header
+    from axial_monai.input_check import _load_header
+
+    _load_header.cache_clear()
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"sub-{i}_T1w.nii.gz")
+        nib.save(nib.Nifti1Image(np.full((8, 9, 10), i + 1.0, np.float32), np.eye(4)), paths[-1])
+    loads = []
+    real_load = nib.load
+    monkeypatch.setattr(nib, "load", lambda path, *a, **k: loads.append(os.path.basename(path)) or real_load(path))
+    grid = read_grid(paths[0])
+    checked = check_items([{"image": str(p)} for p in paths], "the test split", check=InputCheck(grid))
+    assert [check_nifti_header(str(p)) for p in paths] == [None] * 3 and len(checked) == 3
+    assert sorted(loads) == sorted(p.name for p in paths)  # grid, header checks and the run's check: one read each
+    nib.save(nib.Nifti1Image(np.zeros((8, 9, 11), np.float32), np.eye(4)), paths[1])
+    os.utime(paths[1], ns=(1, 1))  # another version of the file, whatever the clock's resolution
+    assert "(8, 9, 11)" in InputCheck(grid)(paths[1]) and loads.count(paths[1].name) == 2

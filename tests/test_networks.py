@@ -9,7 +9,6 @@ from axial_monai.networks import (
     ExplainableNetwork,
     MeanPoolNet,
     SliceClassifier2D,
-    SliceStack,
     SliceTransformerNet,
     TriPlanarAxialNet,
     build_backbone,
@@ -17,31 +16,6 @@ from axial_monai.networks import (
 
 TINY = {"backbone": "resnet18", "image_size": 64, "pretrained": "none"}
 SHAPE = (2, 1, 21, 24, 19)  # odd and even sizes
-
-
-@pytest.mark.parametrize(
-    "depth, num, expected_start",
-    [(10, 4, 3), (11, 4, 3), (10, 3, 3), (11, 3, 4), (9, 9, 0), (193, 80, 56), (229, 100, 64)],
-)
-def test_central_slice_indices(depth, num, expected_start):
-    r = central_slice_indices(depth, num)
-    assert r == range(expected_start, expected_start + num)
-    assert r.start == int(depth / 2 - num / 2)
-
-
-@pytest.mark.parametrize("plane", [0, 1, 2])
-@pytest.mark.parametrize("num", [4, 5])
-def test_slice_stack_takes_the_central_slices(plane, num):
-    spatial = SHAPE[2:]
-    ramp = torch.arange(spatial[plane], dtype=torch.float32)
-    view = [1, 1, 1, 1, 1]
-    view[plane + 2] = -1
-    x = ramp.view(view).expand(1, 1, *spatial).contiguous()
-    out = SliceStack(plane, num, image_size=16, normalize="none")(x)
-    assert out.shape == (1, num, 3, 16, 16)
-    expected = torch.tensor(list(central_slice_indices(spatial[plane], num)), dtype=torch.float32)
-    assert torch.equal(out[0, :, 0, 0, 0], expected)
-    assert torch.equal(out[0, :, 0].amin(dim=(1, 2)), out[0, :, 2].amax(dim=(1, 2)))
 
 
 def test_too_many_slices_names_both_numbers():

@@ -190,7 +190,7 @@ def test_models_tested_on_other_subjects_are_refused():
 
 
 def test_the_explanation_consistency_is_summarised_per_map_without_the_mean_rows():
-    from axial_monai.paper_table import _consistency
+    from axial_monai.paper_table.document import _consistency
 
     rows = [
         ("attention", 0, 1, 0.9),

@@ -22,22 +22,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from bids_fixture import DIE_ON, DIE_WRITING, run_job_dying_while_writing, run_job_or_die, synthetic_t1w
+from bids_fixture import FAST as PAPER_FAST
 
-from axial_monai.preprocess import pipeline, pipeline_dir, preprocess_bids
+from axial_monai.preprocess import batch, pipeline, pipeline_dir, preprocess_bids
 from axial_monai.preprocess.templates import load_template
 
+pytestmark = pytest.mark.slow
+
 #: short affine registration and N4 for 4 mm scans; one ITK thread per worker, seeded: reruns are identical
-FAST = {
-    "resolution": 4,
-    "profile": "paper",  # the BIDS machinery, with a short registration; the fast profile: test_preprocess_fast.py
-    "transform": "Affine",
-    "registration_kwargs": {"aff_iterations": (200, 100), "aff_shrink_factors": (2, 1), "aff_smoothing_sigmas": (1, 0)},
-    "n4_kwargs": {"convergence": {"iters": [20, 20], "tol": 1e-7}},
-    "threads_per_worker": 1,
-    "seed": 42,
-    "n_proc": 2,
-    "progress": False,
-}
+FAST = {**PAPER_FAST, "threads_per_worker": 1, "seed": 42, "n_proc": 2}
 #: sub-00 is the scan whose worker is killed in the second run; sub-02 is sub-01 stored in LPS voxel order
 SUBJECTS = ("sub-00", "sub-01", "sub-02")
 
@@ -70,7 +63,7 @@ def runs(tmp_path_factory):
     first = preprocess_bids(bids, root / "first", **FAST)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(DIE_ON, "sub-00")
-        patch.setattr(pipeline, "_run_job", run_job_or_die)
+        patch.setattr(batch, "_run_job", run_job_or_die)
         killed = preprocess_bids(bids, root / "killed", **FAST)
     return {"root": root, "first": first, "killed": killed}
 
@@ -147,7 +140,7 @@ def test_a_worker_killed_while_writing_leaves_nothing_at_the_output_path(tmp_pat
     out = tmp_path / "out"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(DIE_WRITING, "sub-00")
-        patch.setattr(pipeline, "_run_job", run_job_dying_while_writing)
+        patch.setattr(batch, "_run_job", run_job_dying_while_writing)
         killed = preprocess_bids(bids, out, **FAST)
     assert (killed.succeeded, killed.failed) == (2, 1)
     assert not list(pipeline_dir(out).rglob("sub-00_*_desc-preproc_T1w.nii.gz"))  # no partial file at the path

@@ -22,6 +22,8 @@ import torch
 from axial_monai.configs import config_path
 from axial_monai.handlers import GradScalerState
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 4
 KILL_AFTER = 2  # epochs whose state is saved when the run is killed

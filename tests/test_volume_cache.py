@@ -258,16 +258,78 @@ def test_bundle_training_decodes_each_scan_once(cache, tiny_cohort, tmp_path, de
         assert len(list(Path(cache_dir).glob("*.npy"))) == sum(n.values())
 
 
-def test_signature_covers_settings_not_state(scans):
-    chain = load_volume("image")
-    before = transform_signature(chain)
+def _with(chain, step: int, attribute: str, value):
+    """``chain`` with one setting of its ``step``-th transform (or of that transform's inner one) changed."""
+    target = chain.transforms[step]
+    inner = getattr(target, "normalizer", None) or getattr(target, "checker", None)
+    setattr(inner if inner is not None and hasattr(inner, attribute) else target, attribute, value)
+    return chain
+
+
+def _changes(check):
+    """One change of every setting of the cached chain, by constructor argument (load_volume, CheckVolume,
+    RobustNormalizeIntensity(d), InputCheck), from the chain ``load_volume("image", check=check(...))``."""
+    from axial_monai.input_check import Grid
+
+    shifted = Grid.from_affine(check().grid.shape, np.asarray(check().grid.affine) + np.eye(4, k=3))
+    base = lambda: load_volume("image", check=check())  # noqa: E731
+    return {
+        "keys": lambda: load_volume("scan", check=check()),
+        "intensity": lambda: load_volume("image", intensity="zscore", check=check()),
+        "spatial_shape": lambda: load_volume("image", spatial_shape=(49, 58, 49), check=check()),
+        "pixdim": lambda: load_volume("image", pixdim=(4, 4, 4), check=check()),
+        "atol": lambda: _with(base(), 2, "atol", 0.5),
+        "mode": lambda: _with(base(), 3, "mode", "zscore"),
+        "lower": lambda: _with(base(), 3, "lower", 1.0),
+        "upper": lambda: _with(base(), 3, "upper", 99.0),
+        "threshold": lambda: _with(base(), 3, "threshold", 0.1),
+        "mask_key": lambda: _with(base(), 3, "mask_key", "brain"),
+        "check": lambda: load_volume("image"),
+        "grid": lambda: load_volume("image", check=check(grid=shifted)),
+        "brain_mask": lambda: load_volume("image", check=check(brain_mask=np.zeros(shifted.shape, bool))),
+        "max_outside": lambda: load_volume("image", check=check(max_outside=0.2)),
+        "dilation_mm": lambda: load_volume("image", check=check(dilation_mm=2.0)),
+    }
+
+
+def test_every_setting_of_the_cached_chain_changes_its_key(scans):
+    """Changing any one setting gives another key (a stale entry is never reused); running the chain, or a name
+    that only appears in messages (the check's ``model``), does not."""
+    import inspect
+
+    from axial_monai.input_check import InputCheck, read_grid
+    from axial_monai.transforms.intensity import RobustNormalizeIntensityd
+    from axial_monai.transforms.validation import CheckVolume
+
+    grid = read_grid(scans[0]["image"])
+
+    def check(**changed):
+        return InputCheck(**{"grid": grid, "brain_mask": np.ones(grid.shape, bool), "model": "run", **changed})
+
+    changes = _changes(check)
+    settings = {
+        name
+        for cls in (load_volume, CheckVolume, RobustNormalizeIntensityd, InputCheck)
+        for name in inspect.signature(cls).parameters
+    } - {"allow_missing_keys", "model"}
+    assert settings == set(changes), "a setting of the cached chain has no change in _changes"
+    before = transform_signature(load_volume("image", check=check()))
+    chain = load_volume("image", check=check(model="another run"))
     chain(dict(scans[0]))  # readers and transforms keep run-time state (last file name, tracing flags)
     assert transform_signature(chain) == before
-    for changed in ({"intensity": "zscore"}, {"spatial_shape": (49, 58, 49)}):
-        assert transform_signature(load_volume("image", **changed)) != before
-    lower = load_volume("image")
-    lower.transforms[-1].normalizer.lower = 1.0
-    assert transform_signature(lower) != before
+    for name, changed in changes.items():
+        assert transform_signature(changed()) != before, name
+
+
+def test_a_transform_without_cache_key_is_not_cached(scans, tmp_path):
+    from monai.transforms import Compose, LoadImaged
+
+    from axial_monai.errors import SettingsError
+
+    chain = Compose([LoadImaged("image", ensure_channel_first=True)])
+    with pytest.raises(SettingsError, match="LoadImaged has no cache_key"):
+        VolumeCacheDataset(scans, chain, cache_dir=tmp_path)
+    assert len(VolumeCacheDataset(scans, chain, cache="none")) == len(scans)
 
 
 def test_box_keys():

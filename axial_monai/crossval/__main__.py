@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..commandline import run_fire
-from ..data.clinica import TASKS, clinica_task_table, drop_qc_failed, label_sessions, load_clinica_table
+from ..data.clinica import TASKS, splittable_scans
 from ..errors import SettingsError
 from ..log import setup_cli_logging
 from .runner import TRAIN_CONFIG, run_cross_validation
@@ -119,14 +119,10 @@ def crossval_command(
         )
     settings = _parse_overrides(overrides)
     settings.setdefault("class_names", CLASS_NAMES[task])
-    table = clinica_task_table(bids_dir, task, derivatives_dir, horizon, space, missing_image, diagnosis_map)
-    table, told = drop_qc_failed(table, derivatives_dir, include_qc_failed)
+    table, assign_with, told = splittable_scans(
+        bids_dir, task, derivatives_dir, horizon, space, missing_image, diagnosis_map, include_qc_failed, joint
+    )
     print(told, end="")
-    assign_with = []
-    if joint:
-        other = next(t for t in TASKS if t != task)
-        full = load_clinica_table(bids_dir, derivatives_dir, space, diagnosis_map)
-        assign_with.append(label_sessions(full, other, horizon))
     summary = run_cross_validation(
         table,
         output_dir,

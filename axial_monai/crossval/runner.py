@@ -50,6 +50,7 @@ from tqdm import tqdm
 from ..configs import CONFIG_DIR
 from ..errors import InputError, SettingsError
 from ..io import write_csv, write_json
+from ..layout import CrossvalLayout, RunLayout
 from ..metrics import METRICS
 from ..scores import LEVELS, join_predictions, level_intervals, level_scores, pool_predictions, summarize
 from .leakage import check_no_leakage, check_transfer_leakage
@@ -75,12 +76,13 @@ logger = logging.getLogger(__name__)
 TRAIN_CONFIG = str(CONFIG_DIR / "train.json")
 #: bundle settings the runner sets for every fold; they cannot be overridden.
 RUNNER_KEYS = ("dataset_dir", "datalist", "output_dir", "init_ckpt", "eval_split")
-_ASSIGNMENT, _SETTINGS, _DATALIST, _DONE = "fold_assignment.csv", "crossval.json", "datalist.json", "done.json"
+_ASSIGNMENT, _SETTINGS, _DONE = CrossvalLayout.ASSIGNMENT, CrossvalLayout.SETTINGS, CrossvalLayout.DONE
+_DATALIST = RunLayout.DATALIST
 
 
 def fold_dir(output_dir: str | os.PathLike, fold: int) -> Path:
     """``<output_dir>/fold-<fold>``."""
-    return Path(output_dir) / f"fold-{fold}"
+    return Path(output_dir) / CrossvalLayout.fold_name(fold)
 
 
 def table_to_items(table: pd.DataFrame) -> list[dict]:
@@ -211,6 +213,16 @@ def run_settings(
     }
     hashed = {key: value for key, value in settings.items() if key not in ("config_files", "overrides")}
     return {**settings, "settings_sha256": _sha256(hashed)}
+
+
+def _refuse_changed(what: str, old: Mapping[str, Any], new: Mapping[str, Any], retrain_changed: bool) -> None:
+    """Refuse to reuse ``what`` (a finished fold, the run's settings) made with other settings, unless asked to."""
+    if not retrain_changed:
+        raise SettingsError(
+            f"{what} with other settings than this run ({_changes(old, new)}). A fold is never reused with other "
+            "settings: use a new output_dir, or pass retrain_changed=True (command line: --retrain_changed) to train "
+            "the changed folds again."
+        )
 
 
 def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
@@ -364,13 +376,7 @@ def run_cross_validation(
             continue
         done = json.loads(done_path.read_text())
         if done.get("settings_sha256") != digest:
-            if not retrain_changed:
-                raise SettingsError(
-                    f"Fold {fold} of {out} was trained with other settings than this run "
-                    f"({_changes(done.get('settings') or {}, settings)}). A fold is never reused with other "
-                    "settings: use a new output_dir, or pass retrain_changed=True (command line: "
-                    "--retrain_changed) to train the changed folds again."
-                )
+            _refuse_changed(f"Fold {fold} of {out} was trained", done.get("settings") or {}, settings, retrain_changed)
             retrain.append(fold)
         elif not datalist_path.is_file() or json.loads(datalist_path.read_text()) != datalist:
             raise RuntimeError(
@@ -383,12 +389,7 @@ def run_cross_validation(
     if settings_path.is_file():
         previous = json.loads(settings_path.read_text())
         if previous.get("settings_sha256") != digest:
-            if not retrain_changed:
-                raise SettingsError(
-                    f"{settings_path} holds the settings of a run with other settings than this one "
-                    f"({_changes(previous, settings)}); it is not replaced: use a new output_dir, or pass "
-                    "retrain_changed=True (command line: --retrain_changed) to train the changed folds again."
-                )
+            _refuse_changed(f"{settings_path} holds a run", previous, settings, retrain_changed)
             kept = out / f"crossval-{str(previous.get('settings_sha256'))[:12]}.json"
             settings_path.replace(kept)
             logger.warning(
@@ -413,7 +414,7 @@ def run_cross_validation(
             if "predictions" in record:
                 tested.append((fold, pd.DataFrame(record["predictions"])))
             else:  # a fold finished before done.json kept its predictions
-                tested.append((fold, join_predictions(directory / "eval-test" / "predictions.csv", datalist["test"])))
+                tested.append((fold, join_predictions(RunLayout(directory).predictions(), datalist["test"])))
             continue
         init_ckpt = None
         if source is not None:
@@ -432,7 +433,7 @@ def run_cross_validation(
         logger.info(f"Fold {fold}: " + ", ".join(f"{len(datalist[n])} {n} scans" for n in SPLITS))
         run_fold(config_files, directory, datalist_path, overrides, init_ckpt, meta_file, logging_file)
         _, eval_dir = fold_outputs(config_files, fold_settings(overrides, directory, datalist_path, init_ckpt))
-        joined = join_predictions(eval_dir / "predictions.csv", datalist["test"])
+        joined = join_predictions(eval_dir / RunLayout.PREDICTIONS, datalist["test"])
         scores = level_scores(joined, positive)
         tested.append((fold, joined))
         record = {
@@ -454,15 +455,15 @@ def run_cross_validation(
         explanation_stability(out, list(range(k)))
 
     table_folds = pd.DataFrame(rows, columns=["fold", "level", "n_scans", "n_subjects", *METRICS])
-    write_csv(out / "folds.csv", table_folds)
+    write_csv(out / CrossvalLayout.FOLDS, table_folds)
     summary = summarize(table_folds)
-    write_csv(out / "summary.csv", summary)
+    write_csv(out / CrossvalLayout.SUMMARY, summary)
     nested = {
         level: {r.metric: {"mean": r.mean, "sd": r.sd, "n_folds": r.n_folds} for r in part.itertuples(index=False)}
         for level, part in summary.groupby("level", sort=False)
     }
     pooled = pool_predictions(tested)
-    write_csv(out / "predictions.csv", pooled)
+    write_csv(out / CrossvalLayout.PREDICTIONS, pooled)
     intervals = level_intervals(pooled, positive, seed=seed)
-    write_json(out / "summary.json", {"k": k, "levels": nested, "pooled": intervals})
+    write_json(out / CrossvalLayout.SUMMARY_JSON, {"k": k, "levels": nested, "pooled": intervals})
     return summary

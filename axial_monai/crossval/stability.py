@@ -22,6 +22,7 @@ from scipy.stats import spearmanr
 
 from ..configs import CONFIG_DIR
 from ..io import write_csv
+from ..layout import CrossvalLayout, RunLayout
 
 __all__ = ["STABILITY_FILE", "explain_config_files", "explain_fold", "fold_relevance", "explanation_stability"]
 
@@ -72,9 +73,9 @@ def explain_fold(
     settings = {**dict(overrides), **dict(explain or {})}
     settings.update(
         output_dir=str(fold_dir),
-        input=str(fold_dir / "datalist.json"),
+        input=str(fold_dir / RunLayout.DATALIST),
         datalist_key="test",
-        ckpt_path=str(fold_dir / "models" / "model.pt"),
+        ckpt_path=str(RunLayout(fold_dir).model),
         # the fold's own test scans, checked as its training checked them (grid; brain extraction is the
         # cross-validation's input contract, not re-tested here)
         input_check="$@run_settings.input_check(brain_extracted=False)",
@@ -111,7 +112,7 @@ def explanation_stability(output_dir: str | os.PathLike, folds: Sequence[int]) -
         relevance in either fold), followed by one ``mean`` row per map (``fold_a`` = ``fold_b`` = ``"mean"``).
     """
     output_dir = Path(output_dir)
-    relevance = {fold: fold_relevance(output_dir / f"fold-{fold}" / "explain") for fold in folds}
+    relevance = {fold: fold_relevance(CrossvalLayout(output_dir).fold_file(fold, RunLayout.EXPLAIN)) for fold in folds}
     maps = sorted(set.intersection(*(set(r) for r in relevance.values()))) if relevance else []
     rows = []
     for name in maps:

@@ -51,6 +51,7 @@ __all__ = [
     "label_sessions",
     "clinica_task_table",
     "drop_qc_failed",
+    "splittable_scans",
     "to_datalist",
 ]
 
@@ -422,6 +423,35 @@ def drop_qc_failed(
     lines += [f"  {row.subject} {row.session}: {why}" for row, why in zip(table[failed].itertuples(), reasons)][:10]
     lines += ["  ..."] if failed.sum() > 10 else []
     return (table if include else table[~failed]), "\n".join(lines) + "\n"
+
+
+def splittable_scans(
+    bids_dir: str | os.PathLike,
+    task: str,
+    derivatives_dir: str | os.PathLike | None = None,
+    horizon: int = 36,
+    space: str | None = None,
+    missing_image: str = "raise",
+    diagnosis_map: Mapping[str, str | None] | str | None = None,
+    include_qc_failed: bool = False,
+    joint: bool = False,
+) -> tuple[pd.DataFrame, list[pd.DataFrame], str]:
+    """What a datalist, a cross-validation or the benchmark splits: :func:`clinica_task_table` without the scans the
+    QC gate failed (:func:`drop_qc_failed`), and with ``joint`` the other task's labelled sessions, whose subjects
+    take part in the assignment to splits (a converter tested for sMCI vs pMCI never trained AD vs CN).
+
+    Returns:
+        the task's table, the other task's tables (``[]`` without ``joint``) and the QC message of
+        :func:`drop_qc_failed` (empty when no scan failed).
+    """
+    table = clinica_task_table(bids_dir, task, derivatives_dir, horizon, space, missing_image, diagnosis_map)
+    table, told = drop_qc_failed(table, derivatives_dir, include_qc_failed)
+    others = []
+    if joint:
+        other = next(t for t in TASKS if t != task)
+        full = load_clinica_table(bids_dir, derivatives_dir, space, diagnosis_map)
+        others.append(label_sessions(full, other, horizon))
+    return table, others, told
 
 
 def _record(path: Path) -> dict:

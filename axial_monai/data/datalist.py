@@ -10,13 +10,13 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence, Sized
 from pathlib import Path
 
-import nibabel as nib
 import pandas as pd
 from monai.data import load_decathlon_datalist
 
-from ..errors import InputError, one_line
-from ..input_check import affine_problem, voxel_problem
+from ..errors import InputError, one_line, refuse_or_drop
+from ..input_check import affine_problem, load_header, voxel_problem
 from ..io import NIFTI_SUFFIXES, nifti_stem, write_csv
+from ..layout import RunLayout
 
 __all__ = [
     "load_split",
@@ -30,6 +30,7 @@ __all__ = [
     "scan_ids",
     "SKIPPED_COLUMNS",
     "RESERVED_IDS",
+    "voxel_problems",
 ]
 
 #: columns of ``skipped.csv``: the scan and its problem (one line, naming what was expected).
@@ -63,7 +64,7 @@ def load_split(
             unknown label or list the same image twice: one message naming the datalist, the split and every such
             item (1-based position in the split).
     """
-    path = datalist or os.path.join(dataset_dir, "datalist.json")
+    path = datalist or os.path.join(dataset_dir, RunLayout.DATALIST)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Datalist {path} does not exist; set dataset_dir or datalist to your data.")
     try:
@@ -146,14 +147,7 @@ def check_items(
             bad.append(f"{path} {problem}")
         else:
             good.append(dict(item))
-    if bad and not drop:
-        bad += [line for line in (voxel_problem(str(item["image"])) for item in good) if line]
-        raise InputError(
-            f"{len(bad)} of the {len(items)} items of {where} are unusable: {'; '.join(bad)}. Fix or remove them, "
-            "or set drop_bad_items to true to leave them out."
-        )
-    for line in bad:
-        logger.warning(f"Leaving out an item of {where}: {line}.")
+    refuse_or_drop(bad, len(items), f"items of {where}", drop, more=lambda: voxel_problems(good))
     if not good:
         raise InputError(f"No usable item is left in {where}: {'; '.join(bad)}.")
     return good
@@ -183,7 +177,7 @@ def labelled_split(
     if dataset_dir is None and datalist is None:
         logger.warning(f"No data for the {split} split: set dataset_dir (and datalist).")
         return []
-    path = datalist or os.path.join(str(dataset_dir), "datalist.json")
+    path = datalist or os.path.join(str(dataset_dir), RunLayout.DATALIST)
     # without dataset_dir, image paths are relative to the datalist's folder
     items = load_split(dataset_dir, split, path, keys=("image", "label"), num_classes=num_classes)
     return check_items(items, f"the {split} split of {path}", check=check, drop=drop)
@@ -214,7 +208,7 @@ def check_nifti_header(path: str) -> str | None:
     run's :class:`~axial_monai.input_check.InputCheck` reads them).
     """
     try:
-        image = nib.load(path)
+        image = load_header(path)
     except Exception as err:  # nibabel raises many kinds for damaged files
         return f"cannot be read as NIfTI ({one_line(err)})"
     shape = image.shape
@@ -310,7 +304,7 @@ class ScanList(list):
         Raises:
             InputError: if no scan was given, or none is usable (one line; the file lists why).
         """
-        path = os.path.join(output_dir, "skipped.csv")
+        path = os.path.join(output_dir, RunLayout.SKIPPED)
         write_csv(path, pd.DataFrame(self.skipped, columns=list(SKIPPED_COLUMNS)))
         if not self.given:
             raise InputError(
@@ -380,3 +374,9 @@ def inference_datalist(
         else:
             good.append(item)
     return ScanList(good, skipped, len(items))
+
+
+def voxel_problems(items: Sequence[Mapping]) -> list[str]:
+    """``"<file> <problem>"`` for each item whose voxel data is damaged behind a fine header (cut short, NaN, all
+    zero): found only by reading the volumes, which a refusal does so that its one message lists these too."""
+    return [line for line in (voxel_problem(str(item["image"])) for item in items) if line]

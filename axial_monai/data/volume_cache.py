@@ -15,8 +15,9 @@ with the box corner, full grid and dequantisation scale, so a batch travels in t
 :class:`~axial_monai.engines.PrepareVolumeBatch` restores the full float32 volume on the device. Random
 augmentation belongs there too (on the device, every epoch), not in the cached transform.
 
-The cache key of a scan covers its real path, size and modification time, a description of every setting of the
-loading chain (reader, orientation, checks, intensity normalisation) and the storage dtype; the crop is derived
+The cache key of a scan covers its real path, size and modification time, the explicit :func:`cache_key` of the
+loading chain (each transform's own ``cache_key()``: keys, orientation, checks, intensity normalisation) and the
+storage dtype; the crop is derived
 from the data. A changed file or setting gives a new entry; an unreadable or damaged entry is rebuilt with a
 warning.
 """
@@ -24,11 +25,9 @@ warning.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import os
-import types
 import warnings
 import zlib
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -42,7 +41,7 @@ from monai.data import Dataset, MetaTensor
 from monai.transforms import Compose, RandomizableTrait
 from tqdm import tqdm
 
-from ..errors import InputError, one_line, root_cause
+from ..errors import InputError, SettingsError, one_line, refuse_or_drop, root_cause
 from ..io import atomic_path, write_text
 from ..transforms.compact import COMPACT_DTYPES, compact_volume
 
@@ -54,12 +53,12 @@ __all__ = [
     "box_keys",
     "default_cache_dir",
     "default_cache_root",
+    "cache_key",
     "transform_signature",
 ]
 
 logger = logging.getLogger(__name__)
 #: the top-level name of this package (``axial_monai``; another in a bundle's copy of the code)
-_PACKAGE = __name__.split(".")[0]
 
 CACHE_MODES = ("none", "memory", "disk")
 #: bumped whenever the stored layout or the meaning of a record changes, so that older entries are rebuilt.
@@ -86,58 +85,30 @@ class CacheEntryError(RuntimeError):
     """A cache entry that cannot be read back (missing part, damaged array, wrong checksum)."""
 
 
-def _is_setting_holder(value: Any) -> bool:
-    """A MONAI or axial_monai object (transform, image reader), or a list of them."""
-    if isinstance(value, (list, tuple)):
-        return bool(value) and all(_is_setting_holder(v) for v in value)
-    return hasattr(value, "__dict__") and type(value).__module__.split(".")[0] in ("monai", _PACKAGE)
+def cache_key(transform: Callable | Sequence[Callable]) -> Any:
+    """The explicit cache key of a deterministic transform chain: each transform's own ``cache_key()`` (its class
+    and every setting that changes its output), a ``Compose`` or list as the list of its members' keys.
 
-
-def _describe(obj: Any, depth: int = 0) -> Any:
-    """A JSON-able description of a transform's settings, recursively.
-
-    An object is described by its class and those attributes that hold a constructor argument (same name, with
-    or without a leading underscore) or another transform or reader; run-time state (e.g. the last file a
-    reader opened) is left out, so a chain has the same description before and after use.
+    Raises:
+        SettingsError: for a transform without ``cache_key()``: its settings are unknown, so a cache keyed without
+            them could hand back volumes made with other settings. Give the dataset ``cache="none"``, or give the
+            transform a ``cache_key()``.
     """
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (list, tuple)):
-        return [_describe(v, depth) for v in obj]
-    if isinstance(obj, Mapping):
-        return {str(k): _describe(v, depth) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(obj, (np.ndarray, torch.Tensor)):
-        array = obj.detach().cpu().numpy() if isinstance(obj, torch.Tensor) else obj
-        return {"sha256": hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest(), "shape": array.shape}
-    if isinstance(obj, (np.dtype, torch.dtype)):
-        return str(obj)
-    if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
-        return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', repr(obj))}"
-    cls = type(obj)
-    name = f"{cls.__module__}.{cls.__qualname__}"
-    if depth > 6 or not _is_setting_holder(obj):
-        return name
-    try:
-        params = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    except (TypeError, ValueError):
-        params = set()
-    attrs = {
-        k: _describe(v, depth + 1)
-        for k, v in sorted(vars(obj).items())
-        if k.lstrip("_") in params or _is_setting_holder(v)
-    }
-    return {"class": name, **attrs}
+    if callable(getattr(transform, "cache_key", None)):
+        return {"class": f"{type(transform).__module__}.{type(transform).__qualname__}", **transform.cache_key()}
+    if isinstance(transform, Compose | list | tuple):
+        return [cache_key(t) for t in (transform.transforms if isinstance(transform, Compose) else transform)]
+    raise SettingsError(
+        f"The cached transform {type(transform).__qualname__} has no cache_key(), so the volume cache cannot tell "
+        "which of its settings change the volumes: cache the chain of axial_monai.transforms.load_volume, add a "
+        "cache_key() to the transform, or use cache='none'."
+    )
 
 
-def transform_signature(transform: Callable) -> str:
-    """A stable hash of a deterministic transform chain's classes and settings (equal across processes).
-
-    Two chains that differ in any setting (e.g. ``intensity="zscore"`` instead of ``"percentile"``, another
-    percentile, another orientation or reader) get different signatures.
-    """
-    text = json.dumps(_describe(transform), sort_keys=True, default=str)
+def transform_signature(transform: Callable | Sequence[Callable]) -> str:
+    """A stable hash (equal across processes) of :func:`cache_key`: chains that differ in any setting (e.g.
+    ``intensity="zscore"`` instead of ``"percentile"``, another percentile, grid or brain mask) differ in it."""
+    text = json.dumps(cache_key(transform), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -264,7 +235,7 @@ class VolumeCacheDataset(Dataset):
             raise ValueError(f"cache_dtype must be one of {sorted(COMPACT_DTYPES)}, not {dtype!r}.")
         if cache == "disk" and not cache_dir:
             raise ValueError("cache='disk' needs a cache_dir.")
-        transform = _flatten(transform)
+        chain, transform = transform, _flatten(transform)
         random = [type(t).__name__ for t in transform.transforms if isinstance(t, RandomizableTrait)]
         if random and cache != "none":
             raise ValueError(
@@ -280,7 +251,7 @@ class VolumeCacheDataset(Dataset):
         self._records: list[dict] = []
         self._boxes: dict[tuple[int, ...], tuple[tuple[int, ...], tuple[int, ...]]] = {}
         if cache != "none":
-            self.signature = transform_signature(transform)
+            self.signature = transform_signature(chain)
             self._names = [self._entry_name(i) for i in range(len(self.data))]
             self._build()
 
@@ -398,13 +369,7 @@ class VolumeCacheDataset(Dataset):
     def _drop_failed(self, failed: Mapping[int, str], records: list[dict | None]) -> None:
         """Raise one error listing every scan that could not be cached, or (``drop_bad``) leave them out."""
         lines = [failed[i] for i in sorted(failed)]
-        if not self.drop_bad:
-            raise InputError(
-                f"{len(failed)} of the {len(self.data)} scans cannot be used: {'; '.join(lines)}. Fix or remove "
-                "them, or leave them out with drop_bad=True (drop_bad_items in the bundle)."
-            )
-        for line in lines:
-            logger.warning(f"Leaving out a scan: {line}")
+        refuse_or_drop(lines, len(self.data), "scans to cache", self.drop_bad)
         keep = [i for i in range(len(self.data)) if i not in failed]
         if not keep:
             raise InputError(f"None of the {len(self.data)} scans can be used: {'; '.join(lines)}.")

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.atlas import Atlas, load_atlas, resample_atlas
+from ..layout import RunLayout
 from .accumulator import CohortAccumulator
 from .cohort import cohort_attention_map, explainable_mri
 from .plots import plot_attention_profiles, plot_overlay
@@ -146,7 +147,7 @@ class ExplanationWriter:
             return
         out = self.output_dir / "cohort"
         out.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(cohort.rows).to_csv(out / "explanations.csv", index=False)
+        pd.DataFrame(cohort.rows).to_csv(out / RunLayout.EXPLANATIONS, index=False)
         affine, shape = cohort.affine, cohort.shape
         if self.template:
             anatomy = np.asarray(nib.load(self.template).dataobj, dtype=np.float32)

@@ -19,6 +19,7 @@ from ..configs import config_path
 from ..data.volume_cache import default_cache_root
 from ..errors import SettingsError
 from ..io import atomic_path, save_checkpoint, write_json, write_text
+from ..layout import RunLayout
 from ..run import RunSettings, check_weights, load_weights
 from ..run.layout import BundleLayout
 from ..run.received import sign_manifest, write_manifest
@@ -88,7 +89,7 @@ def shared_settings(settings: RunSettings, with_control_mean: bool = False) -> R
 
 
 def _read_report(run_dir: str | None) -> dict[str, Any]:
-    path = Path(run_dir or "") / "eval-test" / "metrics.json"
+    path = RunLayout(run_dir or "").metrics()
     return json.loads(path.read_text()) if path.is_file() else {}
 
 

@@ -9,6 +9,7 @@ import ignite.distributed as idist
 from ignite.engine import Engine, Events
 
 from ..io import write_json
+from ..layout import RunLayout
 
 __all__ = ["MetricsJSONWriter"]
 
@@ -42,7 +43,7 @@ class MetricsJSONWriter:
     def __init__(
         self,
         save_dir: str,
-        filename: str = "metrics.json",
+        filename: str = RunLayout.METRICS,
         predictions: str | None = None,
         positive: int = 1,
         n_resamples: int = 1000,

@@ -12,6 +12,7 @@ from ignite.engine import Engine, Events
 from monai.utils import string_list_all_gather
 
 from ..io import write_csv
+from ..layout import RunLayout
 
 __all__ = ["PredictionWriter"]
 
@@ -35,7 +36,7 @@ class PredictionWriter:
         filename: CSV file name.
     """
 
-    def __init__(self, save_dir: str, class_names: Sequence[str], filename: str = "predictions.csv") -> None:
+    def __init__(self, save_dir: str, class_names: Sequence[str], filename: str = RunLayout.PREDICTIONS) -> None:
         self.save_dir, self.class_names, self.filename = save_dir, list(class_names), filename
         self._rows: list[str] = []
 

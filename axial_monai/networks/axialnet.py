@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
-from .base import SliceNet
-from .encoder import SliceEncoder
+from .encoder import EncodedSliceNet
 
 __all__ = ["AxialNet", "AttentionPool"]
 
@@ -28,7 +25,7 @@ class AttentionPool(nn.Module):
         return torch.bmm(alpha.unsqueeze(1), feats).squeeze(1), alpha
 
 
-class AxialNet(SliceNet):
+class AxialNet(EncodedSliceNet):
     """AXIAL classifier of a 3D volume from its N central slices along one plane.
 
     The network slices the volume itself, so the bundle input stays a plain volume and slicing and resizing
@@ -51,32 +48,8 @@ class AxialNet(SliceNet):
     the slice attention ``(B, N)``; ``slice_indices`` gives the slice positions it refers to.
     """
 
-    def __init__(
-        self,
-        num_classes: int = 2,
-        backbone: str = "vgg16_bn",
-        plane: int | str = 1,
-        num_slices: int = 80,
-        image_size: int = 224,
-        pretrained: str = "none",
-        freeze: float = 0.5,
-        dropout: float = 0.3,
-        normalize: str = "imagenet",
-        spatial_shape: Sequence[int] | None = None,
-    ) -> None:
-        encoder = SliceEncoder(
-            backbone=backbone,
-            plane=plane,
-            num_slices=num_slices,
-            image_size=image_size,
-            pretrained=pretrained,
-            freeze=freeze,
-            normalize=normalize,
-            spatial_shape=spatial_shape,
-        )
-        super().__init__(num_classes=num_classes, in_features=encoder.out_features, dropout=dropout)
-        self.encoder = encoder
-        self.attention = AttentionPool(encoder.out_features)
+    def build_pooling(self, in_features: int) -> None:
+        self.attention = AttentionPool(in_features)
 
     def slice_indices(self, spatial_shape: tuple[int, int, int]) -> dict[int, range]:
         """Slice positions ``{plane: range}`` used for a volume of spatial shape ``(X, Y, Z)``."""

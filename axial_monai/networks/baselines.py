@@ -11,7 +11,7 @@ from torch import nn
 from ..errors import SettingsError
 from .backbones import build_backbone
 from .base import SliceNet
-from .encoder import SliceEncoder
+from .encoder import EncodedSliceNet
 from .slicing import SliceStack
 
 __all__ = ["SliceClassifier2D", "MeanPoolNet", "SliceTransformerNet", "sinusoidal_positions"]
@@ -68,37 +68,11 @@ class SliceClassifier2D(SliceNet):
         return self.vote(self.classify_slices(slices.flatten(0, 1)).view(b, n, -1))
 
 
-class MeanPoolNet(SliceNet):
+class MeanPoolNet(EncodedSliceNet):
     """ "MajorityVoting3D": a linear head per slice, volume logits = mean of the slice logits; trained on volumes.
 
     Args: as ``AxialNet``. Input ``(B, 1, X, Y, Z)``, output logits ``(B, num_classes)``.
     """
-
-    def __init__(
-        self,
-        num_classes: int = 2,
-        backbone: str = "vgg16_bn",
-        plane: int | str = 1,
-        num_slices: int = 80,
-        image_size: int = 224,
-        pretrained: str = "none",
-        freeze: float = 0.5,
-        dropout: float = 0.3,
-        normalize: str = "imagenet",
-        spatial_shape: Sequence[int] | None = None,
-    ) -> None:
-        encoder = SliceEncoder(
-            backbone=backbone,
-            plane=plane,
-            num_slices=num_slices,
-            image_size=image_size,
-            pretrained=pretrained,
-            freeze=freeze,
-            normalize=normalize,
-            spatial_shape=spatial_shape,
-        )
-        super().__init__(num_classes=num_classes, in_features=encoder.out_features, dropout=dropout)
-        self.encoder = encoder
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classify(self.encoder(x)).mean(1)
@@ -114,7 +88,7 @@ def sinusoidal_positions(num: int, dim: int) -> torch.Tensor:
     return enc
 
 
-class SliceTransformerNet(SliceNet):
+class SliceTransformerNet(EncodedSliceNet):
     """TransformerConv3D baseline: the centre slice attends over the other slices.
 
     Slice features (backbone + GAP) get sinusoidal positions; one multi-head attention takes the centre
@@ -140,21 +114,12 @@ class SliceTransformerNet(SliceNet):
     ) -> None:
         if num_slices < 2:
             raise SettingsError(f"SliceTransformerNet needs at least 2 slices, not {num_slices}.")
-        encoder = SliceEncoder(
-            backbone=backbone,
-            plane=plane,
-            num_slices=num_slices,
-            image_size=image_size,
-            pretrained=pretrained,
-            freeze=freeze,
-            normalize=normalize,
-            spatial_shape=spatial_shape,
+        super().__init__(
+            num_classes, backbone, plane, num_slices, image_size, pretrained, freeze, dropout, normalize, spatial_shape
         )
-        d = encoder.out_features
+        d = self.encoder.out_features
         if d % num_heads:
             raise SettingsError(f"num_heads ({num_heads}) must divide the feature dimension of {backbone} ({d}).")
-        super().__init__(num_classes=num_classes, in_features=d, dropout=dropout)
-        self.encoder = encoder
         self.register_buffer("positions", sinusoidal_positions(num_slices, d), persistent=False)
         self.attn = nn.MultiheadAttention(d, num_heads, batch_first=True)
         self.norm = nn.LayerNorm(d)

@@ -1,4 +1,4 @@
-"""Shared slice encoder: central slices -> 2D backbone -> global average pooling."""
+"""Shared slice encoder (central slices -> 2D backbone -> global average pooling) and the networks built on it."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 from .backbones import build_backbone
+from .base import SliceNet
 from .slicing import SliceStack
 
-__all__ = ["SliceEncoder"]
+__all__ = ["EncodedSliceNet", "SliceEncoder"]
 
 
 class SliceEncoder(nn.Module):
@@ -54,3 +55,34 @@ class SliceEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.pooled(self.slicer(x))
+
+
+class EncodedSliceNet(SliceNet):
+    """A slice network of one plane: a :class:`SliceEncoder`, whatever a subclass puts between it and the head
+    (:meth:`build_pooling`), and the head of :class:`~axial_monai.networks.base.SliceNet`.
+
+    Args: as :class:`~axial_monai.networks.AxialNet` (``backbone``, ``plane``, ``num_slices``, ``image_size``,
+    ``pretrained``, ``freeze``, ``normalize``, ``spatial_shape`` go to the encoder; ``num_classes``, ``dropout`` to the
+    head).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 2,
+        backbone: str = "vgg16_bn",
+        plane: int | str = 1,
+        num_slices: int = 80,
+        image_size: int = 224,
+        pretrained: str = "none",
+        freeze: float = 0.5,
+        dropout: float = 0.3,
+        normalize: str = "imagenet",
+        spatial_shape: Sequence[int] | None = None,
+    ) -> None:
+        encoder = SliceEncoder(backbone, plane, num_slices, image_size, pretrained, freeze, normalize, spatial_shape)
+        super().__init__(num_classes=num_classes, in_features=encoder.out_features, dropout=dropout)
+        self.encoder = encoder
+        self.build_pooling(encoder.out_features)
+
+    def build_pooling(self, in_features: int) -> None:
+        """Add the modules that pool the slice features ``(B, N, in_features)`` (none here)."""

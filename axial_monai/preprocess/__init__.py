@@ -6,7 +6,7 @@ SyNQuick: :func:`preprocess_t1w`); every result goes through the QC gate (:mod:`
 files, folders and DICOM series) from Python, or ``axial-monai preprocess`` from a shell.
 
 The path helpers (:mod:`.bids`) and the QC table (:mod:`.qc`) are imported eagerly; the ANTs-based parts
-(:mod:`.pipeline`, :mod:`.templates`) are imported on first use. The output layout itself is
+(:mod:`.pipeline`, :mod:`.batch`, :mod:`.templates`) are imported on first use. The output layout itself is
 :mod:`axial_monai.derivatives`.
 """
 
@@ -21,8 +21,8 @@ from .qc import collect_qc
 
 _LAZY = {
     "TRANSFORMS": "pipeline",
-    "PreprocessSummary": "pipeline",
-    "preprocess_bids": "pipeline",
+    "PreprocessSummary": "batch",
+    "preprocess_bids": "batch",
     "preprocess_t1w": "pipeline",
     "preprocess_scan": "pipeline",
     "PROFILES": "pipeline",

@@ -19,7 +19,7 @@ import sys
 
 from ..commandline import run_fire
 from ..log import setup_cli_logging
-from .pipeline import preprocess_bids
+from .batch import preprocess_bids
 
 __all__ = ["main"]
 

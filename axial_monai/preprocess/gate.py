@@ -24,6 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
 
 __all__ = ["QCGate", "DEFAULT_GATE"]
 
@@ -56,6 +59,17 @@ class QCGate:
             if limit is not None and value is not None and not float(value) > limit:
                 return f"failed the QC gate: {key} {float(value):.3f}, not above {limit} ({name})"
         return None
+
+    def check(self, path: str, metrics: Mapping[str, float | None], picture: Path | None = None) -> None:
+        """Raise an :class:`~axial_monai.errors.InputError` naming the scan at ``path``, the failed figure, what to
+        try and the QC ``picture`` (where it exists), if the scan is refused."""
+        refusal = self.refusal(metrics)
+        if refusal:
+            shown = f" QC picture: {picture}." if picture is not None and picture.is_file() else ""
+            raise InputError(
+                f"{path}: {refusal}. Check that it is a whole-head T1 scan (contrast, field of view), or try the "
+                f"other preprocessing profile (--profile).{shown}"
+            )
 
 
 #: the gate of ``axial-monai preprocess`` and ``axial-monai predict``.

@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..html_page import cell, render_page
 from ..io import write_text
+from ..layout import RunLayout
 from ..metrics import METRIC_LABELS, METRICS
 from ..scores import baseline_scans, level_intervals
 from . import figures
@@ -195,8 +197,8 @@ def _csv_table(path: Path, rows: int, caption: str) -> dict:
 
 def _attention_table(explain: Explanations) -> pd.DataFrame:
     groups = {}
-    if explain.cohort is not None and (explain.cohort / "explanations.csv").is_file():
-        explained = pd.read_csv(explain.cohort / "explanations.csv")
+    if explain.cohort is not None and (explain.cohort / RunLayout.EXPLANATIONS).is_file():
+        explained = pd.read_csv(explain.cohort / RunLayout.EXPLANATIONS)
         if {"scan", "pred_label"} <= set(explained.columns):
             groups = dict(zip(explained["scan"].astype(str), "predicted " + explained["pred_label"].astype(str)))
     frames = []
@@ -270,8 +272,16 @@ def build_report(
     max_scans: int = 6,
     anatomy: str | None = None,
 ) -> str:
-    """The HTML text of the report of ``run_dir`` (see :func:`write_report`)."""
+    """The HTML text of the report of ``run_dir`` (see :func:`write_report`).
 
+    Args:
+        run_dir: the run's output folder (see :mod:`axial_monai.report.runs` for what is read).
+        title: page title.
+        n_resamples, confidence, seed: bootstrap of the confidence intervals computed here (those already in
+            ``metrics.json`` / ``summary.json`` are shown as they are).
+        max_scans: explained scans shown one by one.
+        anatomy: background NIfTI of the cohort maps (default: nilearn's MNI152 template, 2 mm).
+    """
     contents = find_run_contents(run_dir)
     bootstrap = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
     sections = []
@@ -297,26 +307,13 @@ def build_report(
     return render_page(title, run_dir, ", ".join(contents.kinds), sections)
 
 
-def write_report(
-    run_dir: str | os.PathLike,
-    out: str | os.PathLike | None = None,
-    title: str | None = None,
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-    max_scans: int = 6,
-    anatomy: str | None = None,
-) -> Path:
+def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, **options: Any) -> Path:
     """Write the self-contained HTML report of a training, cross-validation or explain run.
 
     Args:
         run_dir: the run's output folder (see :mod:`axial_monai.report.runs` for what is read).
         out: HTML path (default ``<run_dir>/report.html``), written atomically.
-        title: page title.
-        n_resamples, confidence, seed: bootstrap of the confidence intervals computed here (those already in
-            ``metrics.json`` / ``summary.json`` are shown as they are).
-        max_scans: explained scans shown one by one.
-        anatomy: background NIfTI of the cohort maps (default: nilearn's MNI152 template, 2 mm).
+        options: of :func:`build_report`.
 
     Returns:
         the path written.
@@ -325,7 +322,7 @@ def write_report(
         FileNotFoundError: if ``run_dir`` does not exist.
         ValueError: if it holds no run outputs.
     """
-    html = build_report(run_dir, title, n_resamples, confidence, seed, max_scans, anatomy)
+    html = build_report(run_dir, **options)
     path = Path(out) if out is not None else Path(run_dir) / "report.html"
     write_text(path, html)
     return path

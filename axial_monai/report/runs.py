@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InputError
+from ..layout import CrossvalLayout, RunLayout
 from ..scores import join_predictions, prediction_frame
 
 __all__ = ["Evaluation", "CrossValidation", "Explanations", "RunContents", "read_scalars", "find_run_contents"]
@@ -84,7 +85,10 @@ class RunContents:
         return kinds
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path, missing_ok: bool = False) -> dict:
+    """The JSON object in ``path`` (``{}`` for a missing file with ``missing_ok``), or an InputError naming it."""
+    if missing_ok and not path.is_file():
+        return {}
     try:
         return json.loads(path.read_text())
     except ValueError as err:
@@ -93,10 +97,10 @@ def _read_json(path: Path) -> dict:
 
 def read_evaluation(folder: Path) -> Evaluation:
     """An ``eval-<split>`` folder; predictions are None when they carry no labels (inference)."""
-    metrics = _read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
+    metrics = _read_json(folder / RunLayout.METRICS, missing_ok=True)
     predictions = None
-    if (folder / "predictions.csv").is_file():
-        table = pd.read_csv(folder / "predictions.csv")
+    if (folder / RunLayout.PREDICTIONS).is_file():
+        table = pd.read_csv(folder / RunLayout.PREDICTIONS)
         if "label" in table.columns:
             predictions = prediction_frame(table)
     return Evaluation(folder.name, folder, metrics, predictions)
@@ -138,23 +142,25 @@ def _fold_number(path: Path) -> int | None:
 def read_crossval(folder: Path) -> CrossValidation:
     """A cross-validation output folder (see :mod:`axial_monai.crossval.runner`)."""
     folds = {}
-    for path in sorted(folder.glob("fold-*")):
+    for path in sorted(folder.glob(CrossvalLayout.fold_name("*"))):
         number = _fold_number(path)
-        if number is not None and (path / "eval-test").is_dir():
-            folds[number] = read_evaluation(path / "eval-test")
-    if (folder / "predictions.csv").is_file():
-        pooled = prediction_frame(folder / "predictions.csv")
+        if number is not None and RunLayout(path).evaluation().is_dir():
+            folds[number] = read_evaluation(RunLayout(path).evaluation())
+    if (folder / CrossvalLayout.PREDICTIONS).is_file():
+        pooled = prediction_frame(folder / CrossvalLayout.PREDICTIONS)
     else:  # runs from before pooled predictions were written: join each fold's test predictions to its datalist
         frames = []
         for number in sorted(folds):
-            datalist = _read_json(folder / f"fold-{number}" / "datalist.json")
-            joined = join_predictions(folder / f"fold-{number}" / "eval-test" / "predictions.csv", datalist["test"])
+            datalist = _read_json(CrossvalLayout(folder).fold_file(number, RunLayout.DATALIST))
+            joined = join_predictions(CrossvalLayout(folder).fold(number).predictions(), datalist["test"])
             frames.append(joined.assign(fold=number))
         if not frames:
             raise InputError(f"{folder} has no predictions.csv and no finished fold (fold-<i>/eval-test).")
         pooled = prediction_frame(pd.concat(frames, ignore_index=True))
-    settings = _read_json(folder / "crossval.json") if (folder / "crossval.json").is_file() else {}
-    summary = _read_json(folder / "summary.json") if (folder / "summary.json").is_file() else {}
+    settings = _read_json(folder / CrossvalLayout.SETTINGS) if (folder / CrossvalLayout.SETTINGS).is_file() else {}
+    summary = (
+        _read_json(folder / CrossvalLayout.SUMMARY_JSON) if (folder / CrossvalLayout.SUMMARY_JSON).is_file() else {}
+    )
     return CrossValidation(folder, settings, summary, pooled, folds)
 
 
@@ -180,12 +186,17 @@ def find_run_contents(run_dir: str | Path) -> RunContents:
     if not folder.is_dir():
         raise FileNotFoundError(f"The run folder {folder} does not exist.")
     contents = RunContents(folder=folder)
-    if (folder / "crossval.json").is_file() or any(_fold_number(p) is not None for p in folder.glob("fold-*")):
+    if (folder / CrossvalLayout.SETTINGS).is_file() or any(
+        _fold_number(p) is not None for p in folder.glob(CrossvalLayout.fold_name("*"))
+    ):
         contents.crossval = read_crossval(folder)
         for number in sorted(contents.crossval.folds):
-            if _logs(folder / f"fold-{number}"):
-                contents.logs[f"fold {number}"] = folder / f"fold-{number}"
-    contents.evaluations = [read_evaluation(p) for p in sorted(folder.glob("eval-*")) if p.is_dir()]
+            fold = CrossvalLayout(folder).fold(number).root
+            if _logs(fold):
+                contents.logs[f"fold {number}"] = fold
+    contents.evaluations = [
+        read_evaluation(p) for p in sorted(folder.glob(RunLayout.evaluation_name("*"))) if p.is_dir()
+    ]
     if _logs(folder):
         contents.logs[folder.name] = folder
     contents.explanations = _explain_folder(folder)

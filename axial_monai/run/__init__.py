@@ -1,6 +1,7 @@
 """A trained run: its settings, its checkpoint and the mean control scan it stores.
 
 * :mod:`.settings`: :class:`RunSettings`, the record of what a trained network is and what it accepts;
+* :mod:`.network`: the network's recipe and the classes a checkpoint may name;
 * :mod:`.checkpoint`: the ``{"model", "run"}`` checkpoint, read with ``weights_only=True``;
 * :mod:`.controls`: the mean control scan (the default baseline of the explanations);
 * :mod:`.training` (import it by name): what training discovers about its data, ``train.json``'s run settings;
@@ -19,7 +20,8 @@ from .checkpoint import (
     weights_mismatch,
 )
 from .controls import MAX_CONTROLS, mean_control
-from .settings import FORMAT, NETWORK_MODULES, RunSettings, load_run_settings
+from .network import NETWORK_MODULES
+from .settings import FORMAT, RunSettings, load_run_settings
 
 __all__ = [
     "FORMAT",

@@ -6,19 +6,27 @@ zoo's ``key_in_ckpt`` convention. Both load with ``torch.load(path, weights_only
 (:func:`axial_monai.networks.checkpoints.load_checkpoint`), so a ``model.pt`` copied on its own still says what it
 is and nothing in it runs. A plain state dict (a checkpoint made before the run settings existed) reads as
 ``{"model": <state dict>}``.
+
+Why the settings are inside the checkpoint rather than in a JSON sidecar: one file cannot lose its half, be paired
+with another run's weights, or be overwritten separately; ignite/MONAI checkpoint handlers already save and load
+dicts of several entries; and ``weights_only=True`` still applies (no pickled objects). A checkpoint that has no
+settings (made before they existed) is refused with what to do (:func:`axial_monai.run.migrate.attach_run_settings`
+or retraining).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..errors import InputError
+from ..layout import RunLayout
 from ..networks.checkpoints import load_checkpoint
 
 if TYPE_CHECKING:
@@ -32,6 +40,8 @@ __all__ = [
     "load_weights",
     "weights_mismatch",
     "check_weights",
+    "pack_mask",
+    "unpack_mask",
 ]
 
 #: checkpoint entries: the network's state dict and the run settings.
@@ -46,7 +56,7 @@ def checkpoint_path(ckpt_path: str | os.PathLike) -> Path:
     """
     path = Path(ckpt_path)
     if path.is_dir():
-        path = path / "models" / "model.pt" if (path / "models" / "model.pt").is_file() else path / "model.pt"
+        path = path / RunLayout.MODEL if (path / RunLayout.MODEL).is_file() else path / RunLayout.CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(
             f"No checkpoint at {ckpt_path}: give the run folder (the output_dir of training) or its models/model.pt."
@@ -100,3 +110,14 @@ def check_weights(settings: RunSettings, state: Mapping[str, torch.Tensor]) -> N
             f"{settings.network.rpartition('.')[2]}({described}): {mismatch[0]} tensors differ (first: "
             f"{mismatch[1]}); they were trained with another backbone or network than its settings say."
         )
+
+
+def pack_mask(mask: np.ndarray) -> torch.Tensor:
+    """A boolean mask as the checkpoint stores it: its voxels' bits, packed (uint8, 1-D)."""
+    return torch.from_numpy(np.packbits(np.asarray(mask, dtype=bool).ravel()))
+
+
+def unpack_mask(packed: torch.Tensor, shape: Sequence[int]) -> np.ndarray:
+    """The boolean mask of ``shape`` that :func:`pack_mask` packed."""
+    count = int(np.prod(shape))
+    return np.unpackbits(packed.numpy())[:count].reshape(tuple(shape)).astype(bool)

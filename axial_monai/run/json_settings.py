@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import InputError, one_line
 from ..input_check import Grid
+from ..layout import SETTINGS_FILES
 
 __all__ = ["SCHEMA", "FILES", "MAX_VOXELS", "write_json_settings", "read_json_settings"]
 
@@ -28,7 +29,7 @@ MAX_JSON_BYTES = 2**20
 #: the most voxels of an input grid (0.5 mm over a whole head stays below it).
 MAX_VOXELS = 512**3
 #: the volumes of the settings, as the files beside ``run_settings.json``.
-FILES = {"template": "template.nii.gz", "mask": "brain_mask.nii.gz", "controls": "control_mean.nii.gz"}
+FILES = SETTINGS_FILES
 _FILE = {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+\.nii(\.gz)?$", "not": {"pattern": r"^\.\.?$"}}
 _VALUE = {"type": ["string", "number", "boolean", "null", "array"], "items": {"type": ["string", "number", "boolean"]}}
 _TRIPLE = {"type": "array", "minItems": 3, "maxItems": 3}

@@ -24,10 +24,7 @@ The settings are (:meth:`RunSettings.state_dict`):
 * ``data``: the training ``dataset_dir`` and ``datalist`` (the defaults of evaluation and inference);
 * ``versions`` of the packages that made the run.
 
-Why inside the checkpoint rather than a JSON sidecar: one file cannot lose its half, be paired with another run's
-weights, or be overwritten separately; ignite/MONAI checkpoint handlers already save and load dicts of several
-entries; and ``weights_only=True`` still applies (no pickled objects). A checkpoint that has no settings (made
-before they existed) is refused with what to do (:func:`axial_monai.run.migrate.attach_run_settings` or retraining).
+Why inside the checkpoint and not beside it: :mod:`.checkpoint`.
 
 Evaluation, inference and explanation build the network from the settings (:meth:`RunSettings.build_network`);
 a setting given explicitly that contradicts the run is a :class:`~axial_monai.errors.SettingsError` naming both
@@ -55,32 +52,27 @@ import torch
 from monai.data import list_data_collate
 from torch import nn
 
-from .. import networks as own_networks
 from ..data.datalist import load_split
 from ..errors import InputError, SettingsError
-from ..geometry import plane_index
 from ..input_check import Grid, InputCheck
-from .checkpoint import RUN_KEY, check_weights, checkpoint_path, load_weights, read_checkpoint
+from ..layout import RunLayout
+from .checkpoint import RUN_KEY, check_weights, checkpoint_path, load_weights, pack_mask, read_checkpoint, unpack_mask
 from .controls import MAX_CONTROLS, mean_control
 from .json_settings import FILES, read_json_settings, write_json_settings
+from .network import checked_class_names, network_class, network_recipe, same_setting, slice_problem
 
-__all__ = ["FORMAT", "NETWORK_MODULES", "RunSettings", "load_run_settings"]
+__all__ = ["FORMAT", "RunSettings", "load_run_settings"]
 
 logger = logging.getLogger(__name__)
 
 #: version of the layout of the saved settings.
 FORMAT = 1
-#: a checkpoint may only name network classes from these packages (nothing else is imported or called).
-NETWORK_MODULES = ("axial_monai.networks", "monai.networks.nets")
-#: the import name of this package: ``axial_monai``, or another where a bundle carries a copy of it.
-_OWN_PACKAGE = own_networks.__name__.rpartition(".")[0]
 #: packages whose versions a run records.
 _PACKAGES = ("axial-monai", "monai", "torch", "torchvision", "pytorch-ignite", "numpy", "nibabel")
 #: settings compared with the run by value that are not network arguments.
 _RUN_LEVEL = ("class_names", "positive_class", "intensity")
 #: network arguments that only matter for training: the checkpoint holds every weight.
 _TRAINING_ONLY = ("pretrained", "freeze")
-#: at most this many training controls make the stored mean control scan (evenly spaced over the split): enough to
 
 
 def package_versions() -> dict[str, str]:
@@ -92,97 +84,6 @@ def package_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return versions
-
-
-def _plain(value: Any, name: str) -> Any:
-    """``value`` as JSON-like plain data (tuples become lists), or a SettingsError naming ``name``."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, list | tuple):
-        return [_plain(v, name) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v, name) for k, v in value.items()}
-    raise SettingsError(
-        f"The network setting {name} is a {type(value).__name__}; run settings hold plain values only "
-        "(numbers, strings, lists)."
-    )
-
-
-def network_recipe(network: Any) -> tuple[str, dict[str, Any]]:
-    """Class path and keyword arguments of a network recipe: ``functools.partial`` (``_mode_: "callable"``)."""
-    if not isinstance(network, functools.partial) or not isinstance(network.func, type):
-        raise SettingsError(
-            "network must be the network's recipe: a partial of its class with every constructor argument "
-            '(in a config: "network_spec" with "_mode_": "callable"), not '
-            f"{type(network).__name__}."
-        )
-    if network.args:
-        raise SettingsError(f"network settings must be keyword arguments, not positional {network.args}.")
-    module = network.func.__module__
-    if module.startswith(_OWN_PACKAGE + ".networks"):  # recorded under its installed name, wherever it ran from
-        module = "axial_monai" + module[len(_OWN_PACKAGE) :]
-    return f"{module}.{network.func.__qualname__}", {k: _plain(v, k) for k, v in network.keywords.items()}
-
-
-def _network_class(target: str) -> type[nn.Module]:
-    """The network class a checkpoint names: one of this package's networks (``axial_monai.networks.<...>.<class>``,
-    looked up by name among them) or of ``monai.networks``; anything else is refused, and nothing else is imported."""
-    prefix = next((p for p in NETWORK_MODULES if target.startswith(p + ".")), None)
-    if prefix is None:
-        raise InputError(
-            f"The run settings name the network {target!r}; only classes of {list(NETWORK_MODULES)} are built."
-        )
-    module_name, _, name = target.rpartition(".")
-    try:
-        if prefix == "axial_monai.networks":
-            if name not in own_networks.__all__:
-                raise AttributeError(f"axial_monai.networks has no network {name!r}")
-            cls = getattr(own_networks, name)
-        else:
-            cls = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as err:
-        raise InputError(f"The network {target!r} of the run settings cannot be found ({err}).") from None
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise InputError(f"{target!r} of the run settings is not a network class.")
-    return cls
-
-
-def _pack_mask(mask: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.packbits(np.asarray(mask, dtype=bool).ravel()))
-
-
-def _unpack_mask(packed: torch.Tensor, shape: Sequence[int]) -> np.ndarray:
-    count = int(np.prod(shape))
-    return np.unpackbits(packed.numpy())[:count].reshape(tuple(shape)).astype(bool)
-
-
-def slice_problem(grid: Grid, kwargs: Mapping[str, Any]) -> str | None:
-    """Why the images of ``grid`` cannot give the network's ``num_slices`` slices along its plane(s), or None."""
-    if "plane" not in kwargs or "num_slices" not in kwargs:
-        return None
-    planes = kwargs["plane"] if isinstance(kwargs["plane"], list | tuple) else [kwargs["plane"]]
-    counts = kwargs["num_slices"] if isinstance(kwargs["num_slices"], list | tuple) else [kwargs["num_slices"]]
-    counts = counts * len(planes) if len(counts) == 1 else counts
-    for plane, count in zip(planes, counts, strict=False):
-        depth = grid.shape[plane_index(plane)]
-        if int(count) > depth:
-            return (
-                f"have {depth} voxels along plane {plane!r} ({grid.describe()}), fewer than num_slices={count}: "
-                f"lower num_slices to at most {depth} or preprocess to a finer grid"
-            )
-    return None
-
-
-def checked_class_names(class_names: Sequence[str], positive_class: int, kwargs: Mapping[str, Any]) -> list[str]:
-    """The class names as strings, after checking them against ``positive_class`` and the network's ``num_classes``."""
-    names = [str(c) for c in class_names]
-    if len(names) < 2 or len(set(names)) != len(names):
-        raise SettingsError(f"class_names must be at least two distinct names, not {list(class_names)}.")
-    if not 0 <= int(positive_class) < len(names):
-        raise SettingsError(f"positive_class must index class_names {names}, not {positive_class}.")
-    if "num_classes" in kwargs and kwargs["num_classes"] != len(names):
-        raise SettingsError(f"num_classes={kwargs['num_classes']} but class_names has {len(names)}: {names}.")
-    return names
 
 
 @dataclass
@@ -315,7 +216,7 @@ class RunSettings:
     def saved_network(self) -> nn.Module:
         """The network from the saved class and arguments, with ``pretrained="none"``; a network of this package is
         locked to the run's input grid (``spatial_shape``: it refuses volumes of another shape, compiled or not)."""
-        cls = _network_class(self.network)
+        cls = network_class(self.network)
         kwargs = {k: ("none" if k == "pretrained" else v) for k, v in self.network_kwargs.items()}
         if self.grid is not None and "spatial_shape" in inspect.signature(cls).parameters:
             kwargs["spatial_shape"] = list(self.grid.shape)
@@ -340,7 +241,7 @@ class RunSettings:
             "template": {
                 "source": self.template_source,
                 "image": torch.as_tensor(self.template),
-                "mask": _pack_mask(self.brain_mask),
+                "mask": pack_mask(self.brain_mask),
             },
             "data": {"dataset_dir": self.dataset_dir, "datalist": self.datalist},
             "preprocessing": {"profile": self.preprocessing},
@@ -363,7 +264,7 @@ class RunSettings:
         self.intensity = str(state["intensity"])
         self.grid = grid
         self.template = np.asarray(state["template"]["image"]).reshape(grid.shape)
-        self.brain_mask = _unpack_mask(state["template"]["mask"], grid.shape)
+        self.brain_mask = unpack_mask(state["template"]["mask"], grid.shape)
         self.template_source = str(state["template"].get("source", ""))
         self.preprocessing = (state.get("preprocessing") or {}).get("profile")  # absent before 0.3.0
         controls = state.get("controls")  # absent before 0.2.5
@@ -401,7 +302,7 @@ class RunSettings:
         """
         state = read_json_settings(path)
         _check_format(state, path)
-        _network_class(state["network"]["class"])  # refused now, not when the network is first built
+        network_class(state["network"]["class"])  # refused now, not when the network is first built
         controls = state.get("controls")
         return cls(
             network=state["network"]["class"],
@@ -467,7 +368,7 @@ class RunSettings:
         if self.source is None:
             return None
         folder = Path(self.source).resolve().parent
-        return str(folder.parent if folder.name == "models" else folder)
+        return str(folder.parent if folder.name == RunLayout.MODELS else folder)
 
     def check_given(self, given: Mapping[str, Any] | None) -> RunSettings:
         """Refuse settings given explicitly that contradict the run; ``None`` values mean "the run's".
@@ -498,7 +399,7 @@ class RunSettings:
                 )
             if name in _TRAINING_ONLY:
                 continue  # no effect on a trained network: every weight comes from the checkpoint
-            if not _same(name, value, expected):
+            if not same_setting(name, value, expected):
                 raise SettingsError(
                     f"{name}={value!r} contradicts the run {self.source or ''}: it was trained with "
                     f"{name}={expected!r}. Leave {name} unset (null) to use the run's value, or use a run trained "
@@ -556,7 +457,7 @@ class RunSettings:
             self.dataset_dir is not None and os.path.abspath(dataset_dir) == os.path.abspath(self.dataset_dir)
         ):
             return self.datalist  # None for a run that names no data (an exported bundle): give dataset_dir
-        return os.path.join(dataset_dir, "datalist.json")
+        return os.path.join(dataset_dir, RunLayout.DATALIST)
 
     def summary(self) -> dict[str, Any]:
         """The settings as JSON-ready plain data (no template arrays): for logs, metadata and reports."""
@@ -575,18 +476,6 @@ def _check_format(state: Mapping[str, Any], what: Any) -> None:
             f"{what} have format {state['format']}; this axial-monai reads format {FORMAT} and older: install "
             f"{needed} (pip install -U axial-monai)."
         )
-
-
-def _same(name: str, value: Any, expected: Any) -> bool:
-    if name == "plane":
-        return plane_index(value) == plane_index(expected)
-    if name == "num_slices" and isinstance(expected, list) and not isinstance(value, list | tuple):
-        return [int(value)] * len(expected) == [int(v) for v in expected]
-    if isinstance(expected, list) or isinstance(value, list | tuple):
-        return [str(v) for v in value] == [str(v) for v in expected] if len(value) == len(expected) else False
-    if isinstance(expected, float) or isinstance(value, float):
-        return float(value) == float(expected)
-    return value == expected
 
 
 def load_run_settings(ckpt_path: str | os.PathLike, given: Mapping[str, Any] | None = None) -> RunSettings:

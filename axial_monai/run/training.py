@@ -19,11 +19,13 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..data.datalist import check_nifti_header, load_split
+from ..data.datalist import check_nifti_header, load_split, voxel_problems
 from ..derivatives import DerivativesLayout
-from ..errors import InputError
-from ..input_check import Grid, read_grid, voxel_problem
-from .settings import RunSettings, checked_class_names, network_recipe, package_versions, slice_problem
+from ..errors import InputError, refuse_or_drop
+from ..input_check import Grid, read_grid
+from ..layout import RunLayout
+from .network import checked_class_names, network_recipe, slice_problem
+from .settings import RunSettings, package_versions
 
 __all__ = ["training_settings", "preprocessing_profile"]
 
@@ -139,17 +141,9 @@ def _common_grid(items: Sequence[Mapping], where: str, drop: bool = False) -> tu
         for item, p in zip(readable, problems, strict=True)
         if p is not None
     ]
-    if bad and not drop:
-        on_grid = [str(item["image"]) for item, p in zip(readable, problems, strict=True) if p is None]
-        bad += [line for line in map(voxel_problem, on_grid) if line]
-        raise InputError(
-            f"{len(bad)} of the {len(items)} images of {where} are unusable: {'; '.join(bad)}. Fix or remove them "
-            "(preprocess all scans to one template: python -m axial_monai.preprocess), or set drop_bad_items to "
-            "true to leave them out."
-        )
-    for line in bad:
-        logger.warning(f"Leaving out an image of {where}: {line}.")
-    return grid, [item for item, p in zip(readable, problems, strict=True) if p is None]
+    kept = [item for item, p in zip(readable, problems, strict=True) if p is None]
+    refuse_or_drop(bad, len(items), f"images of {where}", drop, more=lambda: voxel_problems(kept))
+    return grid, kept
 
 
 def training_settings(
@@ -187,7 +181,7 @@ def training_settings(
     """
     target, kwargs = network_recipe(network)
     names = checked_class_names(class_names, positive_class, kwargs)
-    datalist_path = os.path.abspath(datalist or os.path.join(str(dataset_dir), "datalist.json"))
+    datalist_path = os.path.abspath(datalist or os.path.join(str(dataset_dir), RunLayout.DATALIST))
     where = f"the {split} split of {datalist_path}"
     items = load_split(str(dataset_dir), split, datalist_path)
     grid, items = _common_grid(items, where, drop=drop_bad_items)

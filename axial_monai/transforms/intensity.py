@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from typing import Any
 
 import torch
 from monai.config import KeysCollection
@@ -55,6 +56,10 @@ class RobustNormalizeIntensity(Transform):
             )
         self.mode, self.lower, self.upper, self.threshold = mode, lower, upper, threshold
 
+    def cache_key(self) -> dict[str, Any]:
+        """Every setting that changes the output (what a cache of the normalised volumes is keyed by)."""
+        return {"mode": self.mode, "lower": float(self.lower), "upper": float(self.upper), "threshold": self.threshold}
+
     def __call__(self, img: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         img = convert_to_tensor(img, track_meta=True, dtype=torch.float32)
         # arithmetic on the plain tensor, in place where possible: a 1 mm volume is 34 MB per temporary
@@ -96,6 +101,10 @@ class RobustNormalizeIntensityd(MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.normalizer = RobustNormalizeIntensity(mode=mode, lower=lower, upper=upper, threshold=threshold)
         self.mask_key = mask_key
+
+    def cache_key(self) -> dict[str, Any]:
+        """The keys, the mask key and the normaliser's settings."""
+        return {"keys": list(self.keys), "mask_key": self.mask_key, **self.normalizer.cache_key()}
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)

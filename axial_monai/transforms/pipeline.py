@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from monai.transforms import Compose, LoadImaged, Orientationd
 
@@ -10,7 +11,42 @@ from ..input_check import InputCheck
 from .intensity import RobustNormalizeIntensityd
 from .validation import CheckVolumed
 
-__all__ = ["load_volume"]
+__all__ = ["VolumeLoader", "load_volume"]
+
+_AXCODES = "RAS"  # array axis 0 sagittal, 1 coronal, 2 axial: what the networks' ``plane`` means
+
+
+class VolumeLoader(Compose):
+    """The chain of :func:`load_volume`, which says what a cache of its outputs is keyed by (:meth:`cache_key`).
+
+    Args:
+        keys: image keys.
+        intensity, spatial_shape, pixdim, check: see :func:`load_volume`.
+    """
+
+    def __init__(
+        self,
+        keys: str | Sequence[str] = "image",
+        intensity: str = "percentile",
+        spatial_shape: Sequence[int] | None = None,
+        pixdim: Sequence[float] | None = None,
+        check: InputCheck | None = None,
+    ) -> None:
+        self.keys = [keys] if isinstance(keys, str) else list(keys)
+        super().__init__(
+            [
+                LoadImaged(self.keys, ensure_channel_first=True, image_only=True),
+                Orientationd(self.keys, axcodes=_AXCODES),
+                CheckVolumed(self.keys, spatial_shape=spatial_shape, pixdim=pixdim, check=check),
+                RobustNormalizeIntensityd(self.keys, mode=intensity),
+            ]
+        )
+
+    def cache_key(self) -> dict[str, Any]:
+        """Every setting of the chain that changes its output: the keys and orientation (which fix the loading and
+        reorientation steps), then the check's and the normalisation's own :meth:`cache_key`."""
+        check, normalize = self.transforms[2], self.transforms[3]
+        return {"keys": self.keys, "axcodes": _AXCODES, "check": check.cache_key(), "normalize": normalize.cache_key()}
 
 
 def load_volume(
@@ -19,7 +55,7 @@ def load_volume(
     spatial_shape: Sequence[int] | None = None,
     pixdim: Sequence[float] | None = None,
     check: InputCheck | None = None,
-) -> Compose:
+) -> VolumeLoader:
     """Load a NIfTI volume as a RAS, channel-first MetaTensor ``(1, X, Y, Z)``, check it and normalise it.
 
     LoadImaged -> Orientationd("RAS") -> CheckVolumed -> RobustNormalizeIntensityd. RAS order makes array axis
@@ -36,11 +72,4 @@ def load_volume(
         pixdim: expected voxel size in mm, or None.
         check: a trained run's input check (grid, brain-extracted; ``RunSettings.input_check()``), or None.
     """
-    return Compose(
-        [
-            LoadImaged(keys, ensure_channel_first=True, image_only=True),
-            Orientationd(keys, axcodes="RAS"),
-            CheckVolumed(keys, spatial_shape=spatial_shape, pixdim=pixdim, check=check),
-            RobustNormalizeIntensityd(keys, mode=intensity),
-        ]
-    )
+    return VolumeLoader(keys, intensity, spatial_shape, pixdim, check)

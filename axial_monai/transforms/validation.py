@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,6 +44,11 @@ class CheckVolume(Transform):
         self.pixdim = None if pixdim is None else tuple(float(p) for p in pixdim)
         self.atol = atol
         self.check = check
+
+    def cache_key(self) -> dict[str, Any]:
+        """Every setting that decides which volumes pass (a cached volume passed these checks)."""
+        check = None if self.check is None else self.check.cache_key()
+        return {"spatial_shape": self.spatial_shape, "pixdim": self.pixdim, "atol": self.atol, "check": check}
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         name = source_name(img)
@@ -85,6 +91,10 @@ class CheckVolumed(MapTransform):
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.checker = CheckVolume(spatial_shape=spatial_shape, pixdim=pixdim, atol=atol, check=check)
+
+    def cache_key(self) -> dict[str, Any]:
+        """The keys and the checker's settings."""
+        return {"keys": list(self.keys), **self.checker.cache_key()}
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
