@@ -232,8 +232,8 @@ def scan_rows(args: argparse.Namespace) -> tuple[pd.DataFrame, dict[str, Any]]:
     explainer = Explainer(run)
     stages = randomization_stages(net)
     info: dict[str, Any] = {"brain_share": float(brains.mean()), "voxels": int(np.prod(x.shape[2:]))}
-    info.update(stages=stages, modules=reset_modules(net), baseline="mean control scan" if run.control_mean is not None
-                else "template brain")  # fmt: skip
+    info.update(stages=stages, modules=reset_modules(net))
+    info["baseline"] = "template brain" if run.control_mean is None else "mean control scan"
 
     start = time.perf_counter()
     ours, trained = our_rows(net, explainer, x, y, brains, args.seed)
@@ -313,6 +313,7 @@ def last_steps(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def scan_table(last: pd.DataFrame) -> pd.DataFrame:
+    """The per-scan table of the markdown: fully randomised similarities, three decimals."""
     columns = {
         "p_ad": "p(AD), trained",
         "ours_brain": "ours: brain",
@@ -328,7 +329,7 @@ def scan_table(last: pd.DataFrame) -> pd.DataFrame:
 
 def verdicts(last: pd.DataFrame) -> dict[str, Any]:
     """Share of scans that pass (fully randomised Spearman < PASS_BELOW) and rank agreement over scans."""
-    passes = {c: float((last[c] < PASS_BELOW).mean()) for c in last if not c.startswith(("p_ad", "ours_lowest"))}
+    passes = {c: float((last[c] < PASS_BELOW).mean()) for c in last if c != "p_ad" and "_lowest_" not in c}
 
     def rank(a: str, b: str) -> float:
         if b not in last or len(last) < 3:
@@ -386,8 +387,9 @@ def differences(table: pd.DataFrame, info: dict[str, Any], last: pd.DataFrame) -
         "as output channels are one tensor: three in layer2-4, four in layer1) and the global generator is left "
         "re-seeded; ours seeds `seed + step` once per block and restores the generator. Both draw each module's "
         "own default initialisation, and a re-initialised batch norm is the identity with running statistics (0, 1) "
-        "in both, so the two fully randomised networks differ only in the draws: "
-        f"{_mean(table, 'ours', None):.3f} against {_mean(table, 'quantus_mprt', None):.3f} over the brain.",
+        "in both, so the gap between the two fully randomised scores over the brain "
+        f"({_mean(table, 'ours', None):.3f} against {_mean(table, 'quantus_mprt', None):.3f}) comes from the draws "
+        "alone (one draw each here).",
         "**The class explained.** Both scorers explain the AD class on every network (Quantus passes the label as "
         "`targets`). `benchmarks/explain_groundtruth.py` calls `explain_scan` with its default `target_class=None`, "
         "the *predicted* class of each randomised network: here the randomised network predicts CN at "
@@ -417,6 +419,7 @@ def differences(table: pd.DataFrame, info: dict[str, Any], last: pd.DataFrame) -
 
 
 def markdown(table: pd.DataFrame, info: dict[str, Any], args: argparse.Namespace) -> str:
+    """``quantus_randomization.md``: the tables, the verdicts, why they differ, and how it was run (no local paths)."""
     import quantus
 
     last = last_steps(table)
@@ -461,7 +464,12 @@ def markdown(table: pd.DataFrame, info: dict[str, Any], args: argparse.Namespace
         + f"; our maps scored over the whole volume {share['ours_volume']}.",
         f"* Lowest over the cascade (mean over scans): ours {last.ours_lowest_brain.mean():.3f} over the brain, "
         f"Quantus MPRT {last.quantus_mprt_lowest_volume.mean():.3f}.",
-        f"* Rank agreement over scans (Spearman of our fully randomised similarity with): {agreement}.",
+        f"* Rank agreement over scans (Spearman of our fully randomised similarity with): {agreement}"
+        + (
+            " (too few scans to mean much; the whole-volume scores differ between scans in the third decimal)."
+            if n < 10
+            else "."
+        ),
         "",
         "## Where they differ and why",
         "",
@@ -471,8 +479,9 @@ def markdown(table: pd.DataFrame, info: dict[str, Any], args: argparse.Namespace
         "",
         f"    {command}",
         "",
-        "`$RUN`: a 5-fold cross-validation run with `--explain` (`$WORK/runs/axial` of `benchmarks/paper_table.py`), "
-        "`$COHORT`: its demo cohort (`$WORK/demo-c55fcddb645d`). Per-scan, per-step values: "
+        "`$RUN`: a 5-fold cross-validation run with `--explain` (`$WORK/runs/axial` of `benchmarks/paper_table.py`, "
+        "the run of `quantus_agreement.md`), `$COHORT`: its demo cohort (`$WORK/demo-c55fcddb645d`). Per-scan, "
+        "per-step values: "
         "`quantus_randomization.csv`. Machine: "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (busy with other jobs), torch "
         f"{torch.__version__}, {torch.get_num_threads()} thread; quantus {quantus.__version__}. Run time: {seconds}.",
