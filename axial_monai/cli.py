@@ -377,6 +377,7 @@ def benchmark(
     overrides: dict | str | None = None,
     transfer: bool = False,
     conversion: str | None = None,
+    transfer_overrides: dict | str | None = None,
     explain: dict | str | bool | None = None,
     val_fraction: float = 0.2,
     missing_image: str = "raise",
@@ -398,6 +399,8 @@ def benchmark(
         overrides: bundle settings for every model, as JSON, e.g. '{"epochs": 100}'.
         transfer: a BIDS cohort: also the conversion task (pMCIvsSMCI) from ImageNet and by double transfer.
         conversion: a datalist JSON of the conversion task (instead of --transfer), labels 0 stable, 1 converter.
+        transfer_overrides: bundle settings of the double transfer run only, as JSON, e.g. to keep the main task's
+            head and fine-tune gently: '{"initialised_network#reset": [], "learning_rate": 5e-5}'.
         explain: explain every fold of the reference model (--explain, or a JSON object of explain.json settings).
         val_fraction: share of each fold's training subjects used for validation.
         missing_image: raise or drop labelled sessions without an image (BIDS cohorts).
@@ -424,6 +427,8 @@ def benchmark(
     command += ["--overrides", json.dumps(settings)] if settings else []
     command += ["--transfer"] if transfer else []
     command += ["--conversion", conversion] if conversion else []
+    transfer_settings = _parse_overrides(transfer_overrides)
+    command += ["--transfer_overrides", json.dumps(transfer_settings)] if transfer_settings else []
     command += ["--explain", json.dumps(explain_settings)] if explain_settings is not None else []
     run_benchmark(
         table,
@@ -434,6 +439,7 @@ def benchmark(
         overrides=settings,
         conversion=conversion_table,
         conversion_overrides={"class_names": CLASS_NAMES["pMCIvsSMCI"]},
+        transfer_overrides=transfer_settings,
         val_fraction=val_fraction,
         explain=explain_settings,
         task=task,

@@ -2,14 +2,20 @@
 
 The AXIAL paper's claim is that a model first trained for AD vs CN classifies sMCI vs pMCI better than one that
 starts from ImageNet. On the phantoms, the conversion task is a weaker dose of the main task's atrophy in the same
-regions, on fewer subjects (an MCI cohort is smaller). This script reuses one finished cross-validation of the
-reference model on the main task (``--main-run``, e.g. the ``axial`` folder of ``benchmarks/paper_table.py``'s
-work folder), then, for each conversion strength and each cohort seed, runs ``paper_table.double_transfer``: the
-conversion task from ImageNet and from the main task's same fold, on the same folds. It writes one row per cohort
-(ΔAUC, DeLong's p, both AUCs and accuracies) and the share of seeds where transfer helped, to
-``--out/double_transfer.{csv,md}``.
+regions, on fewer subjects (an MCI cohort is smaller). This script takes one cross-validation of the reference model
+on the main task (``--main-run``, or it runs one: 60 subjects at ``--main-strength``, ``--main-epochs``), then, for
+each conversion strength and each cohort seed, cross-validates the conversion task on the same folds from:
 
-    python benchmarks/double_transfer.py --main-run $WORK/runs/axial --strengths 0.35 --seeds 1 2 3
+* the backbone's start ("ImageNet only"; here the backbone's ``pretrained`` setting of the benchmark);
+* double transfer as the product does it (``paper_table.double_transfer``: the main task's same fold, head
+  re-initialised, the same learning rate);
+* the main task's same fold with its head kept, fine-tuned at ``--transfer-lr``;
+
+and scores the main task's fold models on the conversion cohort without training on it at all (zero shot). It
+writes one row per cohort (AUCs, ΔAUC against ImageNet only and DeLong's p) and the share of seeds where each
+transfer helped, to ``--out/double_transfer.{csv,md}``.
+
+    python benchmarks/double_transfer.py --strengths 0.35 --seeds 1 2 3 [--main-run RUN] [--work DIR]
 """
 
 from __future__ import annotations
@@ -64,9 +70,10 @@ def one_cohort(main_run: Path, work: Path, strength: float, seed: int, args: arg
     result = double_transfer(table, folder, main_run, settings, **common)
     auc = result["table"].query("metric == 'auc'").set_index("model")["estimate"]
     test = result["test"].iloc[0]
-    # the third start: every weight of the main task's fold, its head too (a converter read as the main task's AD)
-    kept = folder / "conversion" / "double_transfer_keep_head"
-    keep_head = {**settings, "initialised_network#reset": []}
+    # the third start: every weight of the main task's fold, its head too (a converter read as the main task's AD),
+    # fine-tuned at a tenth of the learning rate: at the full rate, 4 epochs on 32 subjects undo what was learned
+    kept = folder / "conversion" / "double_transfer_keep_head_low_lr"
+    keep_head = {**settings, "initialised_network#reset": [], "learning_rate": args.transfer_lr}
     run_cross_validation(
         table, kept, config_files=[TRAIN_CONFIG], overrides=keep_head, init_from=str(main_run), **common
     )
@@ -127,6 +134,7 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--transfer-lr", type=float, default=5e-5, help="learning rate of the keep-head start")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "paper_table"))
     parser.add_argument("--work", default=None, help="where the cohorts and the runs go (default: a temporary folder)")
     args = parser.parse_args()

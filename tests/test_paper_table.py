@@ -24,6 +24,8 @@ from axial_monai.errors import InputError
 from axial_monai.paper_table import MODELS, model_overrides
 
 MODELS_RUN = ("axial", "mean_pool")
+#: settings of the double transfer run only: the main task's head kept, a gentler learning rate
+TRANSFER = {"initialised_network#reset": [], "learning_rate": 5e-5}
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +37,7 @@ def compared(tmp_path_factory) -> tuple[Path, Path]:
         out = tmp_path_factory.mktemp("paper") / "out"
         argv = ["benchmark", bids, out, "--models", ",".join(MODELS_RUN), "--k", 2, "--transfer"]
         argv += ["--overrides", json.dumps(TINY), "--progress", "False"]
+        argv += ["--transfer_overrides", json.dumps(TRANSFER)]
         assert cli.main([str(a) for a in argv]) == 0
     finally:
         torch.set_num_threads(before)
@@ -126,9 +129,12 @@ def test_double_transfer_starts_from_the_same_folds_as_imagenet(compared):
         done = json.loads((runs[1] / f"fold-{fold}" / "done.json").read_text())
         assert done["init_ckpt"].startswith(str(out / "axial" / f"fold-{fold}"))
         assert json.loads((runs[0] / f"fold-{fold}" / "done.json").read_text())["init_ckpt"] is None
+    # the transfer's own settings reach its run and no other
+    settings = [json.loads((run / "crossval.json").read_text())["overrides"] for run in runs]
+    assert all(key not in settings[0] for key in TRANSFER) and TRANSFER.items() <= settings[1].items()
 
 
-def test_a_rerun_resumes_and_trains_nothing(compared, monkeypatch):
+def test_a_rerun_resumes_and_trains_nothing(compared, monkeypatch, capsys):
     bids, out = compared
     import axial_monai.crossval.runner as runner
 
@@ -139,7 +145,10 @@ def test_a_rerun_resumes_and_trains_nothing(compared, monkeypatch):
     before = (out / "paper_table.csv").read_text()
     argv = ["benchmark", bids, out, "--models", ",".join(MODELS_RUN), "--k", 2, "--transfer"]
     argv += ["--overrides", json.dumps(TINY), "--progress", "False"]
-    assert cli.main([str(a) for a in argv]) == 0
+    # without the transfer's own settings, its finished folds are not reused: refused, naming what differs
+    assert cli.main([str(a) for a in argv]) == 2
+    assert "overrides.learning_rate: 5e-05 -> '(unset)'" in capsys.readouterr().err
+    assert cli.main([str(a) for a in [*argv, "--transfer_overrides", json.dumps(TRANSFER)]]) == 0
     assert (out / "paper_table.csv").read_text() == before
 
 

@@ -185,6 +185,7 @@ def run_benchmark(
     overrides: Mapping[str, Any] | None = None,
     conversion: pd.DataFrame | None = None,
     conversion_overrides: Mapping[str, Any] | None = None,
+    transfer_overrides: Mapping[str, Any] | None = None,
     val_fraction: float = 0.2,
     explain: Mapping[str, Any] | None = None,
     task: str = "ADvsCN",
@@ -202,6 +203,8 @@ def run_benchmark(
         conversion: the conversion task's table (e.g. sMCI vs pMCI): cross-validated with the reference model from
             ImageNet and from the same fold of the main task (double transfer).
         conversion_overrides: settings of the conversion task on top of ``overrides`` (e.g. its class names).
+        transfer_overrides: settings of the double transfer run only, on top of those (e.g. keep the main task's
+            head and fine-tune gently: ``{"initialised_network#reset": [], "learning_rate": 5e-5}``).
         explain: ``explain.json`` settings to explain every fold of the reference model (``{}``: the defaults).
         task: the main task's name, for the table.
         command: the command line, for the table (default: this process's).
@@ -239,7 +242,7 @@ def run_benchmark(
     transfer = None
     if conversion is not None:
         settings = {**overrides, **(conversion_overrides or {})}
-        transfer = double_transfer(conversion, out, out / REFERENCE, settings, **common)
+        transfer = double_transfer(conversion, out, out / REFERENCE, settings, transfer_overrides, **common)
     write_csv(out / "paper_table.csv", results)
     write_csv(out / "comparisons.csv", comparisons)
     write_csv(out / "cost.csv", pd.DataFrame(costs))
@@ -262,6 +265,7 @@ def double_transfer(
     out: str | os.PathLike,
     main_run: str | os.PathLike,
     overrides: Mapping[str, Any] | None = None,
+    transfer_overrides: Mapping[str, Any] | None = None,
     **common: Any,
 ) -> dict[str, Any]:
     """The conversion task with the reference model from ImageNet and from the main task's same fold.
@@ -271,6 +275,7 @@ def double_transfer(
         out: the runs go to ``out/conversion/{imagenet,double_transfer}``; a rerun resumes them.
         main_run: the reference model's cross-validation of the main task, whose folds both runs reuse.
         overrides: bundle settings of the conversion task.
+        transfer_overrides: bundle settings of the double transfer run only (see :func:`run_benchmark`).
         common: ``k``, ``seed``, ``val_fraction``, ``progress`` of the cross-validations.
 
     Returns:
@@ -281,7 +286,8 @@ def double_transfer(
     settings = model_overrides(MODELS[REFERENCE], configs, overrides or {})
     runs = {"imagenet": out / "conversion" / "imagenet", "double_transfer": out / "conversion" / "double_transfer"}
     _cross_validate(conversion, runs["imagenet"], configs, settings, folds_from=str(main), **common)
-    _cross_validate(conversion, runs["double_transfer"], configs, settings, init_from=str(main), **common)
+    transferred = {**settings, **(transfer_overrides or {})}
+    _cross_validate(conversion, runs["double_transfer"], configs, transferred, init_from=str(main), **common)
     _same_folds(runs)
     rows, predictions = [], {}
     for name, run_dir in runs.items():
