@@ -138,8 +138,6 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "paper_table"))
     parser.add_argument("--work", default=None, help="where the cohorts and the runs go (default: a temporary folder)")
     args = parser.parse_args()
-    from axial_monai.paper_table import markdown_table
-
     work = Path(args.work or tempfile.mkdtemp(prefix="axial-double-transfer-"))
     main_run = Path(args.main_run) if args.main_run else main_task(work, args)
     rows = []
@@ -151,25 +149,35 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out / "double_transfer.csv", index=False)
-    helped = frame.groupby("strength").apply(lambda g: f"{(g.delta_auc > 0).sum()}/{len(g)}", include_groups=False)
-    kept = frame.groupby("strength").apply(
-        lambda g: f"{(g.delta_auc_keep_head > 0).sum()}/{len(g)}", include_groups=False
-    )
     command = " ".join(["python", os.path.relpath(__file__, ROOT), *sys.argv[1:]]).replace(str(work), "$WORK")
-    lines = [
-        "# Double transfer on the phantom conversion task, over cohort seeds",
-        "",
-        markdown_table(frame.round(4)),
-        "",
-        "Seeds where double transfer had the higher AUC than ImageNet only, per strength: head re-initialised "
-        + ", ".join(f"{s}: {h}" for s, h in helped.items())
-        + "; head kept "
-        + ", ".join(f"{s}: {h}" for s, h in kept.items()),
-        "",
-        f"Written by `{command}`; `$WORK` is its working folder.",
-        "",
-    ]
-    (out / "double_transfer.md").write_text("\n".join(lines))
+    (out / "double_transfer.md").write_text(markdown(frame, command))
+
+
+def markdown(frame: pd.DataFrame, command: str) -> str:
+    """The result table (AUCs to 3 decimals, p-values to 3 significant digits) and the share of seeds where each
+    transfer helped."""
+    from axial_monai.paper_table import markdown_table
+
+    shown = frame.copy()
+    for column in shown.columns:
+        if column.startswith(("auc", "delta", "acc")):
+            shown[column] = shown[column].map("{:.3f}".format)
+        elif "_p" in column:
+            shown[column] = shown[column].map("{:.2g}".format)
+    lines = ["# Double transfer on the phantom conversion task, over cohort seeds", "", markdown_table(shown), ""]
+    for strength, part in frame.groupby("strength"):
+        lines.append(
+            f"Strength {strength}: double transfer had the higher AUC than ImageNet only on "
+            f"{(part.delta_auc > 0).sum()}/{len(part)} seeds with the head re-initialised (significant at 5 %: "
+            f"{(part.delong_p < 0.05).sum()}), and on {(part.delta_auc_keep_head > 0).sum()}/{len(part)} with the "
+            f"head kept (significant: {(part.delong_p_keep_head < 0.05).sum()})."
+        )
+    from common import machine
+
+    about = machine()
+    where = f"{about['processor']}, {about['cpu_count']} CPU cores, torch {about['torch']}"
+    written = f"Written by `{command}`; `$WORK` is its working folder. Machine: {where} (busy with other jobs)."
+    return "\n".join([*lines, "", written, ""])
 
 
 if __name__ == "__main__":

@@ -51,7 +51,11 @@ GROUPS = {
     "metrics": Group(("axial_monai/metrics.py",), ("tests/test_metrics.py", "tests/test_confidence.py")),
     "slicing_geometry": Group(
         ("axial_monai/geometry.py", "axial_monai/networks/slicing.py"),
-        ("tests/test_geometry.py", "tests/test_networks.py::test_too_many_slices_names_both_numbers"),
+        (
+            "tests/test_geometry.py",
+            "tests/test_networks.py::test_too_many_slices_names_both_numbers",
+            "tests/test_networks.py::test_a_network_without_spatial_shape_takes_any_grid",
+        ),
     ),
     "region_metrics": Group(("axial_monai/explain/regions.py",), ("tests/test_region_metrics.py",)),
     "clinica_labels": Group(("axial_monai/data/clinica.py",), ("tests/test_clinica.py",)),

@@ -128,3 +128,27 @@ def test_to_backbone_input_resizes_bilinear_without_corner_alignment():
     expected = F.interpolate(slices, size=(12, 12), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
     assert out.shape == (5, 3, 12, 12)
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("size", [(12, 7), (7, 12)])
+def test_a_slice_with_one_side_of_the_right_size_is_still_resized(size):
+    """Either side off ``image_size`` means a resize: a 12 x 7 slice for 12 x 12 comes out 12 x 12."""
+    slices = torch.rand(2, 1, *size)
+    out = SliceStack(0, num_slices=1, image_size=12, normalize="none").to_backbone_input(slices)
+    expected = F.interpolate(slices, size=(12, 12), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+def test_a_slice_stack_locked_to_a_grid_refuses_any_other_and_a_bad_lock():
+    """``spatial_shape`` locks the stack to one ``(X, Y, Z)``: the same grid passes, a grid off by one voxel along any
+    axis is refused naming both shapes; a lock that is not 3D, or too thin for the slices, is refused when built."""
+    stack = SliceStack(1, num_slices=3, image_size=8, spatial_shape=(9, 10, 11))
+    assert stack(torch.rand(2, 1, 9, 10, 11)).shape == (2, 3, 3, 8, 8)
+    for shape in ((10, 10, 11), (9, 11, 11), (9, 10, 12)):
+        with pytest.raises(InputError, match=r"spatial shape \[9, 10, 11\].*\[" + ", ".join(map(str, shape))):
+            stack(torch.rand(1, 1, *shape))
+    with pytest.raises(SettingsError, match=r"spatial_shape must be \(X, Y, Z\)"):
+        SliceStack(1, num_slices=3, image_size=8, spatial_shape=(9, 10))
+    with pytest.raises(SettingsError, match="Cannot take 12 central slices from an axis with 10 slices"):
+        SliceStack(1, num_slices=12, image_size=8, spatial_shape=(9, 10, 11))
+    assert SliceStack(1, num_slices=3, image_size=8).spatial_shape == []  # no lock: any grid
