@@ -464,3 +464,59 @@ def test_splittable_scans_leave_out_qc_failures_and_add_the_other_task(bids_tree
     assert len(others) == 1 and _triples(others[0]) == AD_VS_CN
     twelve, _, _ = splittable_scans(bids_tree_placeholder.root, "pMCIvsSMCI", horizon=12)
     assert _triples(twelve) == PMCI_VS_SMCI[12]
+
+
+def test_drop_qc_failed_reads_each_record_and_tells_what_it_left_out(tmp_path):
+    """A synthetic table of 12 failed scans and 2 others (one ok, one whose record names no status), on an index
+    that is not 0..n-1: the failed ones go (by default), the message counts them, lists 10 with their reasons and
+    ends with "..."; nothing fails: the table as it is and no message."""
+    from axial_monai.data.clinica import drop_qc_failed
+    from axial_monai.derivatives import DerivativesLayout
+    from axial_monai.io import write_json
+
+    deriv = pipeline_dir(tmp_path)
+    deriv.mkdir(parents=True)
+    (deriv / "dataset_description.json").write_text("{}")
+    layout = DerivativesLayout(deriv)
+    rows = []
+    for i in range(14):
+        image = derivative_path(
+            deriv, Scan(f"sub-{i:02d}", "ses-M000", f"sub-{i:02d}_ses-M000_T1w.nii.gz"), "MNI152NLin2009cAsym", 4
+        )
+        record = {"status": "failed", "error": f"reason {i}"} if i < 12 else {"status": "ok"} if i == 12 else {}
+        write_json(layout.record_path(image), record if i != 11 else {"status": "failed"})
+        rows.append({"subject": f"sub-{i:02d}", "session": "ses-M000", "image": str(image)})
+    table = pd.DataFrame(rows, index=range(100, 114))
+    kept, told = drop_qc_failed(table, deriv)
+    assert kept["subject"].tolist() == ["sub-12", "sub-13"] and kept.index.tolist() == [112, 113]
+    lines = told.rstrip("\n").split("\n")
+    assert lines[0].startswith("12 scan(s) failed the preprocessing's QC gate and were left out") and told[-1] == "\n"
+    assert lines[1:11] == [f"  sub-{i:02d} ses-M000: reason {i}" for i in range(10)] and lines[11:] == ["  ..."]
+    everything, said = drop_qc_failed(table.iloc[9:], deriv, include=True)
+    assert everything.equals(table.iloc[9:]) and said.split("\n")[3] == "  sub-11 ses-M000: failed"
+    assert "\n  ...\n" not in said and said.startswith("3 scan(s)")
+    none, quiet = drop_qc_failed(table.iloc[12:], deriv)
+    assert none.equals(table.iloc[12:]) and quiet == ""
+
+
+def test_splittable_scans_pass_every_option_on(bids_tree_placeholder, tmp_path):  # noqa: F811
+    """The space, the diagnosis map and the horizon reach both tables; the other task reads the derivatives too."""
+    from axial_monai.data.clinica import splittable_scans
+
+    deriv = pipeline_dir(tmp_path)
+    deriv.mkdir(parents=True)
+    (deriv / "dataset_description.json").write_text("{}")
+    for (subject, session), raw in bids_tree_placeholder.images.items():
+        for space in ("MNI152NLin2009cAsym", "Other"):  # two spaces: without `space` the choice is ambiguous
+            out = derivative_path(deriv, Scan(subject, session, str(raw)), space, resolution=4)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(raw, out)
+    root = bids_tree_placeholder.root
+    options = {"space": "Other", "diagnosis_map": {"AD": None}}  # AD read as "no diagnosis": no pMCI, no AD
+    table, others, _ = splittable_scans(root, "ADvsCN", deriv, horizon=12, joint=True, **options)
+    assert set(table["label"]) == {0} and all("Other" in image for image in table["image"])
+    expected = label_sessions(load_clinica_table(root, deriv, "Other", {"AD": None}), "pMCIvsSMCI", 12)
+    assert others[0].equals(expected) and set(others[0]["label"]) == {0}
+    assert all("Other" in image for image in others[0]["image"].dropna())
+    with pytest.warns(UserWarning, match="set space"):  # two spaces and none chosen: the first, with a warning
+        assert not any("Other" in image for image in splittable_scans(root, "ADvsCN", deriv)[0]["image"])
