@@ -495,6 +495,8 @@ def test_drop_qc_failed_reads_each_record_and_tells_what_it_left_out(tmp_path):
     everything, said = drop_qc_failed(table.iloc[9:], deriv, include=True)
     assert everything.equals(table.iloc[9:]) and said.split("\n")[3] == "  sub-11 ses-M000: failed"
     assert "\n  ...\n" not in said and said.startswith("3 scan(s)")
+    assert not drop_qc_failed(table.iloc[:10], deriv)[1].endswith("  ...\n")  # ten failures: all listed
+    assert drop_qc_failed(table.iloc[:11], deriv)[1].endswith("  ...\n")  # eleven: ten and "..."
     none, quiet = drop_qc_failed(table.iloc[12:], deriv)
     assert none.equals(table.iloc[12:]) and quiet == ""
 

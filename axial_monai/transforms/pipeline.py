@@ -17,11 +17,22 @@ _AXCODES = "RAS"  # array axis 0 sagittal, 1 coronal, 2 axial: what the networks
 
 
 class VolumeLoader(Compose):
-    """The chain of :func:`load_volume`, which says what a cache of its outputs is keyed by (:meth:`cache_key`).
+    """Load a NIfTI volume as a RAS, channel-first MetaTensor ``(1, X, Y, Z)``, check it and normalise it; and say
+    what a cache of its outputs is keyed by (:meth:`cache_key`). The configs call it :data:`load_volume`.
+
+    LoadImaged -> Orientationd("RAS") -> CheckVolumed -> RobustNormalizeIntensityd. RAS order makes array axis
+    0 sagittal, 1 coronal and 2 axial, which is what the networks' ``plane`` refers to.
+
+    The bundle caches this chain with ``axial_monai.data.VolumeCacheDataset``. Nested in another ``Compose`` for
+    MONAI's ``CacheDataset``, flatten it first (``Compose([...]).flatten()``): ``CacheDataset`` stops caching at
+    the first ``Compose`` it meets, as it cannot know that the nested one is deterministic.
 
     Args:
         keys: image keys.
-        intensity, spatial_shape, pixdim, check: see :func:`load_volume`.
+        intensity: "percentile" (to [0, 1]; networks use ``normalize="imagenet"``) or "zscore" (``"none"``).
+        spatial_shape: expected grid ``(X, Y, Z)`` in voxels, or None.
+        pixdim: expected voxel size in mm, or None.
+        check: a trained run's input check (grid, brain-extracted; ``RunSettings.input_check()``), or None.
     """
 
     def __init__(
@@ -49,27 +60,5 @@ class VolumeLoader(Compose):
         return {"keys": self.keys, "axcodes": _AXCODES, "check": check.cache_key(), "normalize": normalize.cache_key()}
 
 
-def load_volume(
-    keys: str | Sequence[str] = "image",
-    intensity: str = "percentile",
-    spatial_shape: Sequence[int] | None = None,
-    pixdim: Sequence[float] | None = None,
-    check: InputCheck | None = None,
-) -> VolumeLoader:
-    """Load a NIfTI volume as a RAS, channel-first MetaTensor ``(1, X, Y, Z)``, check it and normalise it.
-
-    LoadImaged -> Orientationd("RAS") -> CheckVolumed -> RobustNormalizeIntensityd. RAS order makes array axis
-    0 sagittal, 1 coronal and 2 axial, which is what the networks' ``plane`` refers to.
-
-    The bundle caches this chain with ``axial_monai.data.VolumeCacheDataset``. Nested in another ``Compose`` for
-    MONAI's ``CacheDataset``, flatten it first (``Compose([...]).flatten()``): ``CacheDataset`` stops caching at
-    the first ``Compose`` it meets, as it cannot know that the nested one is deterministic.
-
-    Args:
-        keys: image keys.
-        intensity: "percentile" (to [0, 1]; networks use ``normalize="imagenet"``) or "zscore" (``"none"``).
-        spatial_shape: expected grid ``(X, Y, Z)`` in voxels, or None.
-        pixdim: expected voxel size in mm, or None.
-        check: a trained run's input check (grid, brain-extracted; ``RunSettings.input_check()``), or None.
-    """
-    return VolumeLoader(keys, intensity, spatial_shape, pixdim, check)
+#: the name the configs and the rest of the package use for the loading chain.
+load_volume = VolumeLoader
