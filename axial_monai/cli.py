@@ -418,7 +418,8 @@ def benchmark(
     names = [m.strip() for m in (names.split(",") if isinstance(names, str) else names) if m.strip()]
     settings = _parse_overrides(overrides)
     options = {"missing_image": missing_image, "diagnosis_map": diagnosis_map, "include_qc_failed": include_qc_failed}
-    table, conversion_table = cohort_tables(cohort, task, derivatives, transfer, conversion, **options)
+    table, conversion_table, told = cohort_tables(cohort, task, derivatives, transfer, conversion, **options)
+    print(told, end="")
     if not Path(cohort).is_file():
         settings.setdefault("class_names", CLASS_NAMES[task])
     explain_settings = None if explain in (None, False) else ({} if explain is True else _parse_overrides(explain))

@@ -37,26 +37,27 @@ def cohort_tables(
     transfer: bool = False,
     conversion: str | os.PathLike | None = None,
     **options: Any,
-) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """The main task's table and the conversion task's (or None) of a cohort, as :func:`run_benchmark` takes them.
+) -> tuple[pd.DataFrame, pd.DataFrame | None, str]:
+    """The main task's table and the conversion task's (or None) of a cohort, as :func:`run_benchmark` takes them,
+    and what was left out for the command line (empty when nothing was).
 
     Args:
         cohort: a datalist JSON (with ``conversion``, the conversion task's datalist) or a Clinica BIDS tree (with
             ``transfer``, its pMCIvsSMCI labels are the conversion task).
         task, derivatives: of a BIDS tree (:func:`~axial_monai.data.clinica.splittable_scans`).
         options: ``missing_image``, ``diagnosis_map``, ``include_qc_failed`` of a BIDS tree; the scans that the QC
-            gate failed are left out, and the message saying so is printed.
+            gate failed are left out (the third value says which).
     """
     if Path(cohort).is_file():
-        return datalist_table(cohort), (None if conversion is None else datalist_table(conversion))
+        return datalist_table(cohort), (None if conversion is None else datalist_table(conversion)), ""
     if task not in TASKS:
         raise SettingsError(f"--task must be one of {list(TASKS)}, not {task!r}.")
-    found = []
+    found, told = [], ""
     for name in [task] + (["pMCIvsSMCI"] if transfer and task != "pMCIvsSMCI" else []):
-        labelled, _, told = splittable_scans(cohort, name, derivatives, **options)
-        print(told, end="")
+        labelled, _, message = splittable_scans(cohort, name, derivatives, **options)
         found.append(labelled)
-    return found[0], (found[1] if len(found) > 1 else None)
+        told += message
+    return found[0], (found[1] if len(found) > 1 else None), told
 
 
 def datalist_table(path: str | os.PathLike) -> pd.DataFrame:
