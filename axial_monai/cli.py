@@ -12,6 +12,7 @@ Usage::
     axial-monai predict /media/dicom_study --model runs/axial      # one prediction per T1 series
     axial-monai preprocess scan.nii.gz /media/dicom_study --out preprocessed
     axial-monai export runs/axial bundles/axial_demo
+    axial-monai deploy bundles/axial_demo apps/axial_demo   # the MONAI Deploy application: DICOM in, DICOM out
     axial-monai attach-controls runs/old             # a run trained before 0.2.5: its explanation baseline
 
 ``python -m axial_monai ...`` is the same command. ``-h`` and ``--help`` always mean help, anywhere on the line
@@ -160,18 +161,9 @@ def report(
         max_scans: explained scans shown one by one (all are in the cohort figures and tables).
         anatomy: NIfTI under the cohort maps (default: nilearn's MNI152 template).
     """
-    from .report import write_report
+    from .report import ReportOptions, write_report
 
-    path = write_report(
-        run_dir,
-        out,
-        title=title,
-        n_resamples=n_resamples,
-        confidence=confidence,
-        seed=seed,
-        max_scans=max_scans,
-        anatomy=anatomy,
-    )
+    path = write_report(run_dir, out, ReportOptions(title, n_resamples, confidence, seed, max_scans, anatomy))
     print(f"report written to {path}")
     return 0
 
@@ -322,17 +314,9 @@ def export(
     from .export import export_bundle
 
     bundle = export_bundle(
-        run_dir,
-        out,
-        name=name,
-        version=version,
-        changelog=changelog,
-        torchscript=torchscript,
-        overwrite=overwrite,
-        with_control_mean=flag(with_control_mean, "with_control_mean"),
-        url_base=url_base,
-        sign_key=sign_key,
-    )
+        run_dir, out, name=name, version=version, changelog=changelog, torchscript=torchscript, overwrite=overwrite,
+        with_control_mean=flag(with_control_mean, "with_control_mean"), url_base=url_base, sign_key=sign_key,
+    )  # fmt: skip
     print(f"bundle: {bundle.folder}\narchive: {bundle.archive}")
     if bundle.large_files:
         print(f"files over 1 MB (listed with their md5 in large_files.yml): {', '.join(bundle.large_files)}")
@@ -340,8 +324,25 @@ def export(
         "the receiver runs it with their own axial-monai (no code of the bundle runs):\n"
         f"  axial-monai predict SCAN --model {bundle.folder.name}\n"
         "or, with MONAI alone, from the bundle folder (this runs the bundle's scripts/):\n"
-        "  python -m monai.bundle run inferring --config_file configs/inference.json --input /data/scans"
+        "  python -m monai.bundle run inferring --config_file configs/inference.json --input /data/scans\n"
+        f"or, as a MONAI Deploy application (DICOM in, DICOM out): axial-monai deploy {bundle.folder.name} APP"
     )
+    return 0
+
+
+@subcommand("deploy")
+def deploy(bundle: str, out: str, overwrite: bool = False) -> int:
+    """Write the MONAI Deploy application of an exported bundle: a DICOM study in, DICOM SR and picture out.
+
+    Args:
+        bundle: the exported bundle folder (axial-monai export), with its compiled models/model.ts.
+        out: the application folder to write.
+        overwrite: replace an existing OUT folder.
+    """
+    from .deploy import write_application
+
+    app = write_application(bundle, out, overwrite=overwrite)
+    print(f"application: {app}\nrun it on a DICOM study folder:\n  python {app} -i STUDY -o RESULTS")
     return 0
 
 

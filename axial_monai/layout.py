@@ -26,7 +26,14 @@ __all__ = ["SETTINGS_FILES", "BundleLayout", "CrossvalLayout", "RunLayout"]
 SETTINGS_FILES = {"template": "template.nii.gz", "mask": "brain_mask.nii.gz", "controls": "control_mean.nii.gz"}
 
 
-class RunLayout:
+class FolderLayout:
+    """Paths below one folder, ``root``."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+
+class RunLayout(FolderLayout):
     """The files of one run folder (``output_dir`` of a training, evaluation, inference or explain run).
 
     Example:
@@ -45,9 +52,6 @@ class RunLayout:
     COHORT = "cohort"
     EXPLANATIONS = "explanations.csv"
     DATALIST = "datalist.json"
-
-    def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(root)
 
     @staticmethod
     def evaluation_name(split: str = "test") -> str:
@@ -72,7 +76,7 @@ class RunLayout:
         return self.root / self.EXPLAIN / self.COHORT / self.EXPLANATIONS
 
 
-class CrossvalLayout:
+class CrossvalLayout(FolderLayout):
     """The files of a cross-validation's output folder; each fold is a :class:`RunLayout` (:meth:`fold`)."""
 
     SETTINGS = "crossval.json"
@@ -82,9 +86,6 @@ class CrossvalLayout:
     SUMMARY = "summary.csv"
     SUMMARY_JSON = "summary.json"
     DONE = "done.json"
-
-    def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(root)
 
     @staticmethod
     def fold_name(fold: int | str) -> str:

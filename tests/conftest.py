@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+
+
+def shared_resource(tmp_path_factory, name: str, build: Callable[[Path], str]) -> str:
+    """``build(folder)`` once per test session, also when pytest-xdist runs it in several workers: the first worker
+    builds it in the session's common temporary folder, under a file lock, and the others wait and take its result
+    (the string ``build`` returns, kept in ``<name>.done``)."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker has its own folder below the session's
+        root = root.parent
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+            folder.mkdir()
+            done.write_text(str(build(folder)))
+    return done.read_text()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -50,8 +72,12 @@ def tiny_cohort(tmp_path_factory):
     """A small 3 mm demo cohort (40 subjects, strong atrophy, 10 validation and 10 test subjects)."""
     from axial_monai.data.demo import prepare_demo_cohort
 
-    root = str(tmp_path_factory.mktemp("cohort"))
-    return prepare_demo_cohort(root, n_subjects=40, spacing=3.0, strength=0.9, val_fraction=0.25, test_fraction=0.25)
+    def build(root: Path) -> str:
+        return prepare_demo_cohort(
+            str(root), n_subjects=40, spacing=3.0, strength=0.9, val_fraction=0.25, test_fraction=0.25
+        )
+
+    return shared_resource(tmp_path_factory, "cohort", build)
 
 
 @pytest.fixture(scope="session")
@@ -59,18 +85,19 @@ def trained_demo(tiny_cohort, tmp_path_factory):
     """Output directory of a real (small) training run of train.json on ``tiny_cohort``: ~30 s on 2 CPU cores."""
     from bundle_utils import run, workflow
 
-    out = tmp_path_factory.mktemp("trained")
     settings = {"num_slices": 16, "image_size": 64, "batch_size": 2, "num_workers": 0, "epochs": 15}
-    run(workflow(["train"], dataset_dir=tiny_cohort, output_dir=str(out), **settings))
-    return out
+
+    def build(out: Path) -> Path:
+        run(workflow(["train"], dataset_dir=tiny_cohort, output_dir=str(out), **settings))
+        return out
+
+    return Path(shared_resource(tmp_path_factory, "trained", build))
 
 
 @pytest.fixture(scope="session")
-def explained_demo(trained_demo, tiny_cohort):
+def explained_demo(trained_demo, tiny_cohort, tmp_path_factory):
     """``trained_demo`` after ``run explaining`` on its test scans (the settings of test_explain_bundle.py): the
     run folder, with ``explain/<scan>/`` and ``explain/cohort/``."""
-    from pathlib import Path
-
     from bundle_utils import run, workflow
 
     settings = {"num_slices": 16, "image_size": 64, "num_workers": 0}
@@ -78,14 +105,18 @@ def explained_demo(trained_demo, tiny_cohort):
         "atlas": str(Path(tiny_cohort) / "atlas.nii.gz"),
         "atlas_labels": str(Path(tiny_cohort) / "atlas_labels.csv"),
     }
-    run(
-        workflow(
-            ["inference", "explain"],
-            "infer",
-            dataset_dir=tiny_cohort,
-            output_dir=str(trained_demo),
-            **atlas,
-            **settings,
+
+    def build(_: Path) -> Path:  # writes into the run folder, once for all workers
+        run(
+            workflow(
+                ["inference", "explain"],
+                "infer",
+                dataset_dir=tiny_cohort,
+                output_dir=str(trained_demo),
+                **atlas,
+                **settings,
+            )
         )
-    )
-    return trained_demo
+        return trained_demo
+
+    return Path(shared_resource(tmp_path_factory, "explained", build))

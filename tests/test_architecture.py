@@ -35,7 +35,8 @@ LAYERS = {
     "predict": 6,
     "preprocess_scans": 6,
     "paper_table": 6,
-    "cli": 7,
+    "deploy": 7,
+    "cli": 8,
 }
 TOP = max(LAYERS.values()) + 1
 

@@ -51,6 +51,7 @@ from axial_monai.export import (
 from axial_monai.export.metadata import PY310_RELEASES
 from axial_monai.networks import AxialNet
 from axial_monai.run import RunSettings, load_weights
+from axial_monai.transforms import RobustNormalizeIntensity
 
 TESTS = Path(__file__).resolve().parent
 SCHEMA = TESTS / "data" / "meta_schema_20240725.json"
@@ -401,17 +402,28 @@ def test_the_compiled_model_is_the_eager_one_on_its_grid_and_refuses_any_other(e
     eager.load_state_dict(load_weights(folder))
     compiled = torch.jit.load(str(folder / "models" / "model.ts"))
     grid = list(settings.grid.shape)
-    scan = torch.as_tensor(settings.template_input())[None, None]  # a brain as the network sees its inputs
-    inputs = torch.cat([scan, torch.rand(2, 1, *grid, generator=torch.Generator().manual_seed(3))])
+    # raw intensities in: a brain-extracted template at a scanner's scale, and noise; model.ts normalises them itself
+    scan = 700 * torch.as_tensor(settings.template_input())[None, None]
+    inputs = torch.cat([scan, 900 * torch.rand(2, 1, *grid, generator=torch.Generator().manual_seed(3))])
+    normalize = RobustNormalizeIntensity(settings.intensity)
     with torch.no_grad():
-        gap = (torch.softmax(eager(inputs), 1) - torch.softmax(compiled(inputs), 1)).abs().max()
-    assert gap <= 1e-5
+        expected = torch.softmax(eager(torch.stack([normalize(volume) for volume in inputs])), 1)
+        gap = (expected - torch.softmax(compiled(inputs), 1)).abs().max()
+        assert gap <= 1e-5
+        assert (expected - torch.softmax(eager(inputs), 1)).abs().max() > 1e-3  # normalising matters
+    with pytest.raises(torch.jit.Error, match="no foreground voxels"):
+        compiled(torch.zeros(1, 1, *grid))
     for shape in ([grid[0] + 1, *grid[1:]], [grid[0], grid[1] - 1, grid[2]], [113, 137, 113]):
         with pytest.raises(torch.jit.Error, match=re.escape(f"spatial shape {grid}, not {shape}")):
             compiled(torch.rand(1, 1, *shape))
     extra = {"metadata.json": "", "inference.json": ""}
     torch.jit.load(str(folder / "models" / "model.ts"), _extra_files=extra)
     assert json.loads(extra["metadata.json"])["network_data_format"]["inputs"]["image"]["spatial_shape"] == grid
+    # the configs inside name core MONAI transforms only, in one flat list that starts with the loader
+    inference = json.loads(extra["inference.json"])
+    steps = [step["_target_"] for step in inference["preprocessing"]["transforms"]]
+    assert steps == ["LoadImaged", "EnsureChannelFirstd", "Orientationd", "EnsureTyped"]
+    assert b"axial_monai" not in extra["inference.json"] and b"scripts" not in extra["inference.json"]
 
 
 class _Drift(torch.nn.Module):

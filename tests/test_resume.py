@@ -1,8 +1,9 @@
 """Resume after kill -9: a training run killed mid-epoch and resumed with ``--resume true`` ends with the same
 weights and metrics as the same seeded run never killed (CPU).
 
-Both runs go through ``python -m monai.bundle run training`` in a subprocess, as a user runs them; the killed one
-gets SIGKILL as soon as the training state of epoch 2 (of 4) is on disk, i.e. early in epoch 3.
+The killed run goes through ``python -m monai.bundle run training`` in a subprocess, as a user runs it, and gets
+SIGKILL as soon as the training state of epoch 2 (of 4) is on disk, i.e. early in epoch 3; the run it is compared
+with, and the refused resume, run in this process (one torch thread, as the subprocesses).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from bundle_utils import run, workflow
 
 from axial_monai.configs import config_path
+from axial_monai.errors import root_cause
 from axial_monai.handlers import GradScalerState
 
 pytestmark = pytest.mark.slow
@@ -29,8 +32,8 @@ EPOCHS = 4
 KILL_AFTER = 2  # epochs whose state is saved when the run is killed
 
 
-def _command(cohort: str, out: Path, cache: Path, resume: bool) -> list[str]:
-    settings = {
+def _settings(cohort: str, out: Path, cache: Path, resume: bool) -> dict[str, object]:
+    return {
         "dataset_dir": cohort,
         "output_dir": str(out),
         "cache_dir": str(cache),
@@ -42,9 +45,12 @@ def _command(cohort: str, out: Path, cache: Path, resume: bool) -> list[str]:
         "ci_resamples": 20,
         "resume": "true" if resume else "false",  # as typed on the command line
     }
+
+
+def _command(cohort: str, out: Path, cache: Path, resume: bool) -> list[str]:
     command = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(config_path("train"))]
     command += ["--meta_file", str(config_path("metadata")), "--logging_file", str(config_path("logging.conf"))]
-    for key, value in settings.items():
+    for key, value in _settings(cohort, out, cache, resume).items():
         command += [f"--{key}", str(value)]
     return command
 
@@ -73,11 +79,10 @@ def _state(out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tiny_cohort, tmp_path_factory):
+def uninterrupted(tiny_cohort, tmp_path_factory, one_torch_thread):
     out = tmp_path_factory.mktemp("uninterrupted")
     cache = tmp_path_factory.mktemp("resume-cache")
-    done = subprocess.run(_command(tiny_cohort, out, cache, False), env=_env(), capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run(workflow(["train"], **_settings(tiny_cohort, out, cache, False)))
     return {"out": out, "cache": cache}
 
 
@@ -119,13 +124,12 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(uninterrupted, tiny_
     assert torch.equal(last["random"]["torch"], last_reference["random"]["torch"])
 
 
-def test_resume_without_a_saved_state_is_refused(tiny_cohort, tmp_path):
-    done = subprocess.run(
-        _command(tiny_cohort, tmp_path / "fresh", tmp_path / "cache", True), env=_env(), capture_output=True, text=True
-    )
-    assert done.returncode != 0
-    assert "resume is true but there is no training state" in done.stderr
-    assert str(tmp_path / "fresh" / "models" / "training_state.pt") in done.stderr
+def test_resume_without_a_saved_state_is_refused(tiny_cohort, tmp_path, one_torch_thread):
+    with pytest.raises(RuntimeError) as refused:  # monai.bundle wraps it; the command line shows the root cause
+        run(workflow(["train"], **_settings(tiny_cohort, tmp_path / "fresh", tmp_path / "cache", True)))
+    cause = root_cause(refused.value)
+    assert isinstance(cause, FileNotFoundError) and "resume is true but there is no training state" in str(cause)
+    assert str(tmp_path / "fresh" / "models" / "training_state.pt") in str(cause)
 
 
 def test_grad_scaler_state_carries_the_loss_scale_and_refuses_another_amp_setting():

@@ -42,19 +42,7 @@ from torch import nn
 
 from ..errors import SettingsError
 from ..io import nifti_stem
-from .attribution import (
-    BASELINES,
-    IG_SIGNS,
-    antialias,
-    gradient_map,
-    integrated_gradients_map,
-    normalized_antialias,
-    occlusion_map,
-    read_mask,
-    read_weight,
-    sampling_sigma,
-    smoothgrad_map,
-)
+from . import attribution
 from .volumes import CAM_NORMALIZATIONS, attention_volume, attention_weighted_cam, cam_volume, combine_planes, minmax
 
 __all__ = [
@@ -102,9 +90,9 @@ _BASELINE_USERS = {
 
 
 def _baseline_spec(value, name: str):
-    if isinstance(value, str) and value not in (*BASELINES, CONTROLS) and not os.path.isfile(value):
+    if isinstance(value, str) and value not in (*attribution.BASELINES, CONTROLS) and not os.path.isfile(value):
         raise ValueError(
-            f"{name} must be one of {(*BASELINES, CONTROLS)} or the path of a NIfTI volume, not {value!r}."
+            f"{name} must be one of {(*attribution.BASELINES, CONTROLS)} or the path of a NIfTI volume, not {value!r}."
         )
     return value
 
@@ -115,7 +103,8 @@ def _no_controls(name: str) -> SettingsError:
         "template's brain (template_baseline, which the bundle configs pass), and neither was given: training stores "
         "the mean in the checkpoint since axial-monai 0.2.5. Add it to an older checkpoint from its "
         "training scans (axial-monai attach-controls RUN, or axial_monai.run.migrate.attach_control_mean), or choose "
-        f"another baseline ({name}: {' or '.join(BASELINES)} or a NIfTI path; for Integrated Gradients also ig_sign: "
+        f"another baseline ({name}: {' or '.join(attribution.BASELINES)} or a NIfTI path; for Integrated Gradients "
+        "also ig_sign: "
         "absolute) or another method (e.g. methods: ['attention', 'smoothgrad'])."
     )
 
@@ -207,8 +196,8 @@ class ExplainSettings:
             )
         if not (isinstance(self.antialias, bool) or self.antialias == "normalized"):
             raise ValueError(f"antialias must be true, false or 'normalized', not {self.antialias!r}.")
-        if self.ig_sign not in IG_SIGNS:
-            raise ValueError(f"ig_sign must be one of {IG_SIGNS}, not {self.ig_sign!r}.")
+        if self.ig_sign not in attribution.IG_SIGNS:
+            raise ValueError(f"ig_sign must be one of {attribution.IG_SIGNS}, not {self.ig_sign!r}.")
         for name, users in _BASELINE_USERS.items():
             value = _baseline_spec(getattr(self, name), name)
             stand_ins = (self.control_mean, self.template_baseline)
@@ -325,19 +314,19 @@ def _cam_maps(network, x, target, names, att, indices, shape, normalization) -> 
 
 def _voxel_map(method, network, x, target, settings: ExplainSettings, spacing, support) -> np.ndarray:
     if method == "gradient":
-        return gradient_map(network, x, target)
+        return attribution.gradient_map(network, x, target)
     if method == "smoothgrad":
-        return smoothgrad_map(
+        return attribution.smoothgrad_map(
             network, x, target, settings.smoothgrad_samples, settings.smoothgrad_noise, settings.batch_size
         )
     if method == "integrated_gradients":
-        return integrated_gradients_map(
+        return attribution.integrated_gradients_map(
             network, x, target, settings.ig_steps, settings.baseline("ig_baseline"), settings.batch_size,
             settings.ig_sign,
         )  # fmt: skip
     window = settings.voxels(settings.occlusion_window_mm, spacing)
     stride = settings.voxels(settings.occlusion_stride_mm or settings.occlusion_window_mm, spacing)
-    return occlusion_map(
+    return attribution.occlusion_map(
         network, x, target, window, tuple(min(s, w) for s, w in zip(stride, window)),
         settings.baseline("occlusion_baseline"),
         settings.batch_size, support,
@@ -346,13 +335,13 @@ def _voxel_map(method, network, x, target, settings: ExplainSettings, spacing, s
 
 def _antialiaser(network: nn.Module, shape: tuple[int, int, int], mode: bool | str) -> Callable | None:
     """The map -> map step of ``ExplainSettings.antialias`` for this network and grid (None: nothing to do)."""
-    sigma = sampling_sigma(network, shape)
+    sigma = attribution.sampling_sigma(network, shape)
     if not mode or not any(sigma):  # no axis downsampled: no resampling pattern to remove
         return None
     if mode == "normalized":
-        weight, half = read_weight(network, shape), tuple(s / 2 for s in sigma)
-        return lambda voxel: normalized_antialias(voxel, weight, half)
-    return lambda voxel: antialias(voxel, sigma)
+        weight, half = attribution.read_weight(network, shape), tuple(s / 2 for s in sigma)
+        return lambda voxel: attribution.normalized_antialias(voxel, weight, half)
+    return lambda voxel: attribution.antialias(voxel, sigma)
 
 
 @torch.no_grad()
@@ -406,7 +395,7 @@ def explain_scan(
         indices = network.slice_indices(shape)
         att = {p: a[0].detach().float().cpu().numpy() for p, a in attention.items()}
         image_np = x[0, 0].cpu().numpy()
-        support = read_mask(network, shape) & (image_np != 0)
+        support = attribution.read_mask(network, shape) & (image_np != 0)
         att_volume = minmax(attention_volume(att, indices, shape))
 
         raw: dict[str, np.ndarray] = {}

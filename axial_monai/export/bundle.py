@@ -23,6 +23,7 @@ from ..layout import RunLayout
 from ..run import RunSettings, check_weights, load_weights
 from ..run.layout import BundleLayout
 from ..run.received import sign_manifest, write_manifest
+from ..transforms.intensity import RobustNormalizeIntensity
 from .compiled import CompiledModelError, write_torchscript
 from .configs import bundle_configs, retarget
 from .documents import (
@@ -189,7 +190,7 @@ def export_bundle(
         write_text(work / "docs" / "data_license.txt", data_license(shared, settings.datalist))
         write_text(work / "docs" / "requirements.txt", requirements_txt(packages))
         write_text(work / "LICENSE", LICENSE_TEXT)
-        compiled = torchscript and _compile(shared, weights, work / BundleLayout.TORCHSCRIPT, metadata, shipped)
+        compiled = torchscript and _compile(shared, weights, work / BundleLayout.TORCHSCRIPT, metadata)
         write_text(work / "docs" / "README.md", readme(name, shared, report, version, compiled, settings.datalist))
         large = large_files(work, url_base, large_file_bytes)
         if large and not url_base:
@@ -215,14 +216,12 @@ def export_bundle(
     return ExportedBundle(folder, archive, [e["path"] for e in large], compiled)
 
 
-def _compile(
-    shared: RunSettings, weights: dict[str, Any], path: Path, metadata: dict[str, Any], configs: dict[str, Any]
-) -> bool:
+def _compile(shared: RunSettings, weights: dict[str, Any], path: Path, metadata: dict[str, Any]) -> bool:
     """Write the TorchScript module if the network compiles into one that equals it; False (with a warning) if not."""
     network = shared.saved_network()
     network.load_state_dict(weights)
     try:
-        write_torchscript(network, shared.grid.shape, path, metadata, {"inference": configs["inference"]})
+        write_torchscript(network, shared.grid.shape, path, metadata, RobustNormalizeIntensity(shared.intensity))
     except Exception as err:  # noqa: BLE001 - a network that does not compile (or not to itself) is not shipped
         reason = str(err) if isinstance(err, CompiledModelError) else f"it does not compile ({type(err).__name__})"
         logger.warning(f"No {path.name}: {reason}")

@@ -9,15 +9,12 @@ import torch
 from torch import nn
 
 from ..errors import SettingsError
-from .backbones import build_backbone
-from .base import SliceNet
-from .encoder import EncodedSliceNet
-from .slicing import SliceStack
+from .encoder import EncodedSliceNet, SliceEncoder
 
 __all__ = ["SliceClassifier2D", "MeanPoolNet", "SliceTransformerNet", "sinusoidal_positions"]
 
 
-class SliceClassifier2D(SliceNet):
+class SliceClassifier2D(EncodedSliceNet):
     """2D majority-voting baseline: a slice classifier, and a volume label by majority vote of its slices.
 
     * input ``(B, 1, H, W)`` (single slices, e.g. from ``RandSliceSampled``): logits ``(B, num_classes)``;
@@ -28,25 +25,9 @@ class SliceClassifier2D(SliceNet):
     Args: as ``AxialNet`` (``spatial_shape`` applies to volume inputs).
     """
 
-    def __init__(
-        self,
-        num_classes: int = 2,
-        backbone: str = "vgg16_bn",
-        plane: int | str = 1,
-        num_slices: int = 80,
-        image_size: int = 224,
-        pretrained: str = "none",
-        freeze: float = 0.5,
-        dropout: float = 0.3,
-        normalize: str = "imagenet",
-        spatial_shape: Sequence[int] | None = None,
-    ) -> None:
-        features = build_backbone(name=backbone, pretrained=pretrained, freeze=freeze)
-        super().__init__(num_classes=num_classes, in_features=features.out_features, dropout=dropout)
-        self.slicer = SliceStack(
-            plane=plane, num_slices=num_slices, image_size=image_size, normalize=normalize, spatial_shape=spatial_shape
-        )
-        self.backbone = features
+    def attach_encoder(self, encoder: SliceEncoder) -> None:
+        # the slicer and the backbone sit at the top, as this network has always saved them (``backbone.*``)
+        self.slicer, self.backbone = encoder.slicer, encoder.backbone
 
     def classify_slices(self, slices: torch.Tensor) -> torch.Tensor:
         """Logits ``(M, num_classes)`` of prepared slices ``(M, 3, S, S)``."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .backbones import build_backbone
+from .backbones import Backbone, build_backbone
 from .base import SliceNet
 from .slicing import SliceStack
 
@@ -18,34 +18,16 @@ class SliceEncoder(nn.Module):
     """Encode the N central slices of one plane of a volume into one feature vector per slice.
 
     Args:
-        backbone: torchvision model name (see ``BACKBONES``).
-        plane: 0/"sagittal", 1/"coronal", 2/"axial".
-        num_slices: number of central slices N.
-        image_size: side of the square backbone input, in pixels.
-        pretrained: "none", "imagenet" or a path to a local state dict.
-        freeze: fraction of backbone layers frozen.
-        normalize: "imagenet" (input intensities in [0, 1]) or "none".
-        spatial_shape: the only ``(X, Y, Z)`` accepted (see :class:`SliceStack`); None accepts any.
+        slicer: cuts and prepares the slices (its ``spatial_shape``, if any, is the only volume shape accepted).
+        backbone: the 2D backbone, applied to every slice and pooled over its feature map.
 
     Input ``(B, 1, X, Y, Z)``; output ``(B, N, d)``.
     """
 
-    def __init__(
-        self,
-        backbone: str = "resnet18",
-        plane: int | str = 1,
-        num_slices: int = 80,
-        image_size: int = 224,
-        pretrained: str = "none",
-        freeze: float = 0.5,
-        normalize: str = "imagenet",
-        spatial_shape: Sequence[int] | None = None,
-    ) -> None:
+    def __init__(self, slicer: SliceStack, backbone: Backbone) -> None:
         super().__init__()
-        self.slicer = SliceStack(
-            plane=plane, num_slices=num_slices, image_size=image_size, normalize=normalize, spatial_shape=spatial_shape
-        )
-        self.backbone = build_backbone(name=backbone, pretrained=pretrained, freeze=freeze)
+        self.slicer = slicer
+        self.backbone = backbone
 
     __jit_unused_properties__ = ["out_features"]
 
@@ -79,10 +61,17 @@ class EncodedSliceNet(SliceNet):
         normalize: str = "imagenet",
         spatial_shape: Sequence[int] | None = None,
     ) -> None:
-        encoder = SliceEncoder(backbone, plane, num_slices, image_size, pretrained, freeze, normalize, spatial_shape)
+        encoder = SliceEncoder(
+            SliceStack(plane, num_slices, image_size, normalize=normalize, spatial_shape=spatial_shape),
+            build_backbone(name=backbone, pretrained=pretrained, freeze=freeze),
+        )
         super().__init__(num_classes=num_classes, in_features=encoder.out_features, dropout=dropout)
-        self.encoder = encoder
+        self.attach_encoder(encoder)
         self.build_pooling(encoder.out_features)
+
+    def attach_encoder(self, encoder: SliceEncoder) -> None:
+        """Keep the encoder as ``self.encoder`` (its weights are ``encoder.backbone.*`` in the state dict)."""
+        self.encoder = encoder
 
     def build_pooling(self, in_features: int) -> None:
         """Add the modules that pool the slice features ``(B, N, in_features)`` (none here)."""

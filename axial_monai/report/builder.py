@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,7 @@ from ..scores import baseline_scans, level_intervals
 from . import figures
 from .runs import Evaluation, Explanations, RunContents, find_run_contents, read_scalars
 
-__all__ = ["METRIC_LABELS", "build_report", "write_report"]
+__all__ = ["METRIC_LABELS", "ReportOptions", "build_report", "write_report"]
 
 _POSITIVE = 1
 
@@ -263,27 +263,35 @@ def _file_png(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def build_report(
-    run_dir: str | os.PathLike,
-    title: str | None = None,
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-    max_scans: int = 6,
-    anatomy: str | None = None,
-) -> str:
+@dataclass(frozen=True)
+class ReportOptions:
+    """What a report shows, and the bootstrap of the confidence intervals it computes.
+
+    Args:
+        title: page title (default: ``axial-monai report: <run folder name>``).
+        n_resamples, confidence, seed: bootstrap of the confidence intervals computed here (those already in
+            ``metrics.json`` / ``summary.json`` are shown as they are).
+        max_scans: explained scans shown one by one (all are in the cohort figures and tables).
+        anatomy: background NIfTI of the cohort maps (default: nilearn's MNI152 template, 2 mm).
+    """
+
+    title: str | None = None
+    n_resamples: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+    max_scans: int = 6
+    anatomy: str | None = None
+
+
+def build_report(run_dir: str | os.PathLike, options: ReportOptions = ReportOptions()) -> str:
     """The HTML text of the report of ``run_dir`` (see :func:`write_report`).
 
     Args:
         run_dir: the run's output folder (see :mod:`axial_monai.report.runs` for what is read).
-        title: page title.
-        n_resamples, confidence, seed: bootstrap of the confidence intervals computed here (those already in
-            ``metrics.json`` / ``summary.json`` are shown as they are).
-        max_scans: explained scans shown one by one.
-        anatomy: background NIfTI of the cohort maps (default: nilearn's MNI152 template, 2 mm).
+        options: what to show and how to bootstrap.
     """
     contents = find_run_contents(run_dir)
-    bootstrap = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    bootstrap = {"n_resamples": options.n_resamples, "confidence": options.confidence, "seed": options.seed}
     sections = []
     for evaluation in contents.evaluations:
         sections.append(
@@ -301,19 +309,25 @@ def build_report(
         sections.append({"id": "curves", "title": "Training and validation curves", "blocks": _curve_blocks(contents)})
     if contents.explanations is not None:
         sections.append(
-            {"id": "explanations", "title": "Explanations", "blocks": _explain_blocks(contents, max_scans, anatomy)}
+            {
+                "id": "explanations",
+                "title": "Explanations",
+                "blocks": _explain_blocks(contents, options.max_scans, options.anatomy),
+            }
         )
-    title = title or f"axial-monai report: {Path(run_dir).resolve().name}"
+    title = options.title or f"axial-monai report: {Path(run_dir).resolve().name}"
     return render_page(title, run_dir, ", ".join(contents.kinds), sections)
 
 
-def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, **options: Any) -> Path:
+def write_report(
+    run_dir: str | os.PathLike, out: str | os.PathLike | None = None, options: ReportOptions = ReportOptions()
+) -> Path:
     """Write the self-contained HTML report of a training, cross-validation or explain run.
 
     Args:
         run_dir: the run's output folder (see :mod:`axial_monai.report.runs` for what is read).
         out: HTML path (default ``<run_dir>/report.html``), written atomically.
-        options: of :func:`build_report`.
+        options: what to show and how to bootstrap.
 
     Returns:
         the path written.
@@ -322,7 +336,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         FileNotFoundError: if ``run_dir`` does not exist.
         ValueError: if it holds no run outputs.
     """
-    html = build_report(run_dir, **options)
+    html = build_report(run_dir, options)
     path = Path(out) if out is not None else Path(run_dir) / "report.html"
     write_text(path, html)
     return path
