@@ -408,6 +408,42 @@ MECHANISMS = (
         new="        listed = list(bad)\n",
         tests=("tests/test_bad_inputs.py::test_training_refuses_bad_items_all_at_once_or_drops_them",),
     ),
+    Mechanism(
+        name="model_ts_normalises",
+        what="model.ts takes raw intensities and normalises them as the loading chain does",
+        switched_off="the export compiles the network without its normalisation",
+        file="axial_monai/export/compiled.py",
+        old="    module = network if normalizer is None else NormalizedInputNetwork(network, normalizer).eval()\n",
+        new="    module = network\n",
+        tests=("tests/test_export.py::test_the_compiled_model_is_the_eager_one_on_its_grid_and_refuses_any_other",),
+    ),
+    Mechanism(
+        name="deploy_compiled_equals_eager",
+        what="the deployed application refuses a compiled answer that is not the eager network's",
+        switched_off="finish_study takes model.ts's probabilities unchecked",
+        file="axial_monai/deploy/study.py",
+        old="        if gap <= TOLERANCE:\n",
+        new="        if True:\n",
+        tests=("tests/test_deploy.py::test_a_compiled_model_that_is_not_the_eager_one_is_refused",),
+    ),
+    Mechanism(
+        name="deploy_own_configs_only",
+        what="the application refuses a model.ts whose configs (which the SDK evaluates) are not this installation's",
+        switched_off="check_compiled_configs accepts any config",
+        file="axial_monai/deploy/folder.py",
+        old="    if carried != json.loads(json.dumps(deploy_config())):\n",
+        new="    if False:\n",
+        tests=("tests/test_deploy.py::test_a_model_ts_with_configs_of_its_own_is_refused",),
+    ),
+    Mechanism(
+        name="deploy_explicit_model",
+        what="the application runs its own model.ts, not a models/ folder of the working directory",
+        switched_off="the application leaves the SDK's model path at its default (./models)",
+        file="axial_monai/deploy/app.py",
+        old='        self.sdk_argv = [sys.argv[0], *(argv or []), "--model", str(self.model)]\n',
+        new="        self.sdk_argv = [sys.argv[0], *(argv or [])]\n",
+        tests=("tests/test_deploy.py::test_an_on_grid_series_gets_the_probabilities_of_predict",),
+    ),
 )
 BY_NAME = {m.name: m for m in MECHANISMS}
 

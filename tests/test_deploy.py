@@ -139,6 +139,26 @@ def test_a_study_without_a_t1_is_refused_with_its_reasons(app, oblique, tmp_path
     assert report["series"] == [uid]
 
 
+def test_a_failed_registration_is_a_refusal_with_its_qc_picture(app, oblique, tmp_path):  # noqa: F811
+    """Half a head registers badly: the QC gate refuses it, and the results are the refusal and the QC picture (as a
+    secondary capture), not a number."""
+    data = np.asarray(oblique.dataobj, np.float32).copy()
+    data[:, :, data.shape[2] // 2 :] = 0
+    dicom = tmp_path / "study"
+    uid = write_series(dicom / "t1", nib.Nifti1Image(data, oblique.affine))
+    done = _run(app, dicom, tmp_path / "out", tmp_path)
+    assert done.returncode == 1, done.stderr[-3000:]
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert not result["answered"] and result["probabilities"] == {}
+    (reason,) = result["refused"].values()
+    assert "QC gate" in reason and "--profile" in reason, reason
+    assert result["picture"] == "picture.png" and (tmp_path / "out" / "picture.png").is_file()
+    report = _report(tmp_path / "out" / "report.dcm")
+    assert report["items"]["Finding"].startswith("refused: ") and report["series"] == [uid]
+    capture = pydicom.dcmread(tmp_path / "out" / "picture.dcm")
+    assert "preprocessing QC" in capture.SeriesDescription and capture.pixel_array.shape[2] == 3
+
+
 def test_model_ts_refuses_a_volume_off_its_grid(app):
     compiled = torch.jit.load(str(app / "bundle" / "models" / "model.ts"))
     grid = json.loads((app / "bundle" / "models" / "run_settings.json").read_text())["grid"]["shape"]
