@@ -54,7 +54,7 @@ from .errors import InputError, SettingsError
 from .input_check import InputCheck
 from .io import atomic_path, file_digest, write_csv, write_json, write_nifti
 from .layout import BundleLayout, RunLayout
-from .preprocess.gate import DEFAULT_GATE
+from .preprocess.gate import DEFAULT_GATE, QCRefusedError
 from .run import RunSettings
 from .run.received import open_bundle
 
@@ -110,7 +110,8 @@ class PredictModel:
 class Prediction(ScanInput):
     """The outcome for one scan (:class:`~axial_monai.data.inputs.ScanInput`): its prediction, or why it was skipped.
 
-    ``image`` is the file the model took (the scan itself, or its preprocessed copy).
+    ``image`` is the file the model took (the scan itself, or its preprocessed copy); ``qc_picture`` the QC picture
+    of a scan the QC gate refused.
     """
 
     image: str | None = None
@@ -120,6 +121,7 @@ class Prediction(ScanInput):
     probabilities: dict[str, float] = field(default_factory=dict)
     predicted: str | None = None
     warning: str | None = None
+    qc_picture: str | None = None
 
 
 #: set to 1/true to run the configs and code of received bundles (as ``--trust_bundle_code``).
@@ -377,6 +379,8 @@ def predict_scans(
             )
         except (InputError, RuntimeError, ValueError) as err:  # one scan's failure; the others go on
             result.problem = str(err).removeprefix(f"{result.file}: ")
+            if isinstance(err, QCRefusedError) and err.picture is not None:
+                result.qc_picture = str(err.picture)
             echo(f"skipped {result.scan}: {result.problem}")
             continue
         result.image, result.preprocessed, result.cached, result.metrics = image, preprocessed, cached, metrics

@@ -8,10 +8,14 @@ on the same study, is ``axial-monai predict STUDY --model BUNDLE --explain`` (th
 the compiled one against); the ratio says what the application adds (its start-up, model.ts, the DICOM writers).
 
     python benchmarks/deploy_colin27.py --bundle bundles/demo_mri_classification
-        [--out benchmarks/results/deploy/colin27.json]
+        [--head colin27|scanner] [--out benchmarks/results/deploy/<head>.json]
 
-Writes the JSON record, the SR's content items (``colin27_sr.txt``) and the secondary capture as it reads back
-(``colin27_secondary_capture.png``) beside it.
+``--head scanner`` writes, instead of Colin27, a head as a scanner puts it: case 11 of
+``preprocess_robustness.py`` (the pydeface mean head with its neck, 112 mm from the origin, PIR, voxels of
+1.3 x 0.95 x 1.0 mm, uint8, a coronal acquisition; ``pip install --no-deps pydeface``), as its only series.
+
+Writes the JSON record, the SR's content items (``<head>_sr.txt``) and the secondary capture as it reads back
+(``<head>_secondary_capture.png``) beside it.
 """
 
 from __future__ import annotations
@@ -35,8 +39,27 @@ from common import command, machine, write_result  # noqa: E402
 from dicom_fixture import write_series  # noqa: E402
 from predict_raw_head import moved_head, timed  # noqa: E402
 
+STUDIES = {
+    "colin27": "Colin27 with skull, 1 mm, moved; T1 (181 files), localiser (3), T2 (181)",
+    "scanner": "pydeface mean head, neck in, 112 mm from the origin, PIR, 1.3 x 0.95 x 1.0 mm, uint8; T1 (200 files)",
+}
 
-def _study(root: Path) -> Path:
+
+def _scanner_study(root: Path) -> Path:
+    import numpy as np
+    from preprocess_robustness import make_case, pydeface_head
+
+    rng = np.random.default_rng(0)  # the draws of preprocess_robustness.py --seed 0, up to its case 11
+    for index in range(12):
+        case = make_case(nib.load(pydeface_head()), None, rng, index)
+    image = case["image"]
+    write_series(root / "study" / "t1", nib.Nifti1Image(np.asarray(image.dataobj, np.float32), image.affine))
+    return root / "study"
+
+
+def _study(root: Path, head_name: str) -> Path:
+    if head_name == "scanner":
+        return _scanner_study(root)
     head = nib.load(moved_head(root / "head.nii.gz"))
     study = root / "study"
     write_series(study / "t1", head, description="T1 MPRAGE sag")
@@ -73,13 +96,14 @@ def _sr_items(path: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", required=True, help="an exported bundle folder with models/model.ts")
-    parser.add_argument("--out", default="benchmarks/results/deploy/colin27.json")
+    parser.add_argument("--head", choices=("colin27", "scanner"), default="colin27")
+    parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    out = Path(args.out)
+    out = Path(args.out or f"benchmarks/results/deploy/{args.head}.json")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         env = {**os.environ, "AXIAL_MONAI_CACHE": str(root / "cache")}
-        study = _study(root)
+        study = _study(root, args.head)
         app = root / "app"
         timed(["axial-monai", "deploy", str(Path(args.bundle).resolve()), str(app)], env)
         wall, cpu = _timed([sys.executable, str(app), "-i", str(study), "-o", str(root / "results")], env)
@@ -88,17 +112,17 @@ def main() -> None:
         base_wall, base_cpu = _timed([*predict, "--out", str(root / "predict")], env)
         result = json.loads((root / "results" / "result.json").read_text())
         out.parent.mkdir(parents=True, exist_ok=True)
-        (out.parent / "colin27_sr.txt").write_text("\n".join(_sr_items(root / "results" / "report.dcm")) + "\n")
+        (out.parent / f"{args.head}_sr.txt").write_text("\n".join(_sr_items(root / "results" / "report.dcm")) + "\n")
         import matplotlib.pyplot as plt
 
         capture = pydicom.dcmread(root / "results" / "picture.dcm").pixel_array  # as a DICOM viewer reads it
-        plt.imsave(out.parent / "colin27_secondary_capture.png", capture)
+        plt.imsave(out.parent / f"{args.head}_secondary_capture.png", capture)
         shown = {**result, "study": "study"}  # not the temporary folder's path
-        (out.parent / "colin27_result.json").write_text(json.dumps(shown, indent=2) + "\n")
+        (out.parent / f"{args.head}_result.json").write_text(json.dumps(shown, indent=2) + "\n")
     record = {
         "command": command(),
         "machine": machine(),
-        "study": "Colin27 with skull, 1 mm, moved; T1 (181 files), localiser (3), T2 (181)",
+        "study": STUDIES[args.head],
         "app_wall_s": round(wall, 1),
         "app_cpu_s": round(cpu, 1),
         "predict_wall_s": round(base_wall, 1),

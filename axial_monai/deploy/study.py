@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,8 +25,6 @@ from ..run.layout import BundleLayout
 from .results import StudyResult, probabilities_gap, read_source, write_results
 
 __all__ = ["PreparedStudy", "prepare_study", "finish_study"]
-
-_QC_PICTURE = re.compile(r"QC picture: (\S+\.png)\.")
 
 
 @dataclass
@@ -85,8 +82,7 @@ def prepare_study(
         elif prediction is not answered[0]:
             result.refused[name] = "not answered: the study's first T1 series is"
     if not answered:
-        pictures = [_QC_PICTURE.search(p.problem or "") for p in predictions]
-        result.picture = next((m.group(1) for m in pictures if m), None)
+        result.picture = next((p.qc_picture for p in predictions if p.qc_picture), None)
         return PreparedStudy(result, started=started)
     chosen = answered[0]
     uid = chosen.scan.rsplit(":", 1)[-1]

@@ -28,7 +28,15 @@ from pathlib import Path
 
 from ..errors import InputError
 
-__all__ = ["QCGate", "DEFAULT_GATE"]
+__all__ = ["QCGate", "QCRefusedError", "DEFAULT_GATE"]
+
+
+class QCRefusedError(InputError):
+    """A scan refused by the QC gate; ``picture`` is its QC picture, where one was drawn."""
+
+    def __init__(self, message: str, picture: Path | None = None) -> None:
+        super().__init__(message)
+        self.picture = picture
 
 
 @dataclass(frozen=True)
@@ -61,14 +69,16 @@ class QCGate:
         return None
 
     def check(self, path: str, metrics: Mapping[str, float | None], picture: Path | None = None) -> None:
-        """Raise an :class:`~axial_monai.errors.InputError` naming the scan at ``path``, the failed figure, what to
-        try and the QC ``picture`` (where it exists), if the scan is refused."""
+        """Raise a :class:`QCRefusedError` naming the scan at ``path``, the failed figure, what to try and the QC
+        ``picture`` (where it exists), if the scan is refused."""
         refusal = self.refusal(metrics)
         if refusal:
-            shown = f" QC picture: {picture}." if picture is not None and picture.is_file() else ""
-            raise InputError(
+            drawn = picture if picture is not None and picture.is_file() else None
+            shown = f" QC picture: {drawn}." if drawn is not None else ""
+            raise QCRefusedError(
                 f"{path}: {refusal}. Check that it is a whole-head T1 scan (contrast, field of view), or try the "
-                f"other preprocessing profile (--profile).{shown}"
+                f"other preprocessing profile (--profile).{shown}",
+                drawn,
             )
 
 

@@ -42,7 +42,8 @@ def normalize_foreground(x: torch.Tensor, fg: torch.Tensor, mode: str, lower: fl
     values = x[fg]
     if mode == "percentile":
         # every k-th voxel above a million: the same percentiles to a fraction of a grey level, far less sorting
-        q = torch.quantile(values[:: max(1, values.numel() // 1_000_000)], torch.tensor([lower, upper]) / 100)
+        levels = torch.tensor([lower, upper], device=x.device) / 100  # on the volume's device: model.ts runs on GPUs
+        q = torch.quantile(values[:: max(1, values.numel() // 1_000_000)], levels)
         out = (x - q[0]).div_(torch.clamp(q[1] - q[0], min=1e-8)).clamp_(0.0, 1.0)
     else:
         out = (x - values.mean()).div_(torch.clamp(values.std(), min=1e-8))
@@ -89,8 +90,7 @@ class RobustNormalizeIntensity(Transform):
             raise InputError(f"{source_name(img)}: the image contains NaN or infinite values.")
         fg = (x > self.threshold) if mask is None else convert_to_tensor(mask, track_meta=False).bool()
         fg = fg.expand_as(x)
-        values = x[fg]
-        if values.numel() < 2:
+        if int(fg.sum()) < 2:  # counted, not gathered: normalize_foreground gathers the foreground once
             raise InputError(f"{source_name(img)}: no foreground voxels above {self.threshold}; is the image empty?")
         out = normalize_foreground(x, fg, self.mode, self.lower, self.upper)
         return convert_to_dst_type(out, img)[0] if isinstance(img, MetaTensor) else out
