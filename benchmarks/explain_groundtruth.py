@@ -56,10 +56,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_FILE = ROOT / "benchmarks" / "explain_groundtruth.json"
 CONFIG = json.loads(CONFIG_FILE.read_text())
+#: train.json's optimizer (its ``fused`` flag is part of the ``ci.csv`` configuration since 0.3.3)
+CONFIG_TRAIN_OPTIMIZER = json.loads((ROOT / "bundle" / "configs" / "train.json").read_text())["optimizer"]
 ALL_METHODS = (
     "attention",
     "gradcam",
@@ -361,7 +364,9 @@ def ci_config() -> str:
     stop = "no early stop" if patience is not None and patience >= train["epochs"] else f"patience {patience}"
     antialias = json.loads((ROOT / "bundle" / "configs" / "explain.json").read_text())["antialias"]
     smoothing = "" if antialias is True else f", antialias {antialias}"  # rows before 0.2.3: Gaussian
-    return f"{cohort['n_subjects']} subjects, {train['epochs']} epochs, {stop}{smoothing}"
+    slices = f", {train['num_slices']} slices" if train["num_slices"] != 24 else ""  # rows before 0.3.3: 24
+    fused = ", fused AdamW" if CONFIG_TRAIN_OPTIMIZER.get("fused") else ""  # rows before 0.3.3: per-tensor AdamW
+    return f"{cohort['n_subjects']} subjects, {train['epochs']} epochs{slices}, {stop}{smoothing}{fused}"
 
 
 def ci_verdicts(frame: pd.DataFrame) -> pd.Series:
@@ -390,6 +395,11 @@ def ci_verdicts(frame: pd.DataFrame) -> pd.Series:
 def _dispatch(task: dict) -> list[dict]:
     logging.basicConfig(level=logging.WARNING)
     return run_detection(task) if task["kind"] == "detection" else run_cell(task)
+
+
+def _locked(path: Path) -> FileLock:
+    """A lock on the CSV at ``path``: several benchmark processes (e.g. one per torch) may write it."""
+    return FileLock(f"{path}.lock")
 
 
 def _append(path: Path, rows: list[dict]) -> None:
@@ -638,8 +648,9 @@ def main() -> None:
             row["torch"] = version.stdout.strip()
             row["config"] = ci_config()
             print(json.dumps(row), flush=True)
-            _append(path, [row])
-        if path.is_file():  # every row, old ones included, judged by the thresholds in the JSON today
+            with _locked(path):
+                _append(path, [row])
+        with _locked(path):  # every row, old ones included, judged by the thresholds in the JSON today
             frame = pd.read_csv(path)
             frame["passes_current_thresholds"] = ci_verdicts(frame)
             frame.to_csv(path, index=False)

@@ -11,6 +11,20 @@ from pathlib import Path
 import pytest
 
 
+def pytest_configure(config) -> None:
+    """Under pytest-xdist each worker is one of several test processes on the same cores: one compute thread each,
+    in the worker (torch, OpenMP, BLAS) and in the processes its tests start (the environment variables). Several
+    processes with a thread per core each oversubscribe the cores, and OpenMP threads that wait for work spin."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = "1"
+        torch.set_num_threads(1)
+        threadpool_limits(1)
+
+
 def shared_resource(tmp_path_factory, name: str, build: Callable[[Path], str]) -> str:
     """``build(folder)`` once per test session, also when pytest-xdist runs it in several workers: the first worker
     builds it in the session's common temporary folder, under a file lock, and the others wait and take its result

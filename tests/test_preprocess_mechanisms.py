@@ -21,8 +21,9 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from bids_fixture import DIE_ON, DIE_WRITING, run_job_dying_while_writing, run_job_or_die, synthetic_t1w
 from bids_fixture import FAST as PAPER_FAST
+from bids_fixture import synthetic_t1w
+from dying_jobs import DIE_ON, DIE_WRITING, run_job_dying_while_writing, run_job_or_die
 
 from axial_monai.preprocess import batch, pipeline, pipeline_dir, preprocess_bids
 from axial_monai.preprocess.templates import load_template
