@@ -31,7 +31,7 @@ from axial_monai.errors import InputError
 from axial_monai.export import export_bundle
 from axial_monai.predict import predict_scans
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 class _Decoy(torch.nn.Module):

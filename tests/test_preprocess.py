@@ -33,6 +33,8 @@ from axial_monai.preprocess.templates import TEMPLATES, load_template, template_
 
 SPACE = "MNI152NLin2009cAsym"
 
+pytestmark = pytest.mark.slow  # the fixture tree (16 scans) preprocessed, in a pool and in-process
+
 
 @dataclass
 class FirstRun:

@@ -26,6 +26,8 @@ from axial_monai.preprocess.gate import DEFAULT_GATE, QCGate
 FAILURES = ("inverted", "half_head", "corrupted")
 GOOD = ("good", "good_lps", "good_tilted")
 
+pytestmark = pytest.mark.slow  # six registrations of a real head
+
 
 @pytest.fixture(scope="module")
 def scans(tmp_path_factory) -> Path:
