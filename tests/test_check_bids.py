@@ -67,6 +67,16 @@ def test_console_module_exit_status(bids_tree_placeholder, tmp_path):  # noqa: F
     assert empty.returncode == 1 and "Traceback" not in empty.stdout + empty.stderr
 
 
+def test_check_bids_and_the_datalist_tools_start_without_monai():
+    # axial_monai.data imports its names on first use: a BIDS check starts in about a second, not after MONAI's import
+    code = (
+        "import sys, axial_monai.data, axial_monai.data.bids_check, axial_monai.data.datalist; "
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('monai', 'torch')], 'monai or torch imported'; "
+        "axial_monai.data.VolumeCacheDataset; assert 'monai' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def _replace(path: Path, old: str, new: str) -> None:
     path.write_text(path.read_text().replace(old, new))
 

@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping, Sequence, Sized
 from pathlib import Path
 
 import pandas as pd
-from monai.data import load_decathlon_datalist
 
 from ..errors import InputError, one_line, refuse_or_drop
 from ..input_check import affine_problem, load_header, voxel_problem
@@ -80,6 +79,8 @@ def load_split(
         raise InputError(f"Split {split!r} of {path} must be a list of items ({{'image': ..., 'label': ...}}).")
     if not content[split]:
         raise InputError(f"Split {split!r} of {path} is empty; add items or use another split.")
+    from monai.data import load_decathlon_datalist  # here: check-bids and the datalist tools start without MONAI
+
     items = load_decathlon_datalist(path, is_segmentation=False, data_list_key=split, base_dir=dataset_dir)
     problems = _item_problems(items, keys, num_classes)
     if problems:
@@ -224,6 +225,8 @@ def expand_inputs(inputs: str | Sequence[str] | Sequence[Mapping], datalist_key:
     """Datalist items ``{"image": absolute path, ...}`` of a datalist JSON (its ``datalist_key`` split, paths relative
     to the JSON's folder), or of folders (every NIfTI file below, sorted), globs, files and items, in order."""
     if isinstance(inputs, str) and inputs.endswith(".json"):
+        from monai.data import load_decathlon_datalist
+
         base = os.path.dirname(os.path.abspath(inputs))
         return load_decathlon_datalist(inputs, is_segmentation=False, data_list_key=datalist_key, base_dir=base)
     paths = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
