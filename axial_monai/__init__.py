@@ -2,7 +2,7 @@
 
 import warnings
 
-__version__ = "0.3.3"
+__version__ = "0.3.4"
 
 # with MONAI Deploy installed (the deploy extra), ``import monai`` imports Holoscan, which warns on every start
 # that the stack limit is below what its own threads want; the deploy application raises it (deploy.launch)

@@ -12,6 +12,10 @@ A cross-validation folder (:mod:`axial_monai.crossval.runner` says what each fil
     crossval.json, fold_assignment.csv, folds.csv, predictions.csv, summary.csv, summary.json
     fold-<i>/                    a run folder, with datalist.json and done.json
 
+The cache (:func:`default_cache_root`) holds what is kept by content: ``volumes/`` (the bundle's volume cache),
+``predict/`` (preprocessed scans of ``axial-monai predict``), ``brain_masks/`` (deepbet's masks, of the
+preprocessing), demo cohorts; any of them can be deleted at any time.
+
 Any other file name a module writes is its own business; one that another module reads lives here.
 """
 
@@ -20,10 +24,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["SETTINGS_FILES", "BundleLayout", "CrossvalLayout", "RunLayout"]
+__all__ = ["SETTINGS_FILES", "BundleLayout", "CrossvalLayout", "RunLayout", "default_cache_root"]
 
 #: the volumes of the run settings, as the files beside ``run_settings.json``.
 SETTINGS_FILES = {"template": "template.nii.gz", "mask": "brain_mask.nii.gz", "controls": "control_mean.nii.gz"}
+
+
+def default_cache_root() -> Path:
+    """``$AXIAL_MONAI_CACHE`` if set, else ``~/.cache/axial_monai``: the root of every cache of axial-monai (volumes,
+    demo cohorts, preprocessed scans of ``axial-monai predict``, brain masks of the preprocessing)."""
+    return Path(os.environ.get("AXIAL_MONAI_CACHE") or "~/.cache/axial_monai").expanduser()
 
 
 class FolderLayout:

@@ -358,7 +358,7 @@ def predict_scans(
         SettingsError: if no scan is given.
         FileNotFoundError: if the model cannot be found.
     """
-    from .data.volume_cache import default_cache_root
+    from .layout import default_cache_root
 
     if not scans:
         raise SettingsError("Give at least one scan: a NIfTI file or a folder of them.")

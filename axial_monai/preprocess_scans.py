@@ -74,7 +74,7 @@ def preprocess_scans(
     Returns:
         the table written to ``out/preprocess.csv``.
     """
-    from .data.volume_cache import default_cache_root
+    from .layout import default_cache_root
 
     profile = check_profile(profile)
     out = Path(out).resolve()

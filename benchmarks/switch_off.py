@@ -444,6 +444,15 @@ MECHANISMS = (
         new="        self.sdk_argv = [sys.argv[0], *(argv or [])]\n",
         tests=("tests/test_deploy.py::test_an_on_grid_series_gets_the_probabilities_of_predict",),
     ),
+    Mechanism(
+        name="brain_mask_cache",
+        what="deepbet's brain mask is extracted once per content (voxels, affine, deepbet)",
+        switched_off="the cached mask is never read (every call extracts the brain again)",
+        file="axial_monai/preprocess/fast.py",
+        old='            if tuple(stored["shape"]) == shape:\n',
+        new="            if False:\n",
+        tests=("tests/test_preprocess_fast.py::test_brain_masks_are_kept_by_content",),
+    ),
 )
 BY_NAME = {m.name: m for m in MECHANISMS}
 

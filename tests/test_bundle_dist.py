@@ -159,18 +159,12 @@ def test_merged_config_initializes_and_has_properties(tiny_cohort, tmp_path, mon
 
 
 def test_torchrun_two_processes(tiny_cohort, tmp_path):
-    """2 ranks: 20 training scans (10 per rank), 10 validation and 10 test scans (5 per rank)."""
-    out = tmp_path / "run"
-    rc, log = _torchrun(out, tiny_cohort)
-    _check_run(out, tiny_cohort, None, rc, log)
-
-
-def test_torchrun_uneven_shards(tiny_cohort, tmp_path):
-    """9 validation and 9 test scans over 2 ranks (5 + 4, even_divisible false): gathers must handle it."""
+    """2 ranks in one launch: 20 training scans (10 per rank), the 10 validation scans even (5 + 5) and 9 test scans
+    uneven (5 + 4, even_divisible false): the gathers must handle both."""
     full = json.loads((Path(tiny_cohort) / "datalist.json").read_text())
-    odd = {**full, "validation": full["validation"][:9], "test": full["test"][:9]}
+    assert len(full["training"]) == 20 and len(full["validation"]) == 10 and len(full["test"]) == 10
     datalist = tmp_path / "datalist_odd.json"
-    datalist.write_text(json.dumps(odd))
+    datalist.write_text(json.dumps({**full, "test": full["test"][:9]}))
     out = tmp_path / "run"
     rc, log = _torchrun(out, tiny_cohort, "--datalist", str(datalist))
     _check_run(out, tiny_cohort, str(datalist), rc, log)

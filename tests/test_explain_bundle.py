@@ -13,21 +13,11 @@ from axial_monai.explain import DEFAULT_METHODS
 
 
 @pytest.fixture(scope="module")
-def explained(trained_demo, tiny_cohort):
-    out = Path(trained_demo)
-    settings = {"num_slices": 16, "image_size": 64, "num_workers": 0}
-    run(
-        workflow(
-            ["inference", "explain"],
-            "infer",
-            dataset_dir=tiny_cohort,
-            output_dir=str(out),
-            atlas=str(Path(tiny_cohort) / "atlas.nii.gz"),
-            atlas_labels=str(Path(tiny_cohort) / "atlas_labels.csv"),
-            **settings,
-        )
-    )
-    return out / "explain", json.loads((Path(tiny_cohort) / "datalist.json").read_text())["test"], Path(tiny_cohort)
+def explained(explained_demo, tiny_cohort):
+    """The explanation of the demo run's test scans (``explained_demo``, shared with the report tests: the run
+    folder is explained once per session, by one worker)."""
+    datalist = json.loads((Path(tiny_cohort) / "datalist.json").read_text())
+    return Path(explained_demo) / "explain", datalist["test"], Path(tiny_cohort)
 
 
 def test_per_scan_maps_on_the_input_grid(explained):

@@ -261,46 +261,63 @@ def test_a_scan_predicted_twice_stops_the_run(tmp_path):
 # --- the same under DDP: 2 CPU processes (gloo), uneven shards -------------------------------------------------
 
 
-def _ddp_evaluation(local_rank: int, out_dir: str, shards: list[list[int]]) -> None:
-    """One rank: evaluate its shard of CASE_B with the bundle's metrics and writers; report to ``out_dir``."""
+#: each case's shards of CASE_B's 9 scans over 2 ranks: uneven (5 + 4), and scan 0 repeated on rank 1, as a
+#: DistributedSampler with even_divisible=True pads the shards
+DDP_CASES = {"uneven": [[0, 1, 2, 3, 4], [5, 6, 7, 8]], "repeated": [[0, 1, 2, 3, 4], [5, 6, 7, 8, 0]]}
+
+
+def _ddp_evaluation(local_rank: int, out_dir: str) -> None:
+    """One rank: evaluate its shard of CASE_B with the bundle's metrics and writers, for each of DDP_CASES (one
+    spawn for all of them: a spawned rank imports this module and MONAI again); report to ``out_dir/<case>``."""
     import ignite.distributed as idist
 
     rank = idist.get_rank()
-    p1 = [CASE_B["p1"][i] for i in shards[rank]]
-    labels = [CASE_B["labels"][i] for i in shards[rank]]
-    files = [f"/data/scan{i:02d}.nii.gz" for i in shards[rank]]
-    evaluator = _evaluator(p1, labels, Path(out_dir), files=files)
-    try:
-        evaluator.run()
-        result = {"metrics": {k: float(v) for k, v in evaluator.state.metrics.items()}}
-    except RuntimeError as err:
-        result = {"error": str(err)}
-    (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(result))
+    for case, shards in DDP_CASES.items():
+        folder = Path(out_dir) / case
+        folder.mkdir(parents=True, exist_ok=True)
+        p1 = [CASE_B["p1"][i] for i in shards[rank]]
+        labels = [CASE_B["labels"][i] for i in shards[rank]]
+        files = [f"/data/scan{i:02d}.nii.gz" for i in shards[rank]]
+        evaluator = _evaluator(p1, labels, folder, files=files)
+        try:
+            evaluator.run()
+            result = {"metrics": {k: float(v) for k, v in evaluator.state.metrics.items()}}
+        except RuntimeError as err:
+            result = {"error": str(err)}
+        (folder / f"rank{rank}.json").write_text(json.dumps(result))
 
 
-def _run_ddp(out_dir: Path, shards: list[list[int]]) -> list[dict]:
+@pytest.fixture(scope="module")
+def ddp(tmp_path_factory) -> Path:
+    """The folder of each DDP case (``<case>/rank<r>.json`` and the writers' files): 2 CPU processes (gloo)."""
     import socket
 
     import ignite.distributed as idist
 
+    out = tmp_path_factory.mktemp("ddp")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with idist.Parallel(backend="gloo", nproc_per_node=2, master_port=port) as parallel:
-        parallel.run(_ddp_evaluation, str(out_dir), shards)
-    return [json.loads((out_dir / f"rank{r}.json").read_text()) for r in range(2)]
+        parallel.run(_ddp_evaluation, str(out))
+    return out
 
 
-def test_metrics_and_writers_gather_uneven_ranks(tmp_path):
+def _ranks(folder: Path) -> list[dict]:
+    return [json.loads((folder / f"rank{r}.json").read_text()) for r in range(2)]
+
+
+def test_metrics_and_writers_gather_uneven_ranks(ddp):
     """9 scans over 2 ranks (5 + 4): the metrics, num_scans and predictions are those of all 9 scans."""
-    ranks = _run_ddp(tmp_path, [[0, 1, 2, 3, 4], [5, 6, 7, 8]])
+    folder = ddp / "uneven"
+    ranks = _ranks(folder)
     expected = _hand_values(CASE_B["counts"], CASE_B["auc"], positive=1)
     scored = {k: v for k, v in expected.items() if k != "balanced_accuracy"}
     for rank in ranks:  # every rank computes the metrics of the whole split
         assert rank["metrics"] == pytest.approx(scored)
-    report = json.loads((tmp_path / "metrics.json").read_text())
+    report = json.loads((folder / "metrics.json").read_text())
     assert report["num_scans"] == 9
-    predictions = pd.read_csv(tmp_path / "predictions.csv")
+    predictions = pd.read_csv(folder / "predictions.csv")
     assert predictions["file"].tolist() == [f"/data/scan{i:02d}.nii.gz" for i in range(9)]
     assert predictions["prob_AD"].tolist() == pytest.approx(CASE_B["p1"], abs=1e-6)
     # in-process, the same metrics (one process: no gathering)
@@ -308,9 +325,10 @@ def test_metrics_and_writers_gather_uneven_ranks(tmp_path):
     assert single == pytest.approx({f"val_{k}": v for k, v in expected.items()})
 
 
-def test_a_scan_predicted_on_two_ranks_stops_the_run(tmp_path):
+def test_a_scan_predicted_on_two_ranks_stops_the_run(ddp):
     """A DistributedSampler with even_divisible=True repeats a scan to even the shards: refused, not dropped."""
-    ranks = _run_ddp(tmp_path, [[0, 1, 2, 3, 4], [5, 6, 7, 8, 0]])
+    folder = ddp / "repeated"
+    ranks = _ranks(folder)
     assert "scan00.nii.gz" in ranks[0]["error"] and "predicted more than once" in ranks[0]["error"]
-    assert not (tmp_path / "predictions.csv").exists()
-    assert json.loads((tmp_path / "metrics.json").read_text())["num_scans"] == 10  # what was scored
+    assert not (folder / "predictions.csv").exists()
+    assert json.loads((folder / "metrics.json").read_text())["num_scans"] == 10  # what was scored

@@ -20,7 +20,7 @@ from test_predict import COLIN, moved_head
 from axial_monai import cli
 from axial_monai.errors import SettingsError
 from axial_monai.predict import _profile
-from axial_monai.preprocess import pipeline_dir
+from axial_monai.preprocess import fast, pipeline_dir
 from axial_monai.preprocess.pipeline import preprocess_scan
 from axial_monai.preprocess.templates import DEFAULT_TEMPLATE, load_template
 from axial_monai.run.training import preprocessing_profile
@@ -90,3 +90,57 @@ def test_no_brain_is_one_clear_line(tmp_path):
     template = load_template(DEFAULT_TEMPLATE, resolution=4.0)
     with pytest.raises(ValueError, match="no brain found"):
         preprocess_scan(tmp_path / "noise.nii.gz", template, "fast")
+
+
+class _CountingExtractor:
+    """Stands in for deepbet's ``BrainExtraction``: the voxels above their mean are the brain; counts its runs."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def run(self, image: nib.Nifti1Image):
+        self.runs += 1
+        data = image.get_fdata()
+        mask = nib.Nifti1Image((data > data.mean()).astype(np.uint8), image.affine)
+        return image, mask, 0.0
+
+
+def test_brain_masks_are_kept_by_content(head, tmp_path, monkeypatch):
+    """A mask is extracted once per content (voxels, affine, deepbet): the same voxels under another name are taken
+    from the cache; another voxel value, affine or deepbet extracts again; a damaged entry is replaced; a cache that
+    cannot be written costs only the next extraction."""
+    extractor = _CountingExtractor()
+    monkeypatch.setattr(fast, "_extractor", lambda: extractor)
+    monkeypatch.setenv("AXIAL_MONAI_CACHE", str(tmp_path / "cache"))
+    path, _ = head
+    image = nib.load(path)
+    expected = np.asarray(extractor.run(image)[1].dataobj) > 0
+    extractor.runs = 0
+
+    first = fast.cached_brain_mask(image)
+    assert extractor.runs == 1 and first.dtype == bool and np.array_equal(first, expected)
+    copy = tmp_path / "copy.nii.gz"
+    shutil.copy(path, copy)
+    assert np.array_equal(fast.cached_brain_mask(nib.load(copy)), expected) and extractor.runs == 1  # a hit
+    (entry,) = (tmp_path / "cache" / fast.MASK_CACHE).iterdir()
+
+    data = np.asanyarray(image.dataobj).copy()
+    data[tuple(np.array(data.shape) // 2)] += 1
+    fast.cached_brain_mask(nib.Nifti1Image(data, image.affine, image.header))
+    assert extractor.runs == 2  # one voxel changed
+    moved = image.affine.copy()
+    moved[0, 3] += 1.0
+    fast.cached_brain_mask(nib.Nifti1Image(np.asanyarray(image.dataobj), moved, image.header))
+    assert extractor.runs == 3  # the same voxels elsewhere
+    with monkeypatch.context() as patch:
+        patch.setattr(fast, "_deepbet_digest", lambda: "another deepbet")
+        fast.cached_brain_mask(image)
+    assert extractor.runs == 4
+
+    entry.write_bytes(b"not a mask")
+    assert np.array_equal(fast.cached_brain_mask(image), expected) and extractor.runs == 5  # damaged: extracted again
+    assert np.array_equal(fast.cached_brain_mask(image), expected) and extractor.runs == 5  # ... and replaced
+
+    (tmp_path / "file").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("AXIAL_MONAI_CACHE", str(tmp_path / "file"))
+    assert np.array_equal(fast.cached_brain_mask(image), expected) and extractor.runs == 6

@@ -84,8 +84,8 @@ import torch
 from sklearn.model_selection import train_test_split
 from tqdm import tqdm
 
+from ..layout import default_cache_root
 from .phantom import Anatomy, RandomWarp, build_anatomy, random_bias_field, simulate_subject
-from .volume_cache import default_cache_root
 
 __all__ = ["ATROPHY_MODELS", "CLASS_NAMES", "GENERATOR_VERSION", "prepare_demo_cohort"]
 

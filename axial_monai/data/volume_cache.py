@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from ..errors import InputError, SettingsError, one_line, refuse_or_drop, root_cause
 from ..io import atomic_path, write_text
+from ..layout import default_cache_root
 from ..transforms.compact import COMPACT_DTYPES, compact_volume
 
 __all__ = [
@@ -63,12 +64,6 @@ logger = logging.getLogger(__name__)
 CACHE_MODES = ("none", "memory", "disk")
 #: bumped whenever the stored layout or the meaning of a record changes, so that older entries are rebuilt.
 FORMAT_VERSION = 1
-
-
-def default_cache_root() -> Path:
-    """``$AXIAL_MONAI_CACHE`` if set, else ``~/.cache/axial_monai``: the root of every cache of axial-monai (volumes,
-    demo cohorts, preprocessed scans of ``axial-monai predict``)."""
-    return Path(os.environ.get("AXIAL_MONAI_CACHE") or "~/.cache/axial_monai").expanduser()
 
 
 def default_cache_dir() -> Path:

@@ -16,10 +16,9 @@ from typing import Any
 
 from .. import __version__
 from ..configs import config_path
-from ..data.volume_cache import default_cache_root
 from ..errors import SettingsError
 from ..io import atomic_path, save_checkpoint, write_json, write_text
-from ..layout import RunLayout
+from ..layout import RunLayout, default_cache_root
 from ..run import RunSettings, check_weights, load_weights
 from ..run.layout import BundleLayout
 from ..run.received import sign_manifest, write_manifest

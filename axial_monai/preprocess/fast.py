@@ -4,7 +4,8 @@ Per scan (:func:`preprocess_fast`):
 
 1. Brain extraction first, on the raw scan in its own space: deepbet (a CNN; its weights ship inside its wheel,
    nothing is downloaded). A brain mask makes the start of the registration independent of the skull, neck and
-   face, and a mask whose volume is not a brain's refuses the scan.
+   face, and a mask whose volume is not a brain's refuses the scan. The masks are kept by content in the cache
+   (:func:`cached_brain_mask`): a rerun with other registration or N4 settings does not extract the brain again.
 2. Bias-field correction: N4 fitted inside that brain on a 2 mm copy, two fitting levels of 20 iterations,
    then divided out of the whole scan at its own resolution.
 3. Registration to the template on a grid of at least 2 mm with greedy (PICSL; its binary ships inside its
@@ -29,9 +30,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import hashlib
+import importlib.metadata
+import logging
 import os
 import sys
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,8 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import InputError
+from ..io import atomic_path, file_digest
+from ..layout import default_cache_root
 from .pipeline import PreprocessedScan, jacobian_range, mask_dice, template_similarity
 from .templates import Template
 
@@ -50,11 +57,18 @@ __all__ = [
     "REGISTRATION_MM",
     "preprocess_fast",
     "brain_mask",
+    "cached_brain_mask",
     "greedy",
     "start_from_content",
     "initial_transform",
 ]
 
+logger = logging.getLogger(__name__)
+
+#: the cache folder of deepbet's masks (below :func:`~axial_monai.layout.default_cache_root`).
+MASK_CACHE = "brain_masks"
+#: bumped when a cached mask's file layout changes: older entries are then not read.
+MASK_CACHE_VERSION = 1
 #: the volume (ml) of a human brain mask (deepbet's masks include the CSF around the brain: about 1100 to 2000 ml).
 BRAIN_ML = (500.0, 2800.0)
 #: the finest voxel size the registration runs at (mm).
@@ -84,14 +98,59 @@ def brain_mask(path: str | os.PathLike) -> np.ndarray:
             (:data:`BRAIN_ML`).
     """
     image = nib.load(str(path))
-    _, mask, _ = _extractor().run(image)
-    found = (np.asarray(mask.dataobj) > 0).reshape(image.shape[:3])
+    found = cached_brain_mask(image)
     volume = found.sum() * float(np.prod(image.header.get_zooms()[:3])) / 1000.0
     if not BRAIN_ML[0] <= volume <= BRAIN_ML[1]:
         raise InputError(
             f"{path}: no brain found (deepbet's brain mask holds {volume:.0f} ml, a brain {BRAIN_ML[0]}-{BRAIN_ML[1]} "
             "ml); is it a T1 head scan?"
         )
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def _deepbet_digest() -> str:
+    """SHA-256 of deepbet's version and model files: another deepbet (or other weights) makes other cache keys."""
+    from deepbet.utils import DATA_PATH
+
+    digest = hashlib.sha256(importlib.metadata.version("deepbet").encode())
+    for model in sorted(Path(DATA_PATH, "models").glob("*.pt")):
+        digest.update(f"{model.name}:{file_digest(model)}".encode())
+    return digest.hexdigest()
+
+
+def _mask_key(data: np.ndarray, affine: np.ndarray) -> str:
+    """The cache key of deepbet's mask of the voxels ``data`` at ``affine`` (all that deepbet's mask depends on)."""
+    digest = hashlib.sha256(f"{MASK_CACHE_VERSION}:{_deepbet_digest()}:{data.dtype.str}:{data.shape}".encode())
+    digest.update(np.asarray(affine, np.float64).tobytes())
+    digest.update(np.ascontiguousarray(data).data)
+    return digest.hexdigest()
+
+
+def cached_brain_mask(image: nib.Nifti1Image) -> np.ndarray:
+    """deepbet's brain mask of ``image`` (bool, its first three axes, file array order), taken from the cache when
+    an earlier call saw the same voxels and affine with the same deepbet.
+
+    Entries are ``<cache root>/brain_masks/<key>.npz`` (the mask's bits, packed and compressed: a few kB to tens
+    of kB), written by write-then-rename; one that cannot be read is computed again and replaced, and a cache that
+    cannot be written only costs the extraction next time.
+    """
+    data = np.asanyarray(image.dataobj)
+    shape = tuple(image.shape[:3])
+    entry = default_cache_root() / MASK_CACHE / f"{_mask_key(data, image.affine)}.npz"
+    try:
+        with np.load(entry) as stored:
+            if tuple(stored["shape"]) == shape:
+                return np.unpackbits(stored["mask"], count=int(np.prod(shape))).reshape(shape).astype(bool)
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        pass  # no entry, or a damaged one
+    _, mask, _ = _extractor().run(nib.Nifti1Image(data, image.affine, image.header))  # the voxels read above
+    found = (np.asarray(mask.dataobj) > 0).reshape(shape)
+    try:
+        with atomic_path(entry, suffix=".npz") as tmp:
+            np.savez_compressed(tmp, mask=np.packbits(found), shape=np.asarray(shape))
+    except OSError as err:
+        logger.warning("Could not keep the brain mask in the cache %s: %s", entry.parent, err)
     return found
 
 
