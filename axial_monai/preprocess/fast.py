@@ -144,7 +144,7 @@ def cached_brain_mask(image: nib.Nifti1Image) -> np.ndarray:
                 return np.unpackbits(stored["mask"], count=int(np.prod(shape))).reshape(shape).astype(bool)
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         pass  # no entry, or a damaged one
-    _, mask, _ = _extractor().run(nib.Nifti1Image(data, image.affine, image.header))  # the voxels read above
+    _, mask, _ = _extractor().run(type(image)(data, image.affine, image.header))  # the voxels read above
     found = (np.asarray(mask.dataobj) > 0).reshape(shape)
     try:
         with atomic_path(entry, suffix=".npz") as tmp:
