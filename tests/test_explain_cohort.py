@@ -143,9 +143,9 @@ def test_cohort_outputs_include_every_rank_under_ddp(tmp_path):
     mean = np.mean(maps, axis=0)
     written = nib.load(out / "cohort" / "smoothgrad_all.nii.gz").get_fdata()
     np.testing.assert_allclose(written, (mean - mean.min()) / (mean.max() - mean.min()), atol=1e-5)
-    correct = rows[rows["label"] == rows["pred"]]
-    if len(correct):
-        assert (out / "cohort" / "smoothgrad_correct.nii.gz").is_file()
+    right = rows["label"] == rows["pred"]
+    for group, scans in (("correct", right.sum()), ("incorrect", (~right).sum())):  # a map for each group with scans
+        assert (out / "cohort" / f"smoothgrad_{group}.nii.gz").is_file() == (scans > 0), (group, scans)
 
 
 def test_single_scan_result_round_trips_through_the_writer(tmp_path):
