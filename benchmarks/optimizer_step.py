@@ -53,8 +53,8 @@ def main() -> None:
     config = ConfigParser()
     config.read_config(str(config_path("train")))
     config.update({"num_slices": args.num_slices, "image_size": args.image_size})
-    shipped = config.get("optimizer")
-    assert shipped["_target_"] == "torch.optim.AdamW" and shipped.get("fused") is True, shipped
+    optimizer_config = config.get("optimizer")
+    assert optimizer_config["_target_"] == "torch.optim.AdamW" and optimizer_config.get("fused") is True
     trainer = config.get("train#trainer")
     assert trainer.get("optim_set_to_none") is True, trainer
     torch.manual_seed(0)
@@ -87,8 +87,7 @@ def main() -> None:
             "iteration_s": _seconds(iteration, args.repeats),
             "step_s": _seconds(optimizer.step, args.repeats),
         }
-        for param in network.parameters():
-            param.grad = None
+        network.zero_grad(set_to_none=True)
     base, fused, shipped = rows.values()
     zeroed, to_none = (weights[name] for name in list(variants)[1:])
     result = {

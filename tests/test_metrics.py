@@ -262,7 +262,7 @@ def test_a_scan_predicted_twice_stops_the_run(tmp_path):
 
 
 #: each case's shards of CASE_B's 9 scans over 2 ranks: uneven (5 + 4), and scan 0 repeated on rank 1, as a
-#: DistributedSampler with even_divisible=True pads the shards
+#: DistributedSampler with even_divisible=True pads the shards (last: the run it stops ends the ranks' collectives)
 DDP_CASES = {"uneven": [[0, 1, 2, 3, 4], [5, 6, 7, 8]], "repeated": [[0, 1, 2, 3, 4], [5, 6, 7, 8, 0]]}
 
 
